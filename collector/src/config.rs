@@ -1,0 +1,298 @@
+//! The collector's configuration file: strict, versioned TOML.
+//!
+//! ```toml
+//! version = 1
+//! [server]
+//! listen = "0.0.0.0:7443"
+//! [tls]
+//! ca_file = "/etc/transmissor/ca.pem"
+//! cert_file = "/etc/transmissor/server.pem"
+//! key_file = "/etc/transmissor/server.key"
+//! [database]
+//! url = "postgres://collector@127.0.0.1:5432/analytic"
+//! password_file = "/etc/transmissor/db.password"
+//! ```
+//!
+//! Secrets never live in the file itself: the database password comes from
+//! `password_file` (which must not be readable by group or others) or from the
+//! environment variable named by `password_env`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use thiserror::Error;
+
+use transmissor_proto::limits;
+
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config {path}: version {found} is not supported (this collector reads version {CONFIG_VERSION})")]
+    Version { path: PathBuf, found: u32 },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("database password: {0}")]
+    Secret(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    pub version: u32,
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub load: LoadConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// gRPC listen address (mutual TLS).
+    pub listen: SocketAddr,
+    /// How long in-flight calls may take to finish on shutdown.
+    #[serde(default = "default_drain", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// Connections are closed (gracefully) after this age, so load spreads
+    /// across replicas and certificate changes take effect.
+    #[serde(default = "default_conn_age", with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    /// How long a TLS handshake may take.
+    #[serde(default = "default_handshake", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA certificate(s) that sign agent certificates.
+    pub ca_file: PathBuf,
+    /// The collector's server certificate chain and key.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connection URL without a password.
+    pub url: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
+    #[serde(default = "default_acquire", with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadConfig {
+    /// Schema that holds the target tables analysts read.
+    #[serde(default = "default_target_schema")]
+    pub target_schema: String,
+    /// Largest decompressed batch accepted.
+    #[serde(default = "default_max_batch")]
+    pub max_batch_raw_bytes: ByteSize,
+    /// Largest gRPC message accepted.
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: ByteSize,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            target_schema: default_target_schema(),
+            max_batch_raw_bytes: default_max_batch(),
+            max_message_bytes: default_max_message(),
+        }
+    }
+}
+
+fn default_drain() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_conn_age() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_handshake() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_connections() -> u32 {
+    16
+}
+fn default_acquire() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_target_schema() -> String {
+    "analytic".to_string()
+}
+fn default_max_batch() -> ByteSize {
+    ByteSize::b(limits::DEFAULT_MAX_BATCH_RAW_BYTES)
+}
+fn default_max_message() -> ByteSize {
+    ByteSize::b(limits::DEFAULT_MAX_MESSAGE_BYTES as u64)
+}
+
+impl CollectorConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            ConfigError::Version { found, .. } => ConfigError::Version {
+                path: path.to_path_buf(),
+                found,
+            },
+            other => other,
+        })?;
+        Ok(cfg.resolve_relative(path.parent().unwrap_or(Path::new("."))))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        if cfg.version != CONFIG_VERSION {
+            return Err(ConfigError::Version {
+                path: PathBuf::new(),
+                found: cfg.version,
+            });
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        transmissor_proto::names::check_plain("load.target_schema", &self.load.target_schema)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.load.max_batch_raw_bytes.as_u64() < 1024 {
+            return Err(ConfigError::Invalid(
+                "load.max_batch_raw_bytes must be at least 1KiB".into(),
+            ));
+        }
+        if self.database.url.contains('@') {
+            if let Some(userinfo) = self.database.url.split('@').next() {
+                if userinfo.rsplit("//").next().is_some_and(|u| u.contains(':')) {
+                    return Err(ConfigError::Invalid(
+                        "database.url must not contain a password: use database.password_file or database.password_env".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Relative file paths are relative to the config file's directory.
+    fn resolve_relative(mut self, base: &Path) -> Self {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.tls.ca_file);
+        fix(&mut self.tls.cert_file);
+        fix(&mut self.tls.key_file);
+        if let Some(p) = self.database.password_file.as_mut() {
+            fix(p);
+        }
+        self
+    }
+}
+
+impl DatabaseConfig {
+    /// The password, from its file or environment variable (or none).
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(path) = &self.password_file {
+            check_secret_permissions(path)?;
+            let s = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Secret(format!("cannot read {}: {e}", path.display())))?;
+            return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| ConfigError::Secret(format!("environment variable {var} is not set")));
+        }
+        Ok(None)
+    }
+}
+
+/// A secret file must not be readable by group or others.
+pub fn check_secret_permissions(path: &Path) -> Result<(), ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ConfigError::Secret(format!("cannot read {}: {e}", path.display())))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::Secret(format!(
+                "{} has permissions {mode:o}; make it readable by its owner only (chmod 600)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+version = 1
+[server]
+listen = "127.0.0.1:7443"
+drain_timeout = "5s"
+[tls]
+ca_file = "ca.pem"
+cert_file = "server.pem"
+key_file = "server.key"
+[database]
+url = "postgres://collector@127.0.0.1:5432/analytic"
+password_env = "TRANSMISSOR_DB_PASSWORD"
+[load]
+max_batch_raw_bytes = "16MiB"
+"#;
+
+    #[test]
+    fn parses_durations_and_sizes() {
+        let c = CollectorConfig::parse(OK).unwrap();
+        assert_eq!(c.server.drain_timeout, Duration::from_secs(5));
+        assert_eq!(c.load.max_batch_raw_bytes.as_u64(), 16 << 20);
+        assert_eq!(c.load.target_schema, "analytic");
+    }
+
+    #[test]
+    fn unknown_fields_and_versions_refused() {
+        let e = CollectorConfig::parse(&OK.replace("[load]", "[load]\nbogus = 1")).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let e = CollectorConfig::parse(&OK.replace("version = 1", "version = 2")).unwrap_err();
+        assert!(matches!(e, ConfigError::Version { found: 2, .. }));
+    }
+
+    #[test]
+    fn password_in_url_refused() {
+        let e = CollectorConfig::parse(&OK.replace("collector@", "collector:hunter2@")).unwrap_err();
+        assert!(e.to_string().contains("must not contain a password"), "{e}");
+    }
+}

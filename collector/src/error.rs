@@ -1,0 +1,104 @@
+//! The collector's errors, and the one place where they become gRPC statuses.
+
+use thiserror::Error;
+use tonic::{Code, Status};
+
+use transmissor_proto::batch::BatchError;
+
+#[derive(Debug, Error)]
+pub enum CollectorError {
+    /// The caller presented no usable identity.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but may not do this (unknown or revoked agent,
+    /// another municipality's transmission, a claimed identity that differs).
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("transmission {0} does not exist for this agent")]
+    TransmissionNotFound(i64),
+    /// The request does not fit the transmission's state (committed, failed,
+    /// schema changed, batches missing at commit).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("batch {seq} of transmission {transmission}: {source}")]
+    Batch {
+        transmission: i64,
+        seq: u32,
+        source: BatchError,
+    },
+    #[error("batch {seq} of transmission {transmission} was already received with different content (crc32c {held:08x}, now {sent:08x})")]
+    BatchConflict {
+        transmission: i64,
+        seq: u32,
+        held: u32,
+        sent: u32,
+    },
+    /// The data does not load into the target (e.g. a value the type rejects).
+    #[error("batch {seq} of transmission {transmission} does not load: {message}")]
+    Copy {
+        transmission: i64,
+        seq: u32,
+        message: String,
+    },
+    #[error("database unavailable: {0}")]
+    DatabaseUnavailable(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl CollectorError {
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::PermissionDenied(_) => Code::PermissionDenied,
+            Self::InvalidArgument(_) | Self::Copy { .. } => Code::InvalidArgument,
+            Self::Batch { source, .. } => match source {
+                BatchError::TooLarge { .. } => Code::ResourceExhausted,
+                BatchError::Checksum { .. } => Code::DataLoss,
+                _ => Code::InvalidArgument,
+            },
+            Self::TransmissionNotFound(_) => Code::NotFound,
+            Self::FailedPrecondition(_) => Code::FailedPrecondition,
+            Self::BatchConflict { .. } => Code::AlreadyExists,
+            Self::DatabaseUnavailable(_) => Code::Unavailable,
+            Self::Database(e) => {
+                if is_transient_db_error(e) {
+                    Code::Unavailable
+                } else {
+                    Code::Internal
+                }
+            }
+            Self::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+/// Connection loss, pool exhaustion, serialization failures and the like:
+/// an agent should simply retry.
+fn is_transient_db_error(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| {
+            // 40001 serialization, 40P01 deadlock, 55P03 lock not available,
+            // 57P01..03 shutdown / cannot connect now, 08xxx connection.
+            c.starts_with("40") || c == "55P03" || c.starts_with("57P") || c.starts_with("08")
+        }),
+        _ => false,
+    }
+}
+
+impl From<CollectorError> for Status {
+    fn from(e: CollectorError) -> Self {
+        let code = e.code();
+        match code {
+            Code::Internal => tracing::error!(error = %e, "request failed"),
+            Code::Unavailable => tracing::warn!(error = %e, "request failed, caller will retry"),
+            _ => tracing::warn!(code = ?code, error = %e, "request refused"),
+        }
+        Status::new(code, e.to_string())
+    }
+}

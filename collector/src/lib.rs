@@ -1,0 +1,42 @@
+//! transmissor-collector: knows each municipality by its client certificate,
+//! loads the analytic PostgreSQL exactly once, records every transmission.
+//!
+//! | module       | responsibility                                                   |
+//! |--------------|------------------------------------------------------------------|
+//! | [`config`]   | strict, versioned TOML configuration; secrets from file/env       |
+//! | [`db`]       | connection pool with pinned session settings; embedded migrations |
+//! | [`tls`]      | TLS 1.3 listener config (ring), handshakes, failure reasons       |
+//! | [`identity`] | client certificate → authenticated agent (the one check per call) |
+//! | [`service`]  | the gRPC `Transmission` service: thin translation layer          |
+//! | [`load`]     | begin / batch / commit / abort / status against PostgreSQL       |
+//! | [`error`]    | error type and its single mapping to gRPC status                 |
+//! | [`health`]   | `grpc.health.v1` driven by real database reachability            |
+//! | [`server`]   | `prepare` (checks before binding) and `run` (serve, drain, stop) |
+//! | [`status`]   | the per-municipality status report                               |
+//! | [`registry`] | municipalities and agents                                        |
+//! | [`pki`]      | the CA: issuing server and agent certificates                    |
+//! | [`devcerts`] | a development PKI in a directory                                 |
+//! | [`shutdown`] | SIGINT/SIGTERM → cancellation                                    |
+
+/// `format!` for SQL whose dynamic parts are validated names quoted with
+/// `quote_ident`/`quote_literal` or numbers only (audited at each use).
+macro_rules! audited_sql {
+    ($($t:tt)*) => {
+        sqlx::AssertSqlSafe(format!($($t)*))
+    };
+}
+
+pub mod config;
+pub mod db;
+pub mod devcerts;
+pub mod error;
+pub mod health;
+pub mod identity;
+pub mod load;
+pub mod pki;
+pub mod registry;
+pub mod server;
+pub mod service;
+pub mod shutdown;
+pub mod status;
+pub mod tls;

@@ -1,0 +1,104 @@
+//! Loading transmissions into the analytic database, exactly once.
+//!
+//! | file               | responsibility                                                   |
+//! |--------------------|------------------------------------------------------------------|
+//! | `load/schema.rs`   | column specs, type allow-list, target DDL, schema-change errors  |
+//! | `load/begin.rs`    | opening (or finding) a transmission and its staging table        |
+//! | `load/batch.rs`    | one batch = one DB transaction: ledger row + `COPY` into staging |
+//! | `load/commit.rs`   | making a transmission visible at once; abort; status             |
+//!
+//! Guarantees (see ARCHITECTURE.md): a batch is acknowledged only after the
+//! transaction holding its rows and its ledger row has committed; a repeated
+//! batch is recognised by `(transmission, seq)` and not loaded again; nothing
+//! of a transmission is visible in the target until its commit, which either
+//! swaps the municipality's partition (`snapshot`) or inserts the staged rows
+//! (`append`) in one transaction with the state change.
+
+pub mod batch;
+mod begin;
+mod commit;
+pub mod schema;
+
+use sqlx::PgPool;
+
+pub use batch::BatchOutcome;
+pub use begin::{BeginOutcome, BeginSpec};
+pub use commit::{CommitOutcome, StatusOutcome};
+
+/// Transmission states as stored in `transmissor.transmissions.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxState {
+    Open,
+    Committed,
+    Failed,
+    Aborted,
+}
+
+impl TxState {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "committed" => Self::Committed,
+            "failed" => Self::Failed,
+            "aborted" => Self::Aborted,
+            _ => Self::Open,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Committed => "committed",
+            Self::Failed => "failed",
+            Self::Aborted => "aborted",
+        }
+    }
+
+    pub fn to_pb(self) -> transmissor_proto::pb::State {
+        use transmissor_proto::pb::State;
+        match self {
+            Self::Open => State::Open,
+            Self::Committed => State::Committed,
+            Self::Failed => State::Failed,
+            Self::Aborted => State::Aborted,
+        }
+    }
+}
+
+/// Loads transmissions; shared by all RPC handlers.
+#[derive(Clone)]
+pub struct Loader {
+    pool: PgPool,
+    target_schema: String,
+    max_batch_raw_bytes: u64,
+}
+
+impl Loader {
+    pub fn new(pool: PgPool, target_schema: String, max_batch_raw_bytes: u64) -> Self {
+        Self {
+            pool,
+            target_schema,
+            max_batch_raw_bytes,
+        }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// `schema.target`, quoted.
+    fn qualified_target(&self, target: &str) -> String {
+        format!(
+            "{}.{}",
+            transmissor_proto::names::quote_ident(&self.target_schema),
+            transmissor_proto::names::quote_ident(target)
+        )
+    }
+}
+
+/// Staging table of a transmission, in schema `transmissor_staging`.
+pub fn staging_table(transmission_id: i64) -> String {
+    format!("transmissor_staging.t_{transmission_id}")
+}
+
+/// Schema that holds the attached partitions of snapshot targets.
+pub const PARTS_SCHEMA: &str = "transmissor_parts";

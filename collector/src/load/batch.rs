@@ -1,0 +1,133 @@
+//! One batch = one database transaction: the ledger row and the batch's rows
+//! in the transmission's staging table commit together, or neither does.
+
+use super::schema::{self, ColumnSpec};
+use super::{Loader, TxState, staging_table};
+use crate::error::CollectorError;
+use crate::identity::Caller;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchOutcome {
+    Loaded,
+    Duplicate,
+}
+
+/// A batch as received.
+pub struct IncomingBatch {
+    pub transmission_id: i64,
+    pub seq: u32,
+    pub rows: u64,
+    pub raw_len: u64,
+    pub crc32c: u32,
+    pub data: bytes::Bytes,
+}
+
+impl Loader {
+    pub async fn put_batch(
+        &self,
+        caller: Caller,
+        b: IncomingBatch,
+    ) -> Result<BatchOutcome, CollectorError> {
+        let id = b.transmission_id;
+        if b.seq == 0 {
+            return Err(CollectorError::InvalidArgument(format!(
+                "batch of transmission {id}: sequence numbers start at 1"
+            )));
+        }
+        // Decompress under the cap, off the async threads, before touching the database.
+        let max = self.max_batch_raw_bytes;
+        let (data, raw_len, crc) = (b.data.clone(), b.raw_len, b.crc32c);
+        let raw = tokio::task::spawn_blocking(move || {
+            transmissor_proto::batch::decompress_checked(&data, raw_len, crc, max)
+        })
+        .await
+        .map_err(|e| CollectorError::Internal(e.to_string()))?
+        .map_err(|source| CollectorError::Batch {
+            transmission: id,
+            seq: b.seq,
+            source,
+        })?;
+
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(uuid::Uuid, String, sqlx::types::Json<Vec<ColumnSpec>>)> = sqlx::query_as(
+            "SELECT agent_id, state, columns FROM transmissor.transmissions WHERE id = $1 FOR SHARE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((agent, state, cols)) = row.filter(|(agent, _, _)| *agent == caller.agent_id) else {
+            return Err(CollectorError::TransmissionNotFound(id));
+        };
+        let _ = agent;
+        let state = TxState::parse(&state);
+
+        let inserted = sqlx::query(
+            "INSERT INTO transmissor.batches (transmission_id, seq, rows, raw_bytes, compressed_bytes, crc32c) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (transmission_id, seq) DO NOTHING",
+        )
+        .bind(id)
+        .bind(b.seq as i32)
+        .bind(b.rows as i64)
+        .bind(b.raw_len as i64)
+        .bind(b.data.len() as i64)
+        .bind(i64::from(b.crc32c))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            let (held,): (i64,) = sqlx::query_as(
+                "SELECT crc32c FROM transmissor.batches WHERE transmission_id = $1 AND seq = $2",
+            )
+            .bind(id)
+            .bind(b.seq as i32)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            if held as u32 != b.crc32c {
+                return Err(CollectorError::BatchConflict {
+                    transmission: id,
+                    seq: b.seq,
+                    held: held as u32,
+                    sent: b.crc32c,
+                });
+            }
+            tracing::debug!(transmission = id, seq = b.seq, "duplicate batch acknowledged");
+            return Ok(BatchOutcome::Duplicate);
+        }
+        if state != TxState::Open {
+            return Err(CollectorError::FailedPrecondition(format!(
+                "transmission {id} is {}; it takes no more batches",
+                state.as_str()
+            )));
+        }
+
+        let copy = schema::copy_in_sql(&staging_table(id), &cols.0);
+        let mut sink = (*tx).copy_in_raw(&copy).await?;
+        let loaded = match sink.send(raw.as_slice()).await {
+            Ok(_) => sink.finish().await,
+            Err(e) => {
+                let _ = sink.abort("transmissor: batch send failed").await;
+                Err(e)
+            }
+        };
+        let loaded = match loaded {
+            Ok(n) => n,
+            Err(sqlx::Error::Database(db)) => {
+                return Err(CollectorError::Copy {
+                    transmission: id,
+                    seq: b.seq,
+                    message: db.message().to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if loaded != b.rows {
+            return Err(CollectorError::InvalidArgument(format!(
+                "batch {} of transmission {id} declares {} rows but holds {loaded}",
+                b.seq, b.rows
+            )));
+        }
+        tx.commit().await?;
+        Ok(BatchOutcome::Loaded)
+    }
+}

@@ -1,0 +1,271 @@
+//! Ending a transmission: commit (all at once), abort, and status.
+
+use transmissor_proto::checksum::TransmissionDigest;
+use transmissor_proto::names::quote_literal;
+
+use super::schema::{self, ColumnSpec};
+use super::{Loader, PARTS_SCHEMA, TxState, staging_table};
+use crate::error::CollectorError;
+use crate::identity::Caller;
+
+#[derive(Debug, Clone)]
+pub struct CommitOutcome {
+    pub state: TxState,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StatusOutcome {
+    pub state: TxState,
+    pub held_seqs: Vec<u32>,
+    pub error: Option<String>,
+}
+
+struct Locked {
+    ibge: String,
+    state: TxState,
+    mode: String,
+    target: String,
+    columns: Vec<ColumnSpec>,
+    rows: i64,
+}
+
+impl Loader {
+    /// Locks the caller's transmission row for the rest of `tx`.
+    async fn lock(
+        tx: &mut sqlx::PgConnection,
+        caller: Caller,
+        id: i64,
+    ) -> Result<Locked, CollectorError> {
+        #[allow(clippy::type_complexity)]
+        let row: Option<(String, uuid::Uuid, String, String, String, sqlx::types::Json<Vec<ColumnSpec>>, i64)> =
+            sqlx::query_as(
+                "SELECT ibge, agent_id, state, mode, target, columns, rows \
+                 FROM transmissor.transmissions WHERE id = $1 FOR UPDATE",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row {
+            Some((ibge, agent, state, mode, target, columns, rows)) if agent == caller.agent_id => Ok(Locked {
+                ibge,
+                state: TxState::parse(&state),
+                mode,
+                target,
+                columns: columns.0,
+                rows,
+            }),
+            _ => Err(CollectorError::TransmissionNotFound(id)),
+        }
+    }
+
+    pub async fn commit(
+        &self,
+        caller: Caller,
+        id: i64,
+        total_batches: u32,
+        total_rows: u64,
+        digest: &str,
+    ) -> Result<CommitOutcome, CollectorError> {
+        let mut tx = self.pool.begin().await?;
+        let t = Self::lock(&mut tx, caller, id).await?;
+        match t.state {
+            TxState::Committed => {
+                return Ok(CommitOutcome {
+                    state: TxState::Committed,
+                    rows: t.rows as u64,
+                });
+            }
+            TxState::Failed | TxState::Aborted => {
+                return Err(CollectorError::FailedPrecondition(format!(
+                    "transmission {id} is {} and cannot be committed",
+                    t.state.as_str()
+                )));
+            }
+            TxState::Open => {}
+        }
+
+        let ledger: Vec<(i32, i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT seq, rows, crc32c, raw_bytes, compressed_bytes FROM transmissor.batches \
+             WHERE transmission_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let held: std::collections::HashSet<u32> = ledger.iter().map(|r| r.0 as u32).collect();
+        let missing: Vec<u32> = (1..=total_batches).filter(|s| !held.contains(s)).collect();
+        if !missing.is_empty() {
+            let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+            return Err(CollectorError::FailedPrecondition(format!(
+                "transmission {id} cannot commit: {} of {total_batches} batches missing ({}{})",
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > 20 { ", ..." } else { "" }
+            )));
+        }
+        let mut d = TransmissionDigest::new();
+        let (mut raw, mut comp) = (0i64, 0i64);
+        for &(seq, rows, crc, r, c) in &ledger {
+            d.add(seq as u32, rows as u64, crc as u32);
+            raw += r;
+            comp += c;
+        }
+        let (batches, rows) = (d.batches(), d.rows());
+        let computed = d.finish();
+        if batches != total_batches || rows != total_rows || computed != digest {
+            let msg = format!(
+                "transmission {id} does not match what the agent extracted: collector holds {batches} batches / {rows} rows (digest {computed}), agent declares {total_batches} / {total_rows} (digest {digest})"
+            );
+            self.finish(&mut tx, id, TxState::Failed, Some(&msg)).await?;
+            tx.commit().await?;
+            return Err(CollectorError::FailedPrecondition(msg));
+        }
+
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('transmissor.target:' || $1))")
+            .bind(&t.target)
+            .execute(&mut *tx)
+            .await?;
+        let parent = self.qualified_target(&t.target);
+        let staging = staging_table(id);
+        if t.mode == "snapshot" {
+            let bound = format!("FOR VALUES IN ({})", quote_literal(&t.ibge));
+            let old: Vec<(String,)> = sqlx::query_as(
+                "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+                 WHERE i.inhparent = to_regclass($1) AND pg_get_expr(c.relpartbound, c.oid) = $2",
+            )
+            .bind(&parent)
+            .bind(&bound)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (old,) in old {
+                sqlx::query(audited_sql!("ALTER TABLE {parent} DETACH PARTITION {old}"))
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(audited_sql!("DROP TABLE {old}")).execute(&mut *tx).await?;
+            }
+            sqlx::query(audited_sql!("ALTER TABLE {staging} SET SCHEMA {PARTS_SCHEMA}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(audited_sql!(
+                "ALTER TABLE {parent} ATTACH PARTITION {PARTS_SCHEMA}.t_{id} {bound}"
+            ))
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            let cols: Vec<String> = std::iter::once(schema::IBGE_COLUMN.to_string())
+                .chain(std::iter::once(schema::TRANSMISSION_COLUMN.to_string()))
+                .chain(t.columns.iter().map(|c| transmissor_proto::names::quote_ident(&c.name)))
+                .collect();
+            let cols = cols.join(", ");
+            sqlx::query(audited_sql!("INSERT INTO {parent} ({cols}) SELECT {cols} FROM {staging}"))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(audited_sql!("DROP TABLE {staging}")).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE transmissor.transmissions SET state = 'committed', finished_at = now(), \
+               batches = $2, rows = $3, raw_bytes = $4, compressed_bytes = $5, error = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(batches as i32)
+        .bind(rows as i64)
+        .bind(raw)
+        .bind(comp)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        tracing::info!(transmission = id, ibge = %t.ibge, target_table = %t.target, rows, batches, raw_bytes = raw, compressed_bytes = comp, "transmission committed");
+        Ok(CommitOutcome {
+            state: TxState::Committed,
+            rows,
+        })
+    }
+
+    /// Ends an open transmission without loading it. `run_id`/`job` find it
+    /// when the agent never learned its id.
+    pub async fn abort(
+        &self,
+        caller: Caller,
+        id: Option<i64>,
+        run_job: Option<(uuid::Uuid, String)>,
+        failed: bool,
+        reason: &str,
+    ) -> Result<TxState, CollectorError> {
+        let id = match (id, run_job) {
+            (Some(id), _) => id,
+            (None, Some((run, job))) => {
+                let found: Option<(i64,)> = sqlx::query_as(
+                    "SELECT id FROM transmissor.transmissions WHERE agent_id = $1 AND run_id = $2 AND job = $3",
+                )
+                .bind(caller.agent_id)
+                .bind(run)
+                .bind(&job)
+                .fetch_optional(&self.pool)
+                .await?;
+                match found {
+                    Some((id,)) => id,
+                    // Never begun: nothing to end.
+                    None => return Ok(if failed { TxState::Failed } else { TxState::Aborted }),
+                }
+            }
+            (None, None) => {
+                return Err(CollectorError::InvalidArgument(
+                    "abort needs a transmission id or a run id and job".into(),
+                ));
+            }
+        };
+        let mut tx = self.pool.begin().await?;
+        let t = Self::lock(&mut tx, caller, id).await?;
+        if t.state != TxState::Open {
+            return Ok(t.state);
+        }
+        let state = if failed { TxState::Failed } else { TxState::Aborted };
+        let reason: String = reason.chars().take(4000).collect();
+        self.finish(&mut tx, id, state, Some(&reason)).await?;
+        tx.commit().await?;
+        tracing::warn!(transmission = id, ibge = %t.ibge, state = state.as_str(), %reason, "transmission ended without loading");
+        Ok(state)
+    }
+
+    async fn finish(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        id: i64,
+        state: TxState,
+        error: Option<&str>,
+    ) -> Result<(), CollectorError> {
+        sqlx::query(audited_sql!("DROP TABLE IF EXISTS {}", staging_table(id)))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE transmissor.transmissions SET state = $2, error = $3, finished_at = now(), \
+               batches = (SELECT count(*) FROM transmissor.batches WHERE transmission_id = $1), \
+               rows = (SELECT coalesce(sum(rows), 0) FROM transmissor.batches WHERE transmission_id = $1) \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(state.as_str())
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn status(&self, caller: Caller, id: i64) -> Result<StatusOutcome, CollectorError> {
+        let row: Option<(uuid::Uuid, String, Option<String>)> = sqlx::query_as(
+            "SELECT agent_id, state, error FROM transmissor.transmissions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some((agent, state, error)) if agent == caller.agent_id => Ok(StatusOutcome {
+                state: TxState::parse(&state),
+                held_seqs: self.held_seqs(id).await?,
+                error,
+            }),
+            _ => Err(CollectorError::TransmissionNotFound(id)),
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The `transmissor.v1.Transmission` gRPC service: authenticate, translate,
+//! delegate to [`crate::load`]. Errors become statuses in [`crate::error`].
+
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use transmissor_proto::pb;
+use transmissor_proto::pb::transmission_server::Transmission;
+
+use crate::error::CollectorError;
+use crate::identity::Authenticator;
+use crate::load::batch as batch_input;
+use crate::load::{BatchOutcome, BeginSpec, Loader, schema};
+
+pub struct TransmissionService {
+    auth: Authenticator,
+    loader: Loader,
+}
+
+impl TransmissionService {
+    pub fn new(auth: Authenticator, loader: Loader) -> Self {
+        Self { auth, loader }
+    }
+}
+
+fn parse_run_id(s: &str) -> Result<Uuid, CollectorError> {
+    Uuid::parse_str(s)
+        .map_err(|_| CollectorError::InvalidArgument(format!("run_id {s:?} is not a UUID")))
+}
+
+#[tonic::async_trait]
+impl Transmission for TransmissionService {
+    async fn begin(
+        &self,
+        request: Request<pb::BeginRequest>,
+    ) -> Result<Response<pb::BeginResponse>, Status> {
+        let caller = self.auth.authenticate(&request).await?;
+        let r = request.into_inner();
+        if !r.claimed_ibge.is_empty() && r.claimed_ibge != caller.ibge.as_str() {
+            tracing::warn!(ibge = %caller.ibge, agent = %caller.agent_id, claimed = %r.claimed_ibge, "payload claims another municipality");
+            return Err(CollectorError::PermissionDenied(format!(
+                "the request claims municipality {} but the client certificate is for {}; the certificate decides",
+                r.claimed_ibge, caller.ibge
+            ))
+            .into());
+        }
+        let spec = BeginSpec {
+            run_id: parse_run_id(&r.run_id)?,
+            mode: schema::mode_str(r.mode)?,
+            columns: r.columns.iter().map(schema::ColumnSpec::from).collect(),
+            job: r.job,
+            target: r.target,
+            plan_version: r.plan_version,
+            snapshot: r.snapshot,
+            source_server_version: r.source_server_version,
+            agent_version: r.agent_version,
+        };
+        let out = self.loader.begin(caller, spec).await?;
+        Ok(Response::new(pb::BeginResponse {
+            transmission_id: out.transmission_id,
+            state: out.state.to_pb() as i32,
+            held_seqs: out.held_seqs,
+        }))
+    }
+
+    async fn put_batch(
+        &self,
+        request: Request<pb::PutBatchRequest>,
+    ) -> Result<Response<pb::PutBatchResponse>, Status> {
+        let caller = self.auth.authenticate(&request).await?;
+        let r = request.into_inner();
+        let out = self
+            .loader
+            .put_batch(
+                caller,
+                batch_input::IncomingBatch {
+                    transmission_id: r.transmission_id,
+                    seq: r.seq,
+                    rows: r.rows,
+                    raw_len: r.raw_len,
+                    crc32c: r.crc32c,
+                    data: r.data,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::PutBatchResponse {
+            duplicate: out == BatchOutcome::Duplicate,
+        }))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<pb::CommitRequest>,
+    ) -> Result<Response<pb::CommitResponse>, Status> {
+        let caller = self.auth.authenticate(&request).await?;
+        let r = request.into_inner();
+        let out = self
+            .loader
+            .commit(caller, r.transmission_id, r.total_batches, r.total_rows, &r.digest)
+            .await?;
+        Ok(Response::new(pb::CommitResponse {
+            state: out.state.to_pb() as i32,
+            rows: out.rows,
+        }))
+    }
+
+    async fn status(
+        &self,
+        request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let caller = self.auth.authenticate(&request).await?;
+        let id = request.into_inner().transmission_id;
+        let out = self.loader.status(caller, id).await?;
+        Ok(Response::new(pb::StatusResponse {
+            transmission_id: id,
+            state: out.state.to_pb() as i32,
+            held_seqs: out.held_seqs,
+            error: out.error.unwrap_or_default(),
+        }))
+    }
+
+    async fn abort(
+        &self,
+        request: Request<pb::AbortRequest>,
+    ) -> Result<Response<pb::AbortResponse>, Status> {
+        let caller = self.auth.authenticate(&request).await?;
+        let r = request.into_inner();
+        let id = (r.transmission_id > 0).then_some(r.transmission_id);
+        let run_job = if id.is_none() {
+            Some((parse_run_id(&r.run_id)?, r.job))
+        } else {
+            None
+        };
+        let state = self
+            .loader
+            .abort(caller, id, run_job, r.failed, &r.reason)
+            .await?;
+        Ok(Response::new(pb::AbortResponse {
+            state: state.to_pb() as i32,
+        }))
+    }
+}

@@ -1,0 +1,88 @@
+//! `transmissor-collector status`: the last transmission of every
+//! municipality and job, for people watching many municipalities at once.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LastTransmission {
+    pub ibge: String,
+    pub municipality: String,
+    pub job: String,
+    pub transmission_id: i64,
+    pub state: String,
+    pub rows: i64,
+    pub raw_bytes: i64,
+    pub compressed_bytes: i64,
+    pub batches: i32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+pub async fn last_transmissions(pool: &PgPool) -> Result<Vec<LastTransmission>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT DISTINCT ON (t.ibge, t.job) \
+           t.ibge::text AS ibge, m.name AS municipality, t.job, t.id AS transmission_id, t.state, \
+           t.rows, t.raw_bytes, t.compressed_bytes, t.batches, t.started_at, t.finished_at, t.error \
+         FROM transmissor.transmissions t JOIN transmissor.municipalities m USING (ibge) \
+         ORDER BY t.ibge, t.job, t.started_at DESC, t.id DESC",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+fn human_bytes(n: i64) -> String {
+    bytesize::ByteSize::b(n.max(0) as u64).display().iec().to_string()
+}
+
+/// Renders the table shown by `status`.
+pub fn render(rows: &[LastTransmission]) -> String {
+    let header = [
+        "IBGE", "MUNICIPALITY", "JOB", "ID", "STATE", "ROWS", "RAW", "COMPRESSED", "DURATION", "FINISHED (UTC)", "ERROR",
+    ];
+    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
+    for r in rows {
+        let duration = r
+            .finished_at
+            .map(|f| format!("{:.1}s", (f - r.started_at).num_milliseconds() as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        let mut error = r.error.clone().unwrap_or_default().replace('\n', " ");
+        if error.chars().count() > 120 {
+            error = error.chars().take(117).collect::<String>() + "...";
+        }
+        table.push(vec![
+            r.ibge.clone(),
+            r.municipality.clone(),
+            r.job.clone(),
+            r.transmission_id.to_string(),
+            r.state.clone(),
+            r.rows.to_string(),
+            human_bytes(r.raw_bytes),
+            human_bytes(r.compressed_bytes),
+            duration,
+            r.finished_at
+                .map(|f| f.format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_else(|| "-".into()),
+            error,
+        ]);
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &table {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    if rows.is_empty() {
+        out.push_str("(no transmissions yet)\n");
+    }
+    out
+}

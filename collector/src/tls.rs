@@ -1,0 +1,154 @@
+//! TLS for the gRPC listener: TLS 1.3 only, `ring` provider, client
+//! certificates verified against the agents' CA.
+//!
+//! Client certificates are *optional at the TLS layer* and required by
+//! [`crate::identity`] for every data RPC: a caller without a certificate then
+//! gets a precise `UNAUTHENTICATED` status instead of an opaque handshake
+//! failure, and the (future) enrollment RPC can share the port. A certificate
+//! that does not chain to the CA still fails the handshake; the reason rustls
+//! gives is logged at warn level.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::TlsConfig;
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {message}")]
+    Pem { path: String, message: String },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: String },
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(String),
+}
+
+/// Installs the process-wide crypto provider (ring). Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Pem {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(certs)
+}
+
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Builds the server configuration from the configured files.
+pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for ca in load_certs(&cfg.ca_file)? {
+        roots.add(ca)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&cfg.cert_file)?, load_key(&cfg.key_file)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts TCP connections and completes TLS handshakes concurrently,
+/// yielding established streams. Handshake failures are logged, never fatal.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    handshake_timeout: Duration,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<io::Result<TlsStream<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(64);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, peer) = tokio::select! {
+                () = shutdown.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                    Ok(Ok(stream)) => {
+                        let _ = tx.send(Ok(stream)).await;
+                    }
+                    Ok(Err(e)) => log_handshake_failure(peer, &e),
+                    Err(_) => tracing::warn!(%peer, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+    rx
+}
+
+fn log_handshake_failure(peer: SocketAddr, e: &io::Error) {
+    let reason = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .map(describe_rustls_error)
+        .unwrap_or_else(|| e.to_string());
+    tracing::warn!(%peer, %reason, "tls handshake refused");
+}
+
+/// A short, operator-readable reason for a failed handshake.
+pub fn describe_rustls_error(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => "client certificate expired".into(),
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "client certificate not valid yet (check the agent's clock)".into()
+            }
+            C::UnknownIssuer => "client certificate from an unknown CA".into(),
+            C::Revoked => "client certificate revoked".into(),
+            C::BadSignature => "client certificate has a bad signature".into(),
+            other => format!("invalid client certificate: {other:?}"),
+        },
+        rustls::Error::PeerIncompatible(p) => format!("client incompatible: {p:?} (TLS 1.3 is required)"),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,22 @@
+//! Wire contract shared by `transmissor-agent` and `transmissor-collector`.
+//!
+//! | module       | what it holds                                                        |
+//! |--------------|----------------------------------------------------------------------|
+//! | [`pb`]       | gRPC messages and services generated from `transmissor/v1/*.proto`   |
+//! | [`batch`]    | compressing a batch of COPY rows, and decompressing it under caps    |
+//! | [`checksum`] | CRC-32C of a batch and the digest of a whole transmission            |
+//! | [`identity`] | IBGE municipality codes and the agent identity URI in certificates   |
+//! | [`limits`]   | message and batch size limits both sides agree on                     |
+//! | [`names`]    | validation and quoting of SQL identifiers carried on the wire        |
+
+pub mod batch;
+pub mod checksum;
+pub mod identity;
+pub mod limits;
+pub mod names;
+
+/// Generated protobuf and gRPC code (package `transmissor.v1`).
+#[allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]
+pub mod pb {
+    tonic::include_proto!("transmissor.v1");
+}
