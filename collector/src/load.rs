@@ -23,7 +23,7 @@ use sqlx::PgPool;
 
 pub use batch::BatchOutcome;
 pub use begin::{BeginOutcome, BeginSpec};
-pub use commit::{CommitOutcome, StatusOutcome};
+pub use commit::{CommitOutcome, NeverBegun, StatusOutcome};
 
 /// Transmission states as stored in `transmissor.transmissions.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use transmissor_proto::pb::transmission_server::Transmission;
 use crate::error::CollectorError;
 use crate::identity::Authenticator;
 use crate::load::batch as batch_input;
-use crate::load::{BatchOutcome, BeginSpec, Loader, schema};
+use crate::load::{BatchOutcome, BeginSpec, Loader, NeverBegun, schema};
 
 pub struct TransmissionService {
     auth: Authenticator,
@@ -127,7 +127,13 @@ impl Transmission for TransmissionService {
         let r = request.into_inner();
         let id = (r.transmission_id > 0).then_some(r.transmission_id);
         let run_job = if id.is_none() {
-            Some((parse_run_id(&r.run_id)?, r.job))
+            Some(NeverBegun {
+                run_id: parse_run_id(&r.run_id)?,
+                job: r.job,
+                mode: schema::mode_str(r.mode)?,
+                target: r.target,
+                plan_version: r.plan_version,
+            })
         } else {
             None
         };

@@ -1,7 +1,7 @@
 //! Ending a transmission: commit (all at once), abort, and status.
 
 use transmissor_proto::checksum::TransmissionDigest;
-use transmissor_proto::names::quote_literal;
+use transmissor_proto::names::{check_plain, quote_literal};
 
 use super::schema::{self, ColumnSpec};
 use super::{Loader, PARTS_SCHEMA, TxState, staging_table};
@@ -19,6 +19,15 @@ pub struct StatusOutcome {
     pub state: TxState,
     pub held_seqs: Vec<u32>,
     pub error: Option<String>,
+}
+
+/// Identifies a job's transmission by run when its id is unknown.
+pub struct NeverBegun {
+    pub run_id: uuid::Uuid,
+    pub job: String,
+    pub mode: &'static str,
+    pub target: String,
+    pub plan_version: String,
 }
 
 struct Locked {
@@ -188,13 +197,16 @@ impl Loader {
         &self,
         caller: Caller,
         id: Option<i64>,
-        run_job: Option<(uuid::Uuid, String)>,
+        run_job: Option<NeverBegun>,
         failed: bool,
         reason: &str,
     ) -> Result<TxState, CollectorError> {
+        let state = if failed { TxState::Failed } else { TxState::Aborted };
+        let reason: String = reason.chars().take(4000).collect();
         let id = match (id, run_job) {
             (Some(id), _) => id,
-            (None, Some((run, job))) => {
+            (None, Some(nb)) => {
+                let NeverBegun { run_id: run, job, mode, target, plan_version } = nb;
                 let found: Option<(i64,)> = sqlx::query_as(
                     "SELECT id FROM transmissor.transmissions WHERE agent_id = $1 AND run_id = $2 AND job = $3",
                 )
@@ -205,8 +217,32 @@ impl Loader {
                 .await?;
                 match found {
                     Some((id,)) => id,
-                    // Never begun: nothing to end.
-                    None => return Ok(if failed { TxState::Failed } else { TxState::Aborted }),
+                    None => {
+                        // Never begun (e.g. the query failed while being described):
+                        // record it so the failure shows like any transmission.
+                        check_plain("job", &job).map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
+                        check_plain("target", &target)
+                            .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
+                        sqlx::query(
+                            "INSERT INTO transmissor.transmissions \
+                               (ibge, agent_id, run_id, job, mode, target, plan_version, columns, state, error, finished_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, '[]', $8, $9, now()) \
+                             ON CONFLICT (agent_id, run_id, job) DO NOTHING",
+                        )
+                        .bind(caller.ibge.as_str())
+                        .bind(caller.agent_id)
+                        .bind(run)
+                        .bind(&job)
+                        .bind(mode)
+                        .bind(&target)
+                        .bind(&plan_version)
+                        .bind(state.as_str())
+                        .bind(&reason)
+                        .execute(&self.pool)
+                        .await?;
+                        tracing::warn!(ibge = %caller.ibge, %job, state = state.as_str(), %reason, "job ended before its transmission began");
+                        return Ok(state);
+                    }
                 }
             }
             (None, None) => {
@@ -220,8 +256,6 @@ impl Loader {
         if t.state != TxState::Open {
             return Ok(t.state);
         }
-        let state = if failed { TxState::Failed } else { TxState::Aborted };
-        let reason: String = reason.chars().take(4000).collect();
         self.finish(&mut tx, id, state, Some(&reason)).await?;
         tx.commit().await?;
         tracing::warn!(transmission = id, ibge = %t.ibge, state = state.as_str(), %reason, "transmission ended without loading");

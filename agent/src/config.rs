@@ -1,0 +1,482 @@
+//! The agent's configuration file: strict, versioned TOML.
+//!
+//! ```toml
+//! version = 1
+//! [agent]
+//! state_dir = "/var/lib/transmissor-agent"
+//! [source]
+//! host = "127.0.0.1"
+//! port = 5433
+//! dbname = "esus"
+//! user = "transmissor_leitura"
+//! password_file = "/etc/transmissor-agent/source.password"
+//! [collector]
+//! endpoint = "https://coletor.example.gov.br:7443"
+//! ca_file = "ca.pem"
+//! cert_file = "agent.pem"
+//! key_file = "agent.key"
+//! [schedule]
+//! daily_at = ["02:30"]
+//! [[jobs]]
+//! name = "visitas"
+//! mode = "snapshot"
+//! target = "tb_fat_visita_domiciliar"
+//! query = "SELECT * FROM tb_fat_visita_domiciliar"
+//! ```
+//!
+//! The source password comes from `password_file` (owner-only permissions)
+//! or the environment variable named by `password_env`; never from the
+//! command line, and it never reaches a log (it is not part of `Debug`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use thiserror::Error;
+
+use transmissor_proto::limits;
+use transmissor_proto::names::check_plain;
+
+pub const CONFIG_VERSION: u32 = 1;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+    #[error("source password: {0}")]
+    Secret(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub version: u32,
+    pub agent: AgentSection,
+    pub source: SourceConfig,
+    pub collector: CollectorEndpoint,
+    #[serde(default)]
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    pub jobs: Vec<JobConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// Where the agent keeps its state (the spool lives in `<state_dir>/spool`).
+    pub state_dir: PathBuf,
+    /// The municipality this agent believes it serves (informational: the
+    /// collector trusts only the certificate and refuses a mismatch).
+    #[serde(default)]
+    pub ibge: Option<String>,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub dbname: String,
+    pub user: String,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Limit for each job's query.
+    #[serde(default = "default_statement_timeout", with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// The agent never waits long for a lock on the municipal server.
+    #[serde(default = "default_lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("dbname", &self.dbname)
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .field("password_env", &self.password_env)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorEndpoint {
+    /// `https://host:port` of the collector.
+    pub endpoint: String,
+    /// Name to verify in the collector's certificate (default: the host).
+    pub server_name: Option<String>,
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Batches uploaded concurrently per job.
+    #[serde(default = "default_in_flight")]
+    pub in_flight: usize,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: ByteSize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Default: `<state_dir>/spool`.
+    pub dir: Option<PathBuf>,
+    /// The spool never grows past this; extraction stops (loudly) instead.
+    #[serde(default = "default_spool_max")]
+    pub max_bytes: ByteSize,
+    /// Raw size at which a batch is cut (at a row boundary).
+    #[serde(default = "default_batch")]
+    pub batch_raw_bytes: ByteSize,
+    /// zstd level (1-19); higher suits slower links.
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_bytes: default_spool_max(),
+            batch_raw_bytes: default_batch(),
+            zstd_level: default_zstd_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    #[serde(default = "default_retry_initial", with = "humantime_serde")]
+    pub initial: Duration,
+    #[serde(default = "default_retry_max", with = "humantime_serde")]
+    pub max: Duration,
+    /// After this long without progress, a run stops retrying; what was
+    /// extracted stays in the spool and is sent by the next run.
+    #[serde(default = "default_give_up", with = "humantime_serde")]
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial: default_retry_initial(),
+            max: default_retry_max(),
+            give_up_after: default_give_up(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Local times ("HH:MM") of the daily runs.
+    #[serde(default)]
+    pub daily_at: Vec<String>,
+    /// IANA time zone of `daily_at` (default America/Sao_Paulo).
+    pub timezone: Option<String>,
+    /// Run on Monday to Friday only.
+    #[serde(default)]
+    pub weekdays_only: bool,
+    /// Alternatively, a fixed interval between runs (e.g. "1h").
+    #[serde(default, with = "humantime_serde")]
+    pub every: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Snapshot,
+    Append,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub name: String,
+    pub mode: Mode,
+    pub target: String,
+    pub query: String,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_lock_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_in_flight() -> usize {
+    4
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_max_message() -> ByteSize {
+    ByteSize::b(limits::DEFAULT_MAX_MESSAGE_BYTES as u64)
+}
+fn default_spool_max() -> ByteSize {
+    ByteSize::gib(10)
+}
+fn default_batch() -> ByteSize {
+    ByteSize::b(limits::DEFAULT_BATCH_RAW_BYTES)
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+fn default_retry_initial() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_give_up() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+impl AgentConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let cfg = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_path_buf(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(cfg.resolve_relative(path.parent().unwrap_or(Path::new("."))))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::new(),
+            message: e.to_string(),
+        })?;
+        if cfg.version != CONFIG_VERSION {
+            return Err(ConfigError::Invalid(format!(
+                "version {} is not supported (this agent reads version {CONFIG_VERSION})",
+                cfg.version
+            )));
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let inv = |s: String| Err(ConfigError::Invalid(s));
+        if self.jobs.is_empty() {
+            return inv("at least one [[jobs]] entry is needed".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for j in &self.jobs {
+            check_plain("job name", &j.name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            check_plain("job target", &j.target).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            if !names.insert(&j.name) {
+                return inv(format!("job {:?} is defined twice", j.name));
+            }
+            if j.query.trim().is_empty() {
+                return inv(format!("job {:?} has an empty query", j.name));
+            }
+        }
+        if !(1..=19).contains(&self.spool.zstd_level) {
+            return inv("spool.zstd_level must be between 1 and 19".into());
+        }
+        if self.spool.batch_raw_bytes.as_u64() < 1024
+            || self.spool.batch_raw_bytes.as_u64() > limits::DEFAULT_MAX_BATCH_RAW_BYTES
+        {
+            return inv(format!(
+                "spool.batch_raw_bytes must be between 1KiB and {}",
+                ByteSize::b(limits::DEFAULT_MAX_BATCH_RAW_BYTES)
+            ));
+        }
+        if self.collector.in_flight == 0 || self.collector.in_flight > 64 {
+            return inv("collector.in_flight must be between 1 and 64".into());
+        }
+        if !self.collector.endpoint.starts_with("https://") {
+            return inv("collector.endpoint must start with https://".into());
+        }
+        if self.retry.initial.is_zero() || self.retry.max < self.retry.initial {
+            return inv("retry.initial must be > 0 and <= retry.max".into());
+        }
+        if let Some(tz) = &self.schedule.timezone {
+            tz.parse::<chrono_tz::Tz>()
+                .map_err(|_| ConfigError::Invalid(format!("schedule.timezone {tz:?} is not an IANA time zone")))?;
+        }
+        for t in &self.schedule.daily_at {
+            chrono::NaiveTime::parse_from_str(t, "%H:%M")
+                .map_err(|_| ConfigError::Invalid(format!("schedule.daily_at {t:?} is not HH:MM")))?;
+        }
+        Ok(())
+    }
+
+    fn resolve_relative(mut self, base: &Path) -> Self {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.agent.state_dir);
+        fix(&mut self.collector.ca_file);
+        fix(&mut self.collector.cert_file);
+        fix(&mut self.collector.key_file);
+        if let Some(p) = self.source.password_file.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.spool.dir.as_mut() {
+            fix(p);
+        }
+        self
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        self.spool
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.agent.state_dir.join("spool"))
+    }
+
+    /// Version string of the job definitions, sent with each transmission.
+    pub fn plan_version(&self) -> String {
+        sha2_lite::plan_version_of(&self.jobs)
+    }
+}
+
+impl SourceConfig {
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(path) = &self.password_file {
+            check_secret_permissions(path)?;
+            let s = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Secret(format!("cannot read {}: {e}", path.display())))?;
+            return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        if let Some(var) = &self.password_env {
+            return std::env::var(var)
+                .map(Some)
+                .map_err(|_| ConfigError::Secret(format!("environment variable {var} is not set")));
+        }
+        Ok(None)
+    }
+}
+
+fn check_secret_permissions(path: &Path) -> Result<(), ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ConfigError::Secret(format!("cannot read {}: {e}", path.display())))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(ConfigError::Secret(format!(
+                "{} has permissions {mode:o}; make it readable by its owner only (chmod 600)",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+mod sha2_lite {
+    //! Plan version: a short stable hash of the job definitions.
+    use super::JobConfig;
+
+    pub fn plan_version_of(jobs: &[JobConfig]) -> String {
+        let json = serde_json::to_string(jobs).unwrap_or_default();
+        format!("config:{:08x}", crc32c_of(json.as_bytes()))
+    }
+
+    fn crc32c_of(b: &[u8]) -> u32 {
+        transmissor_proto::checksum::crc32c(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) const SAMPLE: &str = r#"
+version = 1
+[agent]
+state_dir = "/tmp/transmissor-test"
+[source]
+host = "127.0.0.1"
+dbname = "esus"
+user = "leitor"
+password_env = "PGPASS_TEST"
+statement_timeout = "30s"
+[collector]
+endpoint = "https://127.0.0.1:7443"
+ca_file = "ca.pem"
+cert_file = "agent.pem"
+key_file = "agent.key"
+[spool]
+batch_raw_bytes = "1MiB"
+[schedule]
+daily_at = ["02:30"]
+weekdays_only = true
+[[jobs]]
+name = "visitas"
+mode = "snapshot"
+target = "tb_visitas"
+query = "SELECT 1 AS x"
+"#;
+
+    #[test]
+    fn parses_sample() {
+        let c = AgentConfig::parse(SAMPLE).unwrap();
+        assert_eq!(c.source.statement_timeout, Duration::from_secs(30));
+        assert_eq!(c.spool.batch_raw_bytes.as_u64(), 1 << 20);
+        assert_eq!(c.jobs[0].mode, Mode::Snapshot);
+        assert!(c.plan_version().starts_with("config:"));
+    }
+
+    #[test]
+    fn strictness() {
+        for (from, to, needle) in [
+            ("version = 1", "version = 7", "version 7"),
+            ("[spool]", "[spool]\nbatch_size = 3", "batch_size"),
+            ("mode = \"snapshot\"", "mode = \"upsert\"", "upsert"),
+            ("target = \"tb_visitas\"", "target = \"tb visitas\"", "not a valid name"),
+            ("https://127.0.0.1:7443", "http://127.0.0.1:7443", "https://"),
+            ("\"02:30\"", "\"2h30\"", "HH:MM"),
+        ] {
+            let e = AgentConfig::parse(&SAMPLE.replace(from, to)).unwrap_err().to_string();
+            assert!(e.contains(needle), "{from} -> {to}: {e}");
+        }
+    }
+
+    #[test]
+    fn password_never_in_debug() {
+        let c = AgentConfig::parse(SAMPLE).unwrap();
+        let d = format!("{c:?}");
+        assert!(d.contains("PGPASS_TEST"));
+        assert!(!d.contains("password:"));
+    }
+}

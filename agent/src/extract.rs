@@ -1,0 +1,290 @@
+//! Extraction: all jobs of a run read one consistent snapshot
+//! (`REPEATABLE READ READ ONLY`), each inside its own savepoint so a failing
+//! query fails only its job. `COPY (query) TO STDOUT` is streamed without
+//! decoding rows: messages (one per row) are coalesced into ~4 MiB batches,
+//! cut at row boundaries, and handed to a compressor thread that writes them
+//! to the spool while the next batch is being read. The snapshot is released
+//! as soon as the last job is extracted, whatever the upload is doing.
+
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{Client, IsolationLevel};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use transmissor_proto::checksum::TransmissionDigest;
+
+use crate::config::{AgentConfig, JobConfig};
+use crate::source::{self, SourceError};
+use crate::spool::{DoneMeta, JobDir, JobMeta, Spool, SpoolError};
+
+/// How far a job's extraction has come; watched by its uploader.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Batches `1..=written` are durable in the spool.
+    pub written: u32,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone)]
+pub enum Phase {
+    Extracting,
+    Done(DoneMeta),
+    Failed(String),
+}
+
+/// A job whose extraction has started: its spool directory and progress.
+pub struct StartedJob {
+    pub dir: JobDir,
+    pub progress: watch::Receiver<Progress>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error("extraction cancelled")]
+    Cancelled,
+}
+
+/// Extracts every job of a run. `started` is called as soon as a job's spool
+/// directory exists, so its upload can begin while extraction goes on.
+/// Returns an error only when the run as a whole could not start (e.g. the
+/// source database is unreachable); job failures are reported through each
+/// job's [`Progress`].
+pub async fn extract_run(
+    cfg: &AgentConfig,
+    spool: &Spool,
+    run_id: Uuid,
+    mut started: impl FnMut(StartedJob),
+    cancel: &CancellationToken,
+) -> Result<(), ExtractError> {
+    let t0 = Instant::now();
+    let mut client = source::connect(&cfg.source).await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(SourceError::from)?;
+    let row = tx
+        .query_one(
+            "SELECT txid_current_snapshot()::text, current_setting('server_version_num')::int4",
+            &[],
+        )
+        .await
+        .map_err(SourceError::from)?;
+    let (snapshot, server_version): (String, i32) = (row.get(0), row.get(1));
+    tracing::info!(%run_id, %snapshot, server_version, jobs = cfg.jobs.len(), "snapshot opened");
+
+    for job in &cfg.jobs {
+        if cancel.is_cancelled() {
+            return Err(ExtractError::Cancelled);
+        }
+        tx.batch_execute("SAVEPOINT transmissor_job").await.map_err(SourceError::from)?;
+        let base = JobMeta {
+            run_id,
+            job: job.name.clone(),
+            mode: job.mode.clone(),
+            target: job.target.clone(),
+            plan_version: cfg.plan_version(),
+            columns: Vec::new(),
+            snapshot: snapshot.clone(),
+            server_version,
+            created_at: chrono::Utc::now(),
+        };
+        let result = extract_job(&tx, cfg, spool, job, base, &mut started, cancel).await;
+        match result {
+            Ok(()) => tx
+                .batch_execute("RELEASE SAVEPOINT transmissor_job")
+                .await
+                .map_err(SourceError::from)?,
+            Err(ExtractError::Cancelled) => return Err(ExtractError::Cancelled),
+            Err(e) => {
+                tracing::error!(job = %job.name, error = %e, "job extraction failed");
+                tx.batch_execute("ROLLBACK TO SAVEPOINT transmissor_job")
+                    .await
+                    .map_err(SourceError::from)?;
+            }
+        }
+    }
+    tx.commit().await.map_err(SourceError::from)?;
+    drop(client);
+    tracing::info!(%run_id, elapsed_ms = t0.elapsed().as_millis() as u64, "snapshot released: extraction finished");
+    Ok(())
+}
+
+/// Extracts one job. Any failure is also recorded in the job's spool
+/// directory (`failed.json`) and progress, so it reaches the collector.
+async fn extract_job(
+    tx: &tokio_postgres::Transaction<'_>,
+    cfg: &AgentConfig,
+    spool: &Spool,
+    job: &JobConfig,
+    mut meta: JobMeta,
+    started: &mut impl FnMut(StartedJob),
+    cancel: &CancellationToken,
+) -> Result<(), ExtractError> {
+    let query = job.query.trim().trim_end_matches(';').trim_end();
+    let described = source::describe(tx, query).await;
+    if let Ok(cols) = &described {
+        meta.columns = cols.clone();
+    }
+    let dir = spool.create_job(&meta)?;
+    let (progress_tx, progress_rx) = watch::channel(Progress {
+        written: 0,
+        phase: Phase::Extracting,
+    });
+    started(StartedJob {
+        dir: dir.clone(),
+        progress: progress_rx,
+    });
+    let fail = |reason: String| {
+        let _ = dir.mark_failed(&reason);
+        progress_tx.send_modify(|p| p.phase = Phase::Failed(reason));
+    };
+    if let Err(e) = described {
+        fail(e.to_string());
+        return Err(e.into());
+    }
+
+    let t0 = Instant::now();
+    match copy_job(tx, cfg, &dir, query, &progress_tx, cancel).await {
+        Ok(done) => {
+            dir.finish(&done)?;
+            tracing::info!(job = %job.name, rows = done.rows, batches = done.batches, raw_bytes = done.raw_bytes,
+                elapsed_ms = t0.elapsed().as_millis() as u64, "job extracted");
+            progress_tx.send_modify(|p| p.phase = Phase::Done(done));
+            Ok(())
+        }
+        Err(ExtractError::Cancelled) => Err(ExtractError::Cancelled),
+        Err(e) => {
+            fail(e.to_string());
+            Err(e)
+        }
+    }
+}
+
+struct RawBatch {
+    seq: u32,
+    rows: u64,
+    bytes: bytes::Bytes,
+}
+
+async fn copy_job(
+    tx: &tokio_postgres::Transaction<'_>,
+    cfg: &AgentConfig,
+    dir: &JobDir,
+    query: &str,
+    progress: &watch::Sender<Progress>,
+    cancel: &CancellationToken,
+) -> Result<DoneMeta, ExtractError> {
+    let batch_size = cfg.spool.batch_raw_bytes.as_u64() as usize;
+    let level = cfg.spool.zstd_level;
+
+    // The compressor/writer runs on a blocking thread, in sequence order, so
+    // COPY parsing and compression overlap. Two batches queue at most.
+    let (to_writer, mut from_reader) = mpsc::channel::<RawBatch>(2);
+    let writer_dir = dir.clone();
+    let writer_progress = progress.clone();
+    let writer = tokio::task::spawn_blocking(move || -> Result<DoneMeta, SpoolError> {
+        let mut digest = TransmissionDigest::new();
+        let mut raw_bytes = 0u64;
+        while let Some(b) = from_reader.blocking_recv() {
+            let h = writer_dir.write_batch(b.seq, b.rows, &b.bytes, level)?;
+            digest.add(h.seq, h.rows, h.crc32c);
+            raw_bytes += h.raw_len;
+            writer_progress.send_modify(|p| p.written = h.seq);
+        }
+        Ok(DoneMeta {
+            batches: digest.batches(),
+            rows: digest.rows(),
+            raw_bytes,
+            digest: digest.finish(),
+        })
+    });
+
+    let read = async {
+        let stream = tx
+            .copy_out(&format!("COPY ({query}) TO STDOUT"))
+            .await
+            .map_err(SourceError::from)?;
+        futures::pin_mut!(stream);
+        let mut buf = BytesMut::with_capacity(batch_size + 64 * 1024);
+        let (mut rows, mut seq) = (0u64, 0u32);
+        loop {
+            let chunk = tokio::select! {
+                () = cancel.cancelled() => return Err(ExtractError::Cancelled),
+                c = stream.next() => c,
+            };
+            match chunk {
+                Some(Ok(data)) => {
+                    // One CopyData message per row in COPY TO: a row boundary.
+                    buf.extend_from_slice(&data);
+                    rows += 1;
+                    if buf.len() >= batch_size {
+                        seq += 1;
+                        let b = RawBatch { seq, rows, bytes: buf.split().freeze() };
+                        rows = 0;
+                        if to_writer.send(b).await.is_err() {
+                            break; // the writer failed; its error is reported below
+                        }
+                    }
+                }
+                Some(Err(e)) => return Err(SourceError::from(e).into()),
+                None => break,
+            }
+        }
+        if !buf.is_empty() {
+            seq += 1;
+            let _ = to_writer.send(RawBatch { seq, rows, bytes: buf.split().freeze() }).await;
+        }
+        drop(to_writer);
+        Ok::<(), ExtractError>(())
+    };
+    let read_result = read.await;
+    let written = writer
+        .await
+        .map_err(|e| SpoolError::Io {
+            path: dir.path().to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    // A writer error (e.g. spool full) explains a reader that stopped early.
+    let done = written?;
+    read_result?;
+    Ok(done)
+}
+
+/// Used by `transmissor-agent check`: describe every job without extracting.
+pub async fn describe_jobs(cfg: &AgentConfig) -> Result<Vec<(String, Result<usize, String>)>, SourceError> {
+    let mut client: Client = source::connect(&cfg.source).await?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let mut out = Vec::new();
+    for job in &cfg.jobs {
+        tx.batch_execute("SAVEPOINT transmissor_check").await?;
+        let query = job.query.trim().trim_end_matches(';').trim_end();
+        match source::describe(&tx, query).await {
+            Ok(cols) => {
+                tx.batch_execute("RELEASE SAVEPOINT transmissor_check").await?;
+                out.push((job.name.clone(), Ok(cols.len())));
+            }
+            Err(e) => {
+                tx.batch_execute("ROLLBACK TO SAVEPOINT transmissor_check").await?;
+                out.push((job.name.clone(), Err(e.to_string())));
+            }
+        }
+    }
+    tx.rollback().await?;
+    Ok(out)
+}

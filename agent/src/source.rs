@@ -1,0 +1,178 @@
+//! The municipal database: a read-only session with pinned settings, the
+//! snapshot transaction, and the description of a job's columns.
+//!
+//! The agent never writes: every run is one `REPEATABLE READ READ ONLY`
+//! transaction, and the session pins what changes COPY text output
+//! (`extra_float_digits`, `DateStyle`, `IntervalStyle`, `TimeZone`,
+//! `client_encoding`, `bytea_output`) so the bytes are the same on
+//! PostgreSQL 9.6 to 17.
+
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio_postgres::{Client, GenericClient, NoTls};
+
+use crate::config::SourceConfig;
+use crate::spool::ColumnMeta;
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    #[error("cannot connect to the source database {host}:{port}/{dbname}: {message}")]
+    Connect {
+        host: String,
+        port: u16,
+        dbname: String,
+        message: String,
+    },
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("source database: {0}")]
+    Db(String),
+    #[error("{0}")]
+    Column(String),
+}
+
+/// Formats a PostgreSQL error the way an operator wants to read it:
+/// severity, SQLSTATE, message, detail, hint and position.
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" (detail: {d})"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" (hint: {h})"));
+            }
+            if let Some(tokio_postgres::error::ErrorPosition::Original(p)) = db.position() {
+                s.push_str(&format!(" (at character {p})"));
+            }
+            s
+        }
+        None => e.to_string(),
+    }
+}
+
+impl From<tokio_postgres::Error> for SourceError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Db(describe_pg_error(&e))
+    }
+}
+
+fn ms(d: Duration) -> u128 {
+    d.as_millis()
+}
+
+/// Connects and pins the session.
+pub async fn connect(cfg: &SourceConfig) -> Result<Client, SourceError> {
+    let mut pg = tokio_postgres::Config::new();
+    pg.host(&cfg.host)
+        .port(cfg.port)
+        .dbname(&cfg.dbname)
+        .user(&cfg.user)
+        .application_name("transmissor-agent")
+        .connect_timeout(cfg.connect_timeout);
+    if let Some(pw) = cfg.password()? {
+        pg.password(pw);
+    }
+    let (client, connection) = pg.connect(NoTls).await.map_err(|e| SourceError::Connect {
+        host: cfg.host.clone(),
+        port: cfg.port,
+        dbname: cfg.dbname.clone(),
+        message: describe_pg_error(&e),
+    })?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %describe_pg_error(&e), "source connection ended");
+        }
+    });
+    client
+        .batch_execute(&format!(
+            "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+             SET TimeZone = 'UTC'; SET client_encoding = 'UTF8'; SET bytea_output = 'hex'; \
+             SET statement_timeout = {}; SET lock_timeout = {}; \
+             SET idle_in_transaction_session_timeout = {}",
+            ms(cfg.statement_timeout),
+            ms(cfg.lock_timeout),
+            // A stuck agent must never hold the snapshot (and VACUUM) for long.
+            ms(cfg.statement_timeout.max(Duration::from_secs(600))),
+        ))
+        .await?;
+    Ok(client)
+}
+
+/// Describes a job's result columns and decides each target type:
+/// built-in types as they are, enums as `text`, domains as their base type,
+/// arrays of those likewise; anything else is refused naming the column.
+pub async fn describe(client: &impl GenericClient, query: &str) -> Result<Vec<ColumnMeta>, SourceError> {
+    let stmt = client.prepare(query).await?;
+    let mut out = Vec::with_capacity(stmt.columns().len());
+    for col in stmt.columns() {
+        let oid = col.type_().oid();
+        let typmod = col.type_modifier();
+        let source_type = format_type(client, oid, typmod).await?;
+        let target_type = target_type(client, oid, typmod, 0)
+            .await?
+            .map_err(|why| {
+                SourceError::Column(format!(
+                    "column {:?} has type {source_type}, {why}; cast it in the job's query (for example {}::text)",
+                    col.name(),
+                    col.name()
+                ))
+            })?;
+        out.push(ColumnMeta {
+            name: col.name().to_string(),
+            source_type,
+            target_type,
+        });
+    }
+    Ok(out)
+}
+
+async fn format_type(client: &impl GenericClient, oid: u32, typmod: i32) -> Result<String, SourceError> {
+    let row = client
+        .query_one("SELECT format_type($1::oid, $2::int4)", &[&oid, &typmod])
+        .await?;
+    Ok(row.get(0))
+}
+
+/// `Ok(Err(reason))` when the type cannot be reproduced on the analytic side.
+async fn target_type(
+    client: &impl GenericClient,
+    oid: u32,
+    typmod: i32,
+    depth: u32,
+) -> Result<Result<String, String>, SourceError> {
+    if depth > 8 {
+        return Ok(Err("which nests domains or arrays too deeply".into()));
+    }
+    let row = client
+        .query_opt(
+            "SELECT t.typtype::text, n.nspname::text, t.typbasetype, t.typtypmod, t.typelem, \
+                    t.typcategory::text, format_type(t.oid, $2::int4) \
+             FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = $1::oid",
+            &[&oid, &typmod],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(Err(format!("whose type oid {oid} is unknown")));
+    };
+    let (typtype, nsp): (String, String) = (row.get(0), row.get(1));
+    let (base, base_mod, elem): (u32, i32, u32) = (row.get(2), row.get(3), row.get(4));
+    let (category, formatted): (String, String) = (row.get(5), row.get(6));
+    if nsp == "pg_catalog" && matches!(typtype.as_str(), "b" | "r" | "m") {
+        return Ok(Ok(formatted));
+    }
+    match typtype.as_str() {
+        "d" => Box::pin(target_type(client, base, base_mod, depth + 1)).await,
+        "e" => Ok(Ok("text".into())),
+        "b" if category == "A" && elem != 0 => {
+            Ok(Box::pin(target_type(client, elem, typmod, depth + 1))
+                .await?
+                .map(|t| if t.ends_with("[]") { t } else { format!("{t}[]") }))
+        }
+        _ => Ok(Err(format!(
+            "a type of schema {nsp} that the analytic database does not have"
+        ))),
+    }
+}
