@@ -298,7 +298,8 @@ impl AgentConfig {
         let mut names = std::collections::HashSet::new();
         for j in &self.jobs {
             check_plain("job name", &j.name).map_err(|e| ConfigError::Invalid(e.to_string()))?;
-            check_plain("job target", &j.target).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            check_plain("job target", &j.target)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
             if !names.insert(&j.name) {
                 return inv(format!("job {:?} is defined twice", j.name));
             }
@@ -327,12 +328,14 @@ impl AgentConfig {
             return inv("retry.initial must be > 0 and <= retry.max".into());
         }
         if let Some(tz) = &self.schedule.timezone {
-            tz.parse::<chrono_tz::Tz>()
-                .map_err(|_| ConfigError::Invalid(format!("schedule.timezone {tz:?} is not an IANA time zone")))?;
+            tz.parse::<chrono_tz::Tz>().map_err(|_| {
+                ConfigError::Invalid(format!("schedule.timezone {tz:?} is not an IANA time zone"))
+            })?;
         }
         for t in &self.schedule.daily_at {
-            chrono::NaiveTime::parse_from_str(t, "%H:%M")
-                .map_err(|_| ConfigError::Invalid(format!("schedule.daily_at {t:?} is not HH:MM")))?;
+            chrono::NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| {
+                ConfigError::Invalid(format!("schedule.daily_at {t:?} is not HH:MM"))
+            })?;
         }
         Ok(())
     }
@@ -378,9 +381,9 @@ impl SourceConfig {
             return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
         }
         if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| ConfigError::Secret(format!("environment variable {var} is not set")));
+            return std::env::var(var).map(Some).map_err(|_| {
+                ConfigError::Secret(format!("environment variable {var} is not set"))
+            });
         }
         Ok(None)
     }
@@ -463,11 +466,21 @@ query = "SELECT 1 AS x"
             ("version = 1", "version = 7", "version 7"),
             ("[spool]", "[spool]\nbatch_size = 3", "batch_size"),
             ("mode = \"snapshot\"", "mode = \"upsert\"", "upsert"),
-            ("target = \"tb_visitas\"", "target = \"tb visitas\"", "not a valid name"),
-            ("https://127.0.0.1:7443", "http://127.0.0.1:7443", "https://"),
+            (
+                "target = \"tb_visitas\"",
+                "target = \"tb visitas\"",
+                "not a valid name",
+            ),
+            (
+                "https://127.0.0.1:7443",
+                "http://127.0.0.1:7443",
+                "https://",
+            ),
             ("\"02:30\"", "\"2h30\"", "HH:MM"),
         ] {
-            let e = AgentConfig::parse(&SAMPLE.replace(from, to)).unwrap_err().to_string();
+            let e = AgentConfig::parse(&SAMPLE.replace(from, to))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(needle), "{from} -> {to}: {e}");
         }
     }

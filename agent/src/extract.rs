@@ -87,7 +87,9 @@ pub async fn extract_run(
         if cancel.is_cancelled() {
             return Err(ExtractError::Cancelled);
         }
-        tx.batch_execute("SAVEPOINT transmissor_job").await.map_err(SourceError::from)?;
+        tx.batch_execute("SAVEPOINT transmissor_job")
+            .await
+            .map_err(SourceError::from)?;
         let base = JobMeta {
             run_id,
             job: job.name.clone(),
@@ -230,7 +232,11 @@ async fn copy_job(
                     rows += 1;
                     if buf.len() >= batch_size {
                         seq += 1;
-                        let b = RawBatch { seq, rows, bytes: buf.split().freeze() };
+                        let b = RawBatch {
+                            seq,
+                            rows,
+                            bytes: buf.split().freeze(),
+                        };
                         rows = 0;
                         if to_writer.send(b).await.is_err() {
                             break; // the writer failed; its error is reported below
@@ -243,18 +249,22 @@ async fn copy_job(
         }
         if !buf.is_empty() {
             seq += 1;
-            let _ = to_writer.send(RawBatch { seq, rows, bytes: buf.split().freeze() }).await;
+            let _ = to_writer
+                .send(RawBatch {
+                    seq,
+                    rows,
+                    bytes: buf.split().freeze(),
+                })
+                .await;
         }
         drop(to_writer);
         Ok::<(), ExtractError>(())
     };
     let read_result = read.await;
-    let written = writer
-        .await
-        .map_err(|e| SpoolError::Io {
-            path: dir.path().to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+    let written = writer.await.map_err(|e| SpoolError::Io {
+        path: dir.path().to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     // A writer error (e.g. spool full) explains a reader that stopped early.
     let done = written?;
     read_result?;
@@ -262,7 +272,9 @@ async fn copy_job(
 }
 
 /// Used by `transmissor-agent check`: describe every job without extracting.
-pub async fn describe_jobs(cfg: &AgentConfig) -> Result<Vec<(String, Result<usize, String>)>, SourceError> {
+pub async fn describe_jobs(
+    cfg: &AgentConfig,
+) -> Result<Vec<(String, Result<usize, String>)>, SourceError> {
     let mut client: Client = source::connect(&cfg.source).await?;
     let tx = client
         .build_transaction()
@@ -276,11 +288,13 @@ pub async fn describe_jobs(cfg: &AgentConfig) -> Result<Vec<(String, Result<usiz
         let query = job.query.trim().trim_end_matches(';').trim_end();
         match source::describe(&tx, query).await {
             Ok(cols) => {
-                tx.batch_execute("RELEASE SAVEPOINT transmissor_check").await?;
+                tx.batch_execute("RELEASE SAVEPOINT transmissor_check")
+                    .await?;
                 out.push((job.name.clone(), Ok(cols.len())));
             }
             Err(e) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT transmissor_check").await?;
+                tx.batch_execute("ROLLBACK TO SAVEPOINT transmissor_check")
+                    .await?;
                 out.push((job.name.clone(), Err(e.to_string())));
             }
         }

@@ -12,10 +12,19 @@ use transmissor_agent::schedule::Schedule;
 use transmissor_agent::{extract, shutdown};
 
 #[derive(Parser)]
-#[command(name = "transmissor-agent", version, about = "Municipal agent of transmissor")]
+#[command(
+    name = "transmissor-agent",
+    version,
+    about = "Municipal agent of transmissor"
+)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text", env = "TRANSMISSOR_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "TRANSMISSOR_LOG_FORMAT"
+    )]
     log_format: String,
     #[command(subcommand)]
     command: Command,
@@ -41,7 +50,9 @@ enum Command {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRANSMISSOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -59,7 +70,10 @@ async fn main() -> Result<ExitCode> {
             let cfg = AgentConfig::load(&config)?;
             println!("config {}: ok ({} jobs)", config.display(), cfg.jobs.len());
             let mut ok = true;
-            for (job, r) in extract::describe_jobs(&cfg).await.context("source database")? {
+            for (job, r) in extract::describe_jobs(&cfg)
+                .await
+                .context("source database")?
+            {
                 match r {
                     Ok(n) => println!("job {job}: ok ({n} columns)"),
                     Err(e) => {
@@ -68,7 +82,11 @@ async fn main() -> Result<ExitCode> {
                     }
                 }
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Run { config, once } => {
             let cfg = AgentConfig::load(&config)?;
@@ -78,10 +96,16 @@ async fn main() -> Result<ExitCode> {
             if once {
                 let report = agent.run_once(&cancel).await;
                 print!("{report}");
-                return Ok(if report.all_committed() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                return Ok(if report.all_committed() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
             }
             let Some(schedule) = schedule else {
-                anyhow::bail!("no [schedule] in the config: set schedule.daily_at or schedule.every, or use --once");
+                anyhow::bail!(
+                    "no [schedule] in the config: set schedule.daily_at or schedule.every, or use --once"
+                );
             };
             // Send what earlier runs left behind before waiting.
             for (_, job, outcome) in agent.recover().await? {

@@ -50,12 +50,22 @@ impl fmt::Display for RunReport {
         for (run, job, outcome) in &self.jobs {
             let short = &run.to_string()[..8];
             match outcome {
-                JobOutcome::Committed { transmission_id, rows } => {
-                    writeln!(f, "{job} (run {short}): committed, transmission {transmission_id}, {rows} rows")?
+                JobOutcome::Committed {
+                    transmission_id,
+                    rows,
+                } => writeln!(
+                    f,
+                    "{job} (run {short}): committed, transmission {transmission_id}, {rows} rows"
+                )?,
+                JobOutcome::Failed { reason } => {
+                    writeln!(f, "{job} (run {short}): FAILED: {reason}")?
                 }
-                JobOutcome::Failed { reason } => writeln!(f, "{job} (run {short}): FAILED: {reason}")?,
-                JobOutcome::Refused { reason } => writeln!(f, "{job} (run {short}): REFUSED: {reason}")?,
-                JobOutcome::Pending { reason } => writeln!(f, "{job} (run {short}): PENDING: {reason}")?,
+                JobOutcome::Refused { reason } => {
+                    writeln!(f, "{job} (run {short}): REFUSED: {reason}")?
+                }
+                JobOutcome::Pending { reason } => {
+                    writeln!(f, "{job} (run {short}): PENDING: {reason}")?
+                }
             }
         }
         Ok(())
@@ -80,7 +90,11 @@ impl Agent {
             cfg.agent.ibge.clone(),
             cancel,
         );
-        Ok(Self { cfg, spool, uploader })
+        Ok(Self {
+            cfg,
+            spool,
+            uploader,
+        })
     }
 
     pub fn spool(&self) -> &Spool {
@@ -117,10 +131,10 @@ impl Agent {
                 let _keep = tx;
                 let mut outcome = uploader.upload(interrupted_dir, rx).await;
                 // An interrupted extraction is not the source's failure.
-                if interrupted {
-                    if let JobOutcome::Failed { reason } = outcome {
-                        outcome = JobOutcome::Refused { reason };
-                    }
+                if let (true, JobOutcome::Failed { reason }) = (interrupted, &outcome) {
+                    outcome = JobOutcome::Refused {
+                        reason: reason.clone(),
+                    };
                 }
                 (meta.run_id, meta.job, outcome)
             });
@@ -159,7 +173,11 @@ impl Agent {
                 let uploader = self.uploader.clone();
                 uploads.spawn(async move {
                     let job = started.dir.meta().map(|m| m.job).unwrap_or_default();
-                    (run_id, job, uploader.upload(started.dir, started.progress).await)
+                    (
+                        run_id,
+                        job,
+                        uploader.upload(started.dir, started.progress).await,
+                    )
                 });
             },
             cancel,

@@ -52,8 +52,14 @@ impl Schedule {
     /// The first run time strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> DateTime<Utc> {
         match self {
-            Self::Every(d) => after + chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::hours(1)),
-            Self::Daily { times, tz, weekdays_only } => {
+            Self::Every(d) => {
+                after + chrono::Duration::from_std(*d).unwrap_or(chrono::Duration::hours(1))
+            }
+            Self::Daily {
+                times,
+                tz,
+                weekdays_only,
+            } => {
                 let local = after.with_timezone(tz).date_naive();
                 for day in 0..9 {
                     let date = local + chrono::Days::new(day);
@@ -65,7 +71,12 @@ impl Schedule {
                         let candidate = tz
                             .from_local_datetime(&date.and_time(*t))
                             .earliest()
-                            .or_else(|| tz.from_local_datetime(&(date.and_time(*t) + chrono::Duration::hours(1))).earliest());
+                            .or_else(|| {
+                                tz.from_local_datetime(
+                                    &(date.and_time(*t) + chrono::Duration::hours(1)),
+                                )
+                                .earliest()
+                            });
                         if let Some(c) = candidate {
                             let c = c.with_timezone(&Utc);
                             if c > after {
@@ -98,16 +109,28 @@ mod tests {
         };
         let s = Schedule::from_config(&cfg).unwrap();
         // Friday 2026-11-20 10:00 UTC -> next is Monday 2026-11-23 02:30 -03:00.
-        assert_eq!(s.next_after(utc("2026-11-20T10:00:00Z")), utc("2026-11-23T05:30:00Z"));
+        assert_eq!(
+            s.next_after(utc("2026-11-20T10:00:00Z")),
+            utc("2026-11-23T05:30:00Z")
+        );
         // Tuesday 01:00 local -> same day 02:30 local.
-        assert_eq!(s.next_after(utc("2026-11-24T04:00:00Z")), utc("2026-11-24T05:30:00Z"));
+        assert_eq!(
+            s.next_after(utc("2026-11-24T04:00:00Z")),
+            utc("2026-11-24T05:30:00Z")
+        );
     }
 
     #[test]
     fn every_interval() {
-        let cfg = ScheduleConfig { every: Some(Duration::from_secs(600)), ..Default::default() };
+        let cfg = ScheduleConfig {
+            every: Some(Duration::from_secs(600)),
+            ..Default::default()
+        };
         let s = Schedule::from_config(&cfg).unwrap();
-        assert_eq!(s.next_after(utc("2026-01-01T00:00:00Z")), utc("2026-01-01T00:10:00Z"));
+        assert_eq!(
+            s.next_after(utc("2026-01-01T00:00:00Z")),
+            utc("2026-01-01T00:10:00Z")
+        );
         assert!(Schedule::from_config(&ScheduleConfig::default()).is_none());
     }
 }

@@ -104,7 +104,10 @@ pub async fn connect(cfg: &SourceConfig) -> Result<Client, SourceError> {
 /// Describes a job's result columns and decides each target type:
 /// built-in types as they are, enums as `text`, domains as their base type,
 /// arrays of those likewise; anything else is refused naming the column.
-pub async fn describe(client: &impl GenericClient, query: &str) -> Result<Vec<ColumnMeta>, SourceError> {
+pub async fn describe(
+    client: &impl GenericClient,
+    query: &str,
+) -> Result<Vec<ColumnMeta>, SourceError> {
     let stmt = client.prepare(query).await?;
     let mut out = Vec::with_capacity(stmt.columns().len());
     for col in stmt.columns() {
@@ -129,7 +132,11 @@ pub async fn describe(client: &impl GenericClient, query: &str) -> Result<Vec<Co
     Ok(out)
 }
 
-async fn format_type(client: &impl GenericClient, oid: u32, typmod: i32) -> Result<String, SourceError> {
+async fn format_type(
+    client: &impl GenericClient,
+    oid: u32,
+    typmod: i32,
+) -> Result<String, SourceError> {
     let row = client
         .query_one("SELECT format_type($1::oid, $2::int4)", &[&oid, &typmod])
         .await?;
@@ -169,7 +176,13 @@ async fn target_type(
         "b" if category == "A" && elem != 0 => {
             Ok(Box::pin(target_type(client, elem, typmod, depth + 1))
                 .await?
-                .map(|t| if t.ends_with("[]") { t } else { format!("{t}[]") }))
+                .map(|t| {
+                    if t.ends_with("[]") {
+                        t
+                    } else {
+                        format!("{t}[]")
+                    }
+                }))
         }
         _ => Ok(Err(format!(
             "a type of schema {nsp} that the analytic database does not have"

@@ -219,7 +219,9 @@ impl Spool {
     fn release(&self, n: u64) {
         let _ = self
             .used
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| Some(u.saturating_sub(n)));
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(n))
+            });
     }
 }
 
@@ -274,17 +276,14 @@ impl JobDir {
         };
         let size = (HEADER_LEN + frame.len()) as u64;
         self.spool.reserve(size)?;
-        let written = (|| {
-            let mut buf = Vec::with_capacity(HEADER_LEN);
-            buf.extend_from_slice(MAGIC);
-            buf.extend_from_slice(&header.seq.to_le_bytes());
-            buf.extend_from_slice(&header.rows.to_le_bytes());
-            buf.extend_from_slice(&header.raw_len.to_le_bytes());
-            buf.extend_from_slice(&header.crc32c.to_le_bytes());
-            buf.extend_from_slice(&header.frame_crc32c.to_le_bytes());
-            write_atomic(&path, &[&buf, &frame])
-        })();
-        if let Err(e) = written {
+        let mut head = Vec::with_capacity(HEADER_LEN);
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&header.seq.to_le_bytes());
+        head.extend_from_slice(&header.rows.to_le_bytes());
+        head.extend_from_slice(&header.raw_len.to_le_bytes());
+        head.extend_from_slice(&header.crc32c.to_le_bytes());
+        head.extend_from_slice(&header.frame_crc32c.to_le_bytes());
+        if let Err(e) = write_atomic(&path, &[&head, &frame]) {
             self.spool.release(size);
             return Err(e);
         }
@@ -440,8 +439,13 @@ mod tests {
         assert!(matches!(job.state().unwrap(), JobState::Interrupted));
         let back = job.read_batch(1).unwrap();
         assert_eq!(back.header, h);
-        job.finish(&DoneMeta { batches: 1, rows: 200, raw_bytes: raw.len() as u64, digest: "d".into() })
-            .unwrap();
+        job.finish(&DoneMeta {
+            batches: 1,
+            rows: 200,
+            raw_bytes: raw.len() as u64,
+            digest: "d".into(),
+        })
+        .unwrap();
         assert!(matches!(job.state().unwrap(), JobState::Done(_)));
         // Reopening measures the same usage.
         let again = Spool::open(tmp.path(), 1 << 30).unwrap();
@@ -456,7 +460,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path(), 64).unwrap();
         let job = spool.create_job(&meta()).unwrap();
-        let raw: Vec<u8> = (0..10_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let raw: Vec<u8> = (0..10_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
         let err = job.write_batch(1, 10_000, &raw, 1).unwrap_err();
         assert!(matches!(err, SpoolError::Full { .. }), "{err}");
         assert!(err.to_string().contains("spool.max_bytes"));

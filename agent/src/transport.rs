@@ -77,19 +77,35 @@ pub fn host_port(endpoint: &str) -> Result<(String, u16), TransportError> {
 
 /// A lazily connecting channel; it reconnects by itself after failures.
 pub fn channel(cfg: &CollectorEndpoint) -> Result<Channel, TransportError> {
-    let tls = client_tls(cfg)?;
-    let (host, port) = host_port(&cfg.endpoint)?;
-    let server_name = ServerName::try_from(cfg.server_name.clone().unwrap_or_else(|| host.clone()))
-        .map_err(|_| TransportError::Endpoint(cfg.endpoint.clone()))?;
+    connect_lazy(
+        client_tls(cfg)?,
+        &cfg.endpoint,
+        cfg.server_name.clone(),
+        cfg.connect_timeout,
+        cfg.request_timeout,
+    )
+}
+
+/// A lazily connecting channel over the given TLS configuration.
+pub fn connect_lazy(
+    tls: Arc<rustls::ClientConfig>,
+    endpoint_url: &str,
+    server_name: Option<String>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<Channel, TransportError> {
+    let (host, port) = host_port(endpoint_url)?;
+    let server_name = ServerName::try_from(server_name.unwrap_or_else(|| host.clone()))
+        .map_err(|_| TransportError::Endpoint(endpoint_url.to_string()))?;
     let authority = if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
         format!("{host}:{port}")
     };
     let endpoint = Endpoint::from_shared(format!("http://{authority}"))
-        .map_err(|_| TransportError::Endpoint(cfg.endpoint.clone()))?
-        .connect_timeout(cfg.connect_timeout)
-        .timeout(cfg.request_timeout)
+        .map_err(|_| TransportError::Endpoint(endpoint_url.to_string()))?
+        .connect_timeout(connect_timeout)
+        .timeout(request_timeout)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(30))
         .keep_alive_while_idle(false)
@@ -97,17 +113,19 @@ pub fn channel(cfg: &CollectorEndpoint) -> Result<Channel, TransportError> {
         .initial_connection_window_size(32 * 1024 * 1024);
     let connector = TlsConnector::from(tls);
     let target = authority.clone();
-    Ok(endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri: http::Uri| {
-        let connector = connector.clone();
-        let server_name = server_name.clone();
-        let target = target.clone();
-        async move {
-            let tcp = TcpStream::connect(&target).await?;
-            tcp.set_nodelay(true)?;
-            let tls = connector.connect(server_name, tcp).await?;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
-        }
-    })))
+    Ok(
+        endpoint.connect_with_connector_lazy(tower::service_fn(move |_uri: http::Uri| {
+            let connector = connector.clone();
+            let server_name = server_name.clone();
+            let target = target.clone();
+            async move {
+                let tcp = TcpStream::connect(&target).await?;
+                tcp.set_nodelay(true)?;
+                let tls = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(TokioIo::new(tls))
+            }
+        })),
+    )
 }
 
 /// The gRPC client with explicit message limits.
@@ -127,7 +145,10 @@ pub fn explain(status: &tonic::Status) -> String {
         cur = e.source();
     }
     let all = chain.join(": ").to_lowercase();
-    let hint = if all.contains("unknownca") || all.contains("unknown issuer") || all.contains("unknown_ca") {
+    let hint = if all.contains("unknownca")
+        || all.contains("unknown issuer")
+        || all.contains("unknown_ca")
+    {
         "the collector does not trust this agent's certificate (issued by another CA?), or the agent does not trust the collector's (check collector.ca_file)"
     } else if all.contains("expired") {
         "a certificate has expired; check the machine's clock, then re-enroll the agent"
@@ -147,7 +168,16 @@ pub fn explain(status: &tonic::Status) -> String {
     let base = if chain.is_empty() {
         format!("{}: {}", status.code(), status.message())
     } else {
-        format!("{}: {} ({})", status.code(), status.message(), chain.join(": "))
+        format!(
+            "{}: {} ({})",
+            status.code(),
+            status.message(),
+            chain.join(": ")
+        )
     };
-    if hint.is_empty() { base } else { format!("{base} — {hint}") }
+    if hint.is_empty() {
+        base
+    } else {
+        format!("{base} — {hint}")
+    }
 }

@@ -132,7 +132,9 @@ impl Uploader {
             Err(e) => {
                 tracing::error!(dir = %dir.path().display(), error = %e, "unreadable job in spool; removing it");
                 let _ = dir.remove();
-                return JobOutcome::Failed { reason: e.to_string() };
+                return JobOutcome::Failed {
+                    reason: e.to_string(),
+                };
             }
         };
         let outcome = match self.upload_inner(&meta, &dir, progress).await {
@@ -158,7 +160,10 @@ impl Uploader {
                     tracing::error!(job = %meta.job, error = %e, "cannot clean the spool");
                 }
                 match other {
-                    JobOutcome::Committed { transmission_id, rows } => {
+                    JobOutcome::Committed {
+                        transmission_id,
+                        rows,
+                    } => {
                         tracing::info!(job = %meta.job, transmission = transmission_id, rows, "transmission committed")
                     }
                     JobOutcome::Failed { reason } | JobOutcome::Refused { reason } => {
@@ -171,7 +176,13 @@ impl Uploader {
         outcome
     }
 
-    async fn abort(&self, meta: &JobMeta, transmission_id: i64, failed: bool, reason: &str) -> Result<(), CallError> {
+    async fn abort(
+        &self,
+        meta: &JobMeta,
+        transmission_id: i64,
+        failed: bool,
+        reason: &str,
+    ) -> Result<(), CallError> {
         let req = pb::AbortRequest {
             transmission_id,
             run_id: meta.run_id.to_string(),
@@ -198,13 +209,11 @@ impl Uploader {
     ) -> Result<JobOutcome, Status> {
         // A job that failed before it could begin is recorded by run and job.
         let initial = progress.borrow().phase.clone();
-        if let Phase::Failed(reason) = initial {
-            if meta.columns.is_empty() {
-                return match self.abort(meta, 0, true, &reason).await {
-                    Ok(()) => Ok(JobOutcome::Failed { reason }),
-                    Err(e) => e.into_outcome("abort"),
-                };
-            }
+        if let (Phase::Failed(reason), true) = (initial, meta.columns.is_empty()) {
+            return match self.abort(meta, 0, true, &reason).await {
+                Ok(()) => Ok(JobOutcome::Failed { reason }),
+                Err(e) => e.into_outcome("abort"),
+            };
         }
         let begin = pb::BeginRequest {
             run_id: meta.run_id.to_string(),
@@ -238,7 +247,10 @@ impl Uploader {
         };
         let id = begun.transmission_id;
         if begun.state == pb::State::Committed as i32 {
-            return Ok(JobOutcome::Committed { transmission_id: id, rows: 0 });
+            return Ok(JobOutcome::Committed {
+                transmission_id: id,
+                rows: 0,
+            });
         }
         let mut held: HashSet<u32> = begun.held_seqs.into_iter().collect();
         tracing::debug!(job = %meta.job, transmission = id, held = held.len(), "transmission begun");
@@ -250,7 +262,9 @@ impl Uploader {
             if let Phase::Failed(reason) = &p.phase {
                 puts.abort_all();
                 return match self.abort(meta, id, true, reason).await {
-                    Ok(()) => Ok(JobOutcome::Failed { reason: reason.clone() }),
+                    Ok(()) => Ok(JobOutcome::Failed {
+                        reason: reason.clone(),
+                    }),
                     Err(e) => e.into_outcome("abort"),
                 };
             }
@@ -263,10 +277,11 @@ impl Uploader {
                 }
                 next += 1;
             }
-            if let Phase::Done(d) = &p.phase {
-                if puts.is_empty() && next > d.batches {
-                    break d.clone();
-                }
+            if let Phase::Done(d) = &p.phase
+                && puts.is_empty()
+                && next > d.batches
+            {
+                break d.clone();
             }
             let extracting = matches!(p.phase, Phase::Extracting);
             tokio::select! {
@@ -315,14 +330,23 @@ impl Uploader {
                 })
                 .await
             {
-                Ok(r) => return Ok(JobOutcome::Committed { transmission_id: id, rows: r.rows }),
+                Ok(r) => {
+                    return Ok(JobOutcome::Committed {
+                        transmission_id: id,
+                        rows: r.rows,
+                    });
+                }
                 Err(CallError::Permanent(s))
-                    if s.code() == Code::FailedPrecondition && s.message().contains("batches missing") =>
+                    if s.code() == Code::FailedPrecondition
+                        && s.message().contains("batches missing") =>
                 {
                     tracing::warn!(job = %meta.job, transmission = id, error = %s.message(), "collector misses batches; resending");
                     let status = match self
                         .call("status", |mut c| async move {
-                            c.status(pb::StatusRequest { transmission_id: id }).await
+                            c.status(pb::StatusRequest {
+                                transmission_id: id,
+                            })
+                            .await
                         })
                         .await
                     {

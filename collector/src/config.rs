@@ -38,7 +38,9 @@ pub enum ConfigError {
     },
     #[error("invalid config {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config {path}: version {found} is not supported (this collector reads version {CONFIG_VERSION})")]
+    #[error(
+        "config {path}: version {found} is not supported (this collector reads version {CONFIG_VERSION})"
+    )]
     Version { path: PathBuf, found: u32 },
     #[error("config: {0}")]
     Invalid(String),
@@ -189,14 +191,16 @@ impl CollectorConfig {
                 "load.max_batch_raw_bytes must be at least 1KiB".into(),
             ));
         }
-        if self.database.url.contains('@') {
-            if let Some(userinfo) = self.database.url.split('@').next() {
-                if userinfo.rsplit("//").next().is_some_and(|u| u.contains(':')) {
-                    return Err(ConfigError::Invalid(
-                        "database.url must not contain a password: use database.password_file or database.password_env".into(),
-                    ));
-                }
-            }
+        // postgres://user:password@host/... — the userinfo must not carry a password.
+        let userinfo = self
+            .database
+            .url
+            .split_once('@')
+            .map(|(before, _)| before.rsplit("//").next().unwrap_or(before));
+        if userinfo.is_some_and(|u| u.contains(':')) {
+            return Err(ConfigError::Invalid(
+                "database.url must not contain a password: use database.password_file or database.password_env".into(),
+            ));
         }
         Ok(())
     }
@@ -228,9 +232,9 @@ impl DatabaseConfig {
             return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
         }
         if let Some(var) = &self.password_env {
-            return std::env::var(var)
-                .map(Some)
-                .map_err(|_| ConfigError::Secret(format!("environment variable {var} is not set")));
+            return std::env::var(var).map(Some).map_err(|_| {
+                ConfigError::Secret(format!("environment variable {var} is not set"))
+            });
         }
         Ok(None)
     }
@@ -292,7 +296,8 @@ max_batch_raw_bytes = "16MiB"
 
     #[test]
     fn password_in_url_refused() {
-        let e = CollectorConfig::parse(&OK.replace("collector@", "collector:hunter2@")).unwrap_err();
+        let e =
+            CollectorConfig::parse(&OK.replace("collector@", "collector:hunter2@")).unwrap_err();
         assert!(e.to_string().contains("must not contain a password"), "{e}");
     }
 }

@@ -28,7 +28,9 @@ pub enum CollectorError {
         seq: u32,
         source: BatchError,
     },
-    #[error("batch {seq} of transmission {transmission} was already received with different content (crc32c {held:08x}, now {sent:08x})")]
+    #[error(
+        "batch {seq} of transmission {transmission} was already received with different content (crc32c {held:08x}, now {sent:08x})"
+    )]
     BatchConflict {
         transmission: i64,
         seq: u32,

@@ -23,7 +23,12 @@ pub async fn is_database_ready(pool: &PgPool) -> bool {
 }
 
 /// Probes the database every `every` until `shutdown`, then reports NOT_SERVING.
-pub async fn watch(reporter: HealthReporter, pool: PgPool, every: Duration, shutdown: CancellationToken) {
+pub async fn watch(
+    reporter: HealthReporter,
+    pool: PgPool,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     let mut last = None;
     loop {
         let ready = is_database_ready(&pool).await;
@@ -46,6 +51,8 @@ pub async fn watch(reporter: HealthReporter, pool: PgPool, every: Duration, shut
         }
     }
     for s in SERVICES {
-        reporter.set_service_status(s, ServingStatus::NotServing).await;
+        reporter
+            .set_service_status(s, ServingStatus::NotServing)
+            .await;
     }
 }

@@ -101,18 +101,18 @@ pub fn agent_uri_of(der: &[u8]) -> Result<AgentUri, CollectorError> {
         })?;
     let mut found = None;
     for name in &san.value.general_names {
-        if let GeneralName::URI(u) = name {
-            if u.starts_with("urn:transmissor:agent:") {
-                if found.is_some() {
-                    return Err(CollectorError::Unauthenticated(
-                        "client certificate carries more than one agent identity".into(),
-                    ));
-                }
-                found = Some(u.parse::<AgentUri>().map_err(|e| {
-                    CollectorError::Unauthenticated(format!("client certificate identity: {e}"))
-                })?);
-            }
+        let GeneralName::URI(u) = name else { continue };
+        if !u.starts_with("urn:transmissor:agent:") {
+            continue;
         }
+        if found.is_some() {
+            return Err(CollectorError::Unauthenticated(
+                "client certificate carries more than one agent identity".into(),
+            ));
+        }
+        found = Some(u.parse::<AgentUri>().map_err(|e| {
+            CollectorError::Unauthenticated(format!("client certificate identity: {e}"))
+        })?);
     }
     found.ok_or_else(|| {
         CollectorError::Unauthenticated(

@@ -10,10 +10,19 @@ use transmissor_collector::{db, devcerts, registry, server, shutdown, status};
 use transmissor_proto::identity::Ibge;
 
 #[derive(Parser)]
-#[command(name = "transmissor-collector", version, about = "Central collector of transmissor")]
+#[command(
+    name = "transmissor-collector",
+    version,
+    about = "Central collector of transmissor"
+)]
 struct Cli {
     /// Log format: text or json.
-    #[arg(long, global = true, default_value = "text", env = "TRANSMISSOR_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "text",
+        env = "TRANSMISSOR_LOG_FORMAT"
+    )]
     log_format: String,
     #[command(subcommand)]
     command: Command,
@@ -79,7 +88,9 @@ enum MunicipalityCommand {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TRANSMISSOR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -90,7 +101,11 @@ fn init_tracing(format: &str) {
 fn parse_municipality(s: &str) -> Result<(Ibge, String)> {
     let (code, name) = s.split_once('=').unwrap_or((s, ""));
     let ibge: Ibge = code.parse()?;
-    let name = if name.is_empty() { format!("Município {ibge}") } else { name.to_string() };
+    let name = if name.is_empty() {
+        format!("Município {ibge}")
+    } else {
+        name.to_string()
+    };
     Ok((ibge, name))
 }
 
@@ -124,15 +139,25 @@ async fn main() -> Result<()> {
                 print!("{}", status::render(&rows));
             }
         }
-        Command::Municipality { command: MunicipalityCommand::Add { config, ibge, name } } => {
+        Command::Municipality {
+            command: MunicipalityCommand::Add { config, ibge, name },
+        } => {
             let cfg = CollectorConfig::load(&config.config)?;
             let pool = db::connect(&cfg.database).await?;
             let ibge: Ibge = ibge.parse()?;
             registry::add_municipality(&pool, ibge, &name).await?;
             println!("municipality {ibge} ({name}) registered");
         }
-        Command::DevCerts { dir, server_names, ibges, config } => {
-            let munis = ibges.iter().map(|s| parse_municipality(s)).collect::<Result<Vec<_>>>()?;
+        Command::DevCerts {
+            dir,
+            server_names,
+            ibges,
+            config,
+        } => {
+            let munis = ibges
+                .iter()
+                .map(|s| parse_municipality(s))
+                .collect::<Result<Vec<_>>>()?;
             let codes: Vec<Ibge> = munis.iter().map(|(i, _)| *i).collect();
             let pki = devcerts::generate(&dir, &server_names, &codes)?;
             if let Some(path) = config {
@@ -144,9 +169,19 @@ async fn main() -> Result<()> {
                 }
             }
             println!("CA:     {}", pki.ca_cert.display());
-            println!("server: {} / {}", pki.server_cert.display(), pki.server_key.display());
+            println!(
+                "server: {} / {}",
+                pki.server_cert.display(),
+                pki.server_key.display()
+            );
             for a in &pki.agents {
-                println!("agent {} {}: {} / {}", a.ibge, a.agent_id, a.cert.display(), a.key.display());
+                println!(
+                    "agent {} {}: {} / {}",
+                    a.ibge,
+                    a.agent_id,
+                    a.cert.display(),
+                    a.key.display()
+                );
             }
         }
     }

@@ -23,7 +23,9 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
-    #[error("the control schema is missing or out of date: run `transmissor-collector migrate` first")]
+    #[error(
+        "the control schema is missing or out of date: run `transmissor-collector migrate` first"
+    )]
     NotMigrated,
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -35,18 +37,23 @@ const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
 /// Checks everything that can be checked before binding: TLS files, the
 /// database and its schema. Returns what `run` needs.
-pub async fn prepare(cfg: &CollectorConfig) -> Result<(std::sync::Arc<rustls::ServerConfig>, PgPool), ServeError> {
+pub async fn prepare(
+    cfg: &CollectorConfig,
+) -> Result<(std::sync::Arc<rustls::ServerConfig>, PgPool), ServeError> {
     tls::install_crypto_provider();
     let tls_config = tls::server_config(&cfg.tls)?;
     let pool = crate::db::connect(&cfg.database).await?;
-    let applied: Option<(i64,)> = sqlx::query_as(
-        "SELECT max(version) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_optional(&pool)
-    .await
-    .ok()
-    .flatten();
-    let latest = crate::db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied: Option<(i64,)> =
+        sqlx::query_as("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+    let latest = crate::db::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
     if applied.map(|(v,)| v) != Some(latest) {
         return Err(ServeError::NotMigrated);
     }

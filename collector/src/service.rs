@@ -96,7 +96,13 @@ impl Transmission for TransmissionService {
         let r = request.into_inner();
         let out = self
             .loader
-            .commit(caller, r.transmission_id, r.total_batches, r.total_rows, &r.digest)
+            .commit(
+                caller,
+                r.transmission_id,
+                r.total_batches,
+                r.total_rows,
+                &r.digest,
+            )
             .await?;
         Ok(Response::new(pb::CommitResponse {
             state: out.state.to_pb() as i32,

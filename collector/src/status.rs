@@ -34,19 +34,37 @@ pub async fn last_transmissions(pool: &PgPool) -> Result<Vec<LastTransmission>, 
 }
 
 fn human_bytes(n: i64) -> String {
-    bytesize::ByteSize::b(n.max(0) as u64).display().iec().to_string()
+    bytesize::ByteSize::b(n.max(0) as u64)
+        .display()
+        .iec()
+        .to_string()
 }
 
 /// Renders the table shown by `status`.
 pub fn render(rows: &[LastTransmission]) -> String {
     let header = [
-        "IBGE", "MUNICIPALITY", "JOB", "ID", "STATE", "ROWS", "RAW", "COMPRESSED", "DURATION", "FINISHED (UTC)", "ERROR",
+        "IBGE",
+        "MUNICIPALITY",
+        "JOB",
+        "ID",
+        "STATE",
+        "ROWS",
+        "RAW",
+        "COMPRESSED",
+        "DURATION",
+        "FINISHED (UTC)",
+        "ERROR",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
     for r in rows {
         let duration = r
             .finished_at
-            .map(|f| format!("{:.1}s", (f - r.started_at).num_milliseconds() as f64 / 1000.0))
+            .map(|f| {
+                format!(
+                    "{:.1}s",
+                    (f - r.started_at).num_milliseconds() as f64 / 1000.0
+                )
+            })
             .unwrap_or_else(|| "-".into());
         let mut error = r.error.clone().unwrap_or_default().replace('\n', " ");
         if error.chars().count() > 120 {
@@ -69,7 +87,13 @@ pub fn render(rows: &[LastTransmission]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| table.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            table
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &table {

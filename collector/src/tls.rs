@@ -148,7 +148,9 @@ pub fn describe_rustls_error(e: &rustls::Error) -> String {
             C::BadSignature => "client certificate has a bad signature".into(),
             other => format!("invalid client certificate: {other:?}"),
         },
-        rustls::Error::PeerIncompatible(p) => format!("client incompatible: {p:?} (TLS 1.3 is required)"),
+        rustls::Error::PeerIncompatible(p) => {
+            format!("client incompatible: {p:?} (TLS 1.3 is required)")
+        }
         other => other.to_string(),
     }
 }

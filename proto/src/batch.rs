@@ -120,7 +120,9 @@ mod tests {
 
     #[test]
     fn corruption_and_checksum_detected() {
-        let raw: Vec<u8> = (0..100_000u32).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+        let raw: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| format!("{i}\n").into_bytes())
+            .collect();
         let z = compress(&raw, 3).unwrap();
         let err = decompress_checked(&z, raw.len() as u64, crc32c(&raw) ^ 1, 1 << 22).unwrap_err();
         assert!(matches!(err, BatchError::Checksum { .. }), "{err}");

@@ -99,7 +99,12 @@ impl AgentUri {
 
 impl fmt::Display for AgentUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{URI_PREFIX}{}:{}", self.ibge, self.agent_id.hyphenated())
+        write!(
+            f,
+            "{URI_PREFIX}{}:{}",
+            self.ibge,
+            self.agent_id.hyphenated()
+        )
     }
 }
 
@@ -122,7 +127,9 @@ mod tests {
 
     #[test]
     fn real_codes_validate() {
-        for c in ["3550308", "3304557", "5300108", "2304400", "4106902", "2927408"] {
+        for c in [
+            "3550308", "3304557", "5300108", "2304400", "4106902", "2927408",
+        ] {
             c.parse::<Ibge>().unwrap_or_else(|e| panic!("{c}: {e}"));
         }
         for c in CHECK_DIGIT_EXCEPTIONS {
@@ -136,8 +143,14 @@ mod tests {
             "3550307".parse::<Ibge>(),
             Err(IdentityError::IbgeCheckDigit { expected: 8, .. })
         ));
-        assert!(matches!("355030".parse::<Ibge>(), Err(IdentityError::IbgeFormat(_))));
-        assert!(matches!("35503o8".parse::<Ibge>(), Err(IdentityError::IbgeFormat(_))));
+        assert!(matches!(
+            "355030".parse::<Ibge>(),
+            Err(IdentityError::IbgeFormat(_))
+        ));
+        assert!(matches!(
+            "35503o8".parse::<Ibge>(),
+            Err(IdentityError::IbgeFormat(_))
+        ));
     }
 
     #[test]
@@ -147,8 +160,10 @@ mod tests {
         assert!(s.starts_with("urn:transmissor:agent:3550308:"));
         assert_eq!(s.parse::<AgentUri>().unwrap(), u);
         assert!("urn:other:3550308:x".parse::<AgentUri>().is_err());
-        assert!(format!("urn:transmissor:agent:3550307:{}", Uuid::new_v4())
-            .parse::<AgentUri>()
-            .is_err());
+        assert!(
+            format!("urn:transmissor:agent:3550307:{}", Uuid::new_v4())
+                .parse::<AgentUri>()
+                .is_err()
+        );
     }
 }

@@ -5,7 +5,9 @@
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("{what} {name:?} is not a valid name: use 1 to 63 lowercase letters, digits or '_', starting with a letter or '_'")]
+#[error(
+    "{what} {name:?} is not a valid name: use 1 to 63 lowercase letters, digits or '_', starting with a letter or '_'"
+)]
 pub struct NameError {
     pub what: &'static str,
     pub name: String,

@@ -1,1 +1,15 @@
-//! stub
+//! Harness for end-to-end tests across agent, collector and PostgreSQL; also
+//! used by the demo and the benchmarks (`xtask`).
+//!
+//! | module     | responsibility                                                    |
+//! |------------|-------------------------------------------------------------------|
+//! | [`pg`]     | throwaway PostgreSQL clusters (system `initdb`/`pg_ctl`)          |
+//! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
+//! | [`procs`]  | the project's binaries as real processes (to SIGKILL them)       |
+//! | [`stack`]  | a whole installation: clusters, PKI, collector, agent configs      |
+
+pub mod client;
+pub mod pec;
+pub mod pg;
+pub mod procs;
+pub mod stack;

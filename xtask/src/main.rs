@@ -1,1 +1,36 @@
-fn main() {}
+//! Developer tasks: `cargo xtask demo` (the Quick start demo) and
+//! `cargo xtask test` (the whole test suite, with its setup).
+
+mod demo;
+mod setup;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "transmissor developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Local demo: throwaway PostgreSQL clusters, 3 synthetic municipalities,
+    /// a collector, one transmission per municipality, the status table.
+    Demo(demo::DemoArgs),
+    /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
+    Test {
+        /// Extra arguments for the test runner (after --).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Test { args } => setup::run_tests(&args),
+    }
+}

@@ -55,7 +55,8 @@ impl Loader {
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((agent, state, cols)) = row.filter(|(agent, _, _)| *agent == caller.agent_id) else {
+        let Some((agent, state, cols)) = row.filter(|(agent, _, _)| *agent == caller.agent_id)
+        else {
             return Err(CollectorError::TransmissionNotFound(id));
         };
         let _ = agent;
@@ -91,7 +92,11 @@ impl Loader {
                     sent: b.crc32c,
                 });
             }
-            tracing::debug!(transmission = id, seq = b.seq, "duplicate batch acknowledged");
+            tracing::debug!(
+                transmission = id,
+                seq = b.seq,
+                "duplicate batch acknowledged"
+            );
             return Ok(BatchOutcome::Duplicate);
         }
         if state != TxState::Open {

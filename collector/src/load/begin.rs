@@ -32,8 +32,13 @@ pub struct BeginOutcome {
 }
 
 impl Loader {
-    pub async fn begin(&self, caller: Caller, spec: BeginSpec) -> Result<BeginOutcome, CollectorError> {
-        check_plain("job", &spec.job).map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
+    pub async fn begin(
+        &self,
+        caller: Caller,
+        spec: BeginSpec,
+    ) -> Result<BeginOutcome, CollectorError> {
+        check_plain("job", &spec.job)
+            .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
         check_plain("target", &spec.target)
             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
         schema::check_columns(&spec.columns)?;
@@ -60,14 +65,18 @@ impl Loader {
         let schema_error = match registered {
             None => {
                 for stmt in schema::create_target_sql(&qualified, spec.mode, &spec.columns) {
-                    sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(stmt))
+                        .execute(&mut *tx)
+                        .await?;
                 }
-                sqlx::query("INSERT INTO transmissor.targets (name, mode, columns) VALUES ($1, $2, $3)")
-                    .bind(&spec.target)
-                    .bind(spec.mode)
-                    .bind(&columns_json)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO transmissor.targets (name, mode, columns) VALUES ($1, $2, $3)",
+                )
+                .bind(&spec.target)
+                .bind(spec.mode)
+                .bind(&columns_json)
+                .execute(&mut *tx)
+                .await?;
                 tracing::info!(target_table = %spec.target, mode = spec.mode, columns = spec.columns.len(), "target table created");
                 None
             }
@@ -78,7 +87,11 @@ impl Loader {
             Some((_, cols)) => schema::diff(&spec.target, &cols.0, &spec.columns),
         };
 
-        let state = if schema_error.is_some() { "failed" } else { "open" };
+        let state = if schema_error.is_some() {
+            "failed"
+        } else {
+            "open"
+        };
         let inserted: Option<(i64,)> = sqlx::query_as(
             "INSERT INTO transmissor.transmissions \
                (ibge, agent_id, run_id, job, mode, target, plan_version, columns, source_snapshot, \
@@ -119,9 +132,11 @@ impl Loader {
 
         let staging = staging_table(id);
         let ibge = quote_literal(caller.ibge.as_str());
-        sqlx::query(audited_sql!("CREATE TABLE {staging} (LIKE {qualified} INCLUDING DEFAULTS)"))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(audited_sql!(
+            "CREATE TABLE {staging} (LIKE {qualified} INCLUDING DEFAULTS)"
+        ))
+        .execute(&mut *tx)
+        .await?;
         sqlx::query(audited_sql!(
             "ALTER TABLE {staging} \
                ALTER COLUMN {ic} SET DEFAULT {ibge}, \
@@ -177,11 +192,12 @@ impl Loader {
     }
 
     pub(super) async fn held_seqs(&self, id: i64) -> Result<Vec<u32>, CollectorError> {
-        let seqs: Vec<(i32,)> =
-            sqlx::query_as("SELECT seq FROM transmissor.batches WHERE transmission_id = $1 ORDER BY seq")
-                .bind(id)
-                .fetch_all(&self.pool)
-                .await?;
+        let seqs: Vec<(i32,)> = sqlx::query_as(
+            "SELECT seq FROM transmissor.batches WHERE transmission_id = $1 ORDER BY seq",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(seqs.into_iter().map(|(s,)| s as u32).collect())
     }
 }

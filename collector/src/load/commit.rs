@@ -47,23 +47,32 @@ impl Loader {
         id: i64,
     ) -> Result<Locked, CollectorError> {
         #[allow(clippy::type_complexity)]
-        let row: Option<(String, uuid::Uuid, String, String, String, sqlx::types::Json<Vec<ColumnSpec>>, i64)> =
-            sqlx::query_as(
-                "SELECT ibge, agent_id, state, mode, target, columns, rows \
+        let row: Option<(
+            String,
+            uuid::Uuid,
+            String,
+            String,
+            String,
+            sqlx::types::Json<Vec<ColumnSpec>>,
+            i64,
+        )> = sqlx::query_as(
+            "SELECT ibge, agent_id, state, mode, target, columns, rows \
                  FROM transmissor.transmissions WHERE id = $1 FOR UPDATE",
-            )
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
         match row {
-            Some((ibge, agent, state, mode, target, columns, rows)) if agent == caller.agent_id => Ok(Locked {
-                ibge,
-                state: TxState::parse(&state),
-                mode,
-                target,
-                columns: columns.0,
-                rows,
-            }),
+            Some((ibge, agent, state, mode, target, columns, rows)) if agent == caller.agent_id => {
+                Ok(Locked {
+                    ibge,
+                    state: TxState::parse(&state),
+                    mode,
+                    target,
+                    columns: columns.0,
+                    rows,
+                })
+            }
             _ => Err(CollectorError::TransmissionNotFound(id)),
         }
     }
@@ -125,7 +134,8 @@ impl Loader {
             let msg = format!(
                 "transmission {id} does not match what the agent extracted: collector holds {batches} batches / {rows} rows (digest {computed}), agent declares {total_batches} / {total_rows} (digest {digest})"
             );
-            self.finish(&mut tx, id, TxState::Failed, Some(&msg)).await?;
+            self.finish(&mut tx, id, TxState::Failed, Some(&msg))
+                .await?;
             tx.commit().await?;
             return Err(CollectorError::FailedPrecondition(msg));
         }
@@ -150,11 +160,15 @@ impl Loader {
                 sqlx::query(audited_sql!("ALTER TABLE {parent} DETACH PARTITION {old}"))
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query(audited_sql!("DROP TABLE {old}")).execute(&mut *tx).await?;
+                sqlx::query(audited_sql!("DROP TABLE {old}"))
+                    .execute(&mut *tx)
+                    .await?;
             }
-            sqlx::query(audited_sql!("ALTER TABLE {staging} SET SCHEMA {PARTS_SCHEMA}"))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(audited_sql!(
+                "ALTER TABLE {staging} SET SCHEMA {PARTS_SCHEMA}"
+            ))
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(audited_sql!(
                 "ALTER TABLE {parent} ATTACH PARTITION {PARTS_SCHEMA}.t_{id} {bound}"
             ))
@@ -163,13 +177,21 @@ impl Loader {
         } else {
             let cols: Vec<String> = std::iter::once(schema::IBGE_COLUMN.to_string())
                 .chain(std::iter::once(schema::TRANSMISSION_COLUMN.to_string()))
-                .chain(t.columns.iter().map(|c| transmissor_proto::names::quote_ident(&c.name)))
+                .chain(
+                    t.columns
+                        .iter()
+                        .map(|c| transmissor_proto::names::quote_ident(&c.name)),
+                )
                 .collect();
             let cols = cols.join(", ");
-            sqlx::query(audited_sql!("INSERT INTO {parent} ({cols}) SELECT {cols} FROM {staging}"))
+            sqlx::query(audited_sql!(
+                "INSERT INTO {parent} ({cols}) SELECT {cols} FROM {staging}"
+            ))
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(audited_sql!("DROP TABLE {staging}"))
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query(audited_sql!("DROP TABLE {staging}")).execute(&mut *tx).await?;
         }
         sqlx::query(
             "UPDATE transmissor.transmissions SET state = 'committed', finished_at = now(), \
@@ -201,12 +223,22 @@ impl Loader {
         failed: bool,
         reason: &str,
     ) -> Result<TxState, CollectorError> {
-        let state = if failed { TxState::Failed } else { TxState::Aborted };
+        let state = if failed {
+            TxState::Failed
+        } else {
+            TxState::Aborted
+        };
         let reason: String = reason.chars().take(4000).collect();
         let id = match (id, run_job) {
             (Some(id), _) => id,
             (None, Some(nb)) => {
-                let NeverBegun { run_id: run, job, mode, target, plan_version } = nb;
+                let NeverBegun {
+                    run_id: run,
+                    job,
+                    mode,
+                    target,
+                    plan_version,
+                } = nb;
                 let found: Option<(i64,)> = sqlx::query_as(
                     "SELECT id FROM transmissor.transmissions WHERE agent_id = $1 AND run_id = $2 AND job = $3",
                 )
@@ -220,7 +252,8 @@ impl Loader {
                     None => {
                         // Never begun (e.g. the query failed while being described):
                         // record it so the failure shows like any transmission.
-                        check_plain("job", &job).map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
+                        check_plain("job", &job)
+                            .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
                         check_plain("target", &target)
                             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
                         sqlx::query(

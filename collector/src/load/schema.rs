@@ -88,7 +88,9 @@ pub async fn check_types(pool: &PgPool, cols: &[ColumnSpec]) -> Result<(), Colle
         .fetch_optional(pool)
         .await;
         let builtin = match row {
-            Ok(Some((in_catalog, typtype))) => in_catalog && matches!(typtype.as_str(), "b" | "r" | "m"),
+            Ok(Some((in_catalog, typtype))) => {
+                in_catalog && matches!(typtype.as_str(), "b" | "r" | "m")
+            }
             Ok(None) => false,
             Err(sqlx::Error::Database(_)) => false,
             Err(e) => return Err(CollectorError::DatabaseUnavailable(e.to_string())),
@@ -137,8 +139,14 @@ pub fn diff(target: &str, old: &[ColumnSpec], new: &[ColumnSpec]) -> Option<Stri
     if same_set && old.iter().map(|c| &c.name).ne(new.iter().map(|c| &c.name)) {
         parts.push(format!(
             "column order changed: was ({}), now ({})",
-            old.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
-            new.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            old.iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            new.iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if parts.is_empty() {

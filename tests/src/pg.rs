@@ -1,0 +1,309 @@
+//! Throwaway PostgreSQL clusters: the system's `initdb`/`pg_ctl` on a free
+//! loopback port in a temporary directory, stopped and removed on drop.
+//!
+//! `initdb` refuses to run as root; when the harness runs as root it runs the
+//! server as the `postgres` system user (which Debian's package creates).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+/// Where the PostgreSQL server binaries are: `TRANSMISSOR_PG_BIN`, else the
+/// newest `/usr/lib/postgresql/<v>/bin`, else the directory of `initdb` on PATH.
+pub fn find_bin_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("TRANSMISSOR_PG_BIN") {
+        return Some(PathBuf::from(d));
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+    })
+}
+
+/// A free TCP port on 127.0.0.1 (released before use; callers retry on a clash).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// Turn off fsync and friends: much faster, fine for tests that kill
+    /// agents and collectors but never the database server itself.
+    pub fast: bool,
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            fast: true,
+            extra: Vec::new(),
+        }
+    }
+}
+
+pub struct Cluster {
+    pub port: u16,
+    bin: PathBuf,
+    data: PathBuf,
+    run_as: Option<(u32, u32)>,
+    options: String,
+    running: bool,
+    _dir: Option<TempDir>,
+}
+
+fn run_as_user() -> Result<Option<(u32, u32)>> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let user = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .context("running as root: initdb needs a non-root user, and there is no 'postgres' user (apt-get install postgresql creates it)")?;
+    Ok(Some((user.uid.as_raw(), user.gid.as_raw())))
+}
+
+impl Cluster {
+    pub fn start() -> Result<Self> {
+        Self::start_with(ClusterOptions::default())
+    }
+
+    pub fn start_with(opts: ClusterOptions) -> Result<Self> {
+        let bin = find_bin_dir().context(
+            "PostgreSQL server binaries not found: install them with `apt-get install -y postgresql` or set TRANSMISSOR_PG_BIN",
+        )?;
+        let run_as = run_as_user()?;
+        let dir = tempfile::Builder::new()
+            .prefix("transmissor-pg.")
+            .tempdir()?;
+        if let Some((uid, gid)) = run_as {
+            nix::unistd::chown(dir.path(), Some(uid.into()), Some(gid.into()))?;
+        }
+        let data = dir.path().join("data");
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.args(["-D"]).arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        run(&mut initdb, run_as).context("initdb")?;
+
+        let mut settings = vec![
+            ("listen_addresses".to_string(), "127.0.0.1".to_string()),
+            (
+                "unix_socket_directories".into(),
+                dir.path().display().to_string(),
+            ),
+            ("max_connections".into(), "200".into()),
+            ("shared_buffers".into(), "128MB".into()),
+            ("max_wal_size".into(), "2GB".into()),
+            ("log_min_messages".into(), "warning".into()),
+        ];
+        if opts.fast {
+            settings.extend([
+                ("fsync".to_string(), "off".to_string()),
+                ("synchronous_commit".into(), "off".into()),
+                ("full_page_writes".into(), "off".into()),
+            ]);
+        }
+        settings.extend(opts.extra);
+        let options: String = settings
+            .iter()
+            .map(|(k, v)| format!("-c {k}={v} "))
+            .collect();
+
+        // The port is free when chosen but may be taken before the server
+        // binds it: try a few.
+        let mut dir = Some(dir);
+        let mut last_err = None;
+        for _ in 0..5 {
+            let mut c = Self {
+                port: free_port(),
+                bin: bin.clone(),
+                data: data.clone(),
+                run_as,
+                options: options.clone(),
+                running: false,
+                _dir: dir.take(),
+            };
+            match c.pg_ctl_start() {
+                Ok(()) => return Ok(c),
+                Err(e) => {
+                    last_err = Some(e);
+                    dir = c._dir.take();
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow::anyhow!("could not start PostgreSQL")))
+    }
+
+    fn pg_ctl_start(&mut self) -> Result<()> {
+        let log = self
+            .data
+            .parent()
+            .unwrap_or(Path::new("/tmp"))
+            .join("server.log");
+        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        cmd.arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o"])
+            .arg(format!("-p {} {}", self.port, self.options))
+            .arg("start");
+        run(&mut cmd, self.run_as).with_context(|| {
+            format!(
+                "pg_ctl start on port {}: {}",
+                self.port,
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops the server (fast shutdown).
+    pub fn stop(&mut self) -> Result<()> {
+        if self.running {
+            let mut cmd = Command::new(self.bin.join("pg_ctl"));
+            cmd.arg("-D")
+                .arg(&self.data)
+                .args(["-m", "fast", "-w", "-t", "60", "stop"]);
+            run(&mut cmd, self.run_as)?;
+            self.running = false;
+        }
+        Ok(())
+    }
+
+    /// Stops the server abruptly (as a crash would) and starts it again.
+    pub fn crash_restart(&mut self) -> Result<()> {
+        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        cmd.arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "-w", "stop"]);
+        run(&mut cmd, self.run_as)?;
+        self.running = false;
+        self.pg_ctl_start()
+    }
+
+    pub fn start_again(&mut self) -> Result<()> {
+        self.pg_ctl_start()
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/<db>`
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub async fn connect(&self, db: &str) -> Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(
+            &format!(
+                "host=127.0.0.1 port={} user=postgres dbname={db}",
+                self.port
+            ),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .with_context(|| format!("connect to {db} on port {}", self.port))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    pub async fn create_db(&self, name: &str) -> Result<()> {
+        let c = self.connect("postgres").await?;
+        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        Ok(())
+    }
+
+    /// Runs `psql` with the given SQL on stdin (used for the copy-pipe anchor).
+    pub fn psql_command(&self, db: &str) -> Command {
+        let psql = if self.bin.join("psql").exists() {
+            self.bin.join("psql")
+        } else {
+            PathBuf::from("psql")
+        };
+        let mut cmd = Command::new(psql);
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", db]);
+        cmd
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.running {
+            let mut cmd = Command::new(self.bin.join("pg_ctl"));
+            cmd.arg("-D")
+                .arg(&self.data)
+                .args(["-m", "immediate", "-w", "stop"]);
+            let _ = run(&mut cmd, self.run_as);
+        }
+    }
+}
+
+fn run(cmd: &mut Command, run_as: Option<(u32, u32)>) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = run_as {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !out.status.success() {
+        bail!(
+            "{:?} failed ({}): {}{}",
+            cmd.get_program(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Convenience: wait until `f` returns true, polling, up to `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}

@@ -1,0 +1,357 @@
+//! A whole transmissor installation on one machine: an analytic cluster, a
+//! source cluster with one PEC-like database per municipality, a development
+//! PKI, a collector (as a process or in-process) and agent configurations.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio_util_compat::CancellationToken;
+use transmissor_collector::devcerts::{self, DevPki};
+use transmissor_proto::identity::Ibge;
+
+use crate::pg::{Cluster, ClusterOptions, free_port};
+use crate::procs::Proc;
+
+mod tokio_util_compat {
+    pub use tokio_util::sync::CancellationToken;
+}
+
+/// Name of the analytic database in the analytic cluster.
+pub const ANALYTIC_DB: &str = "analytic";
+/// Read-only role the agents use on the source databases.
+pub const READER_ROLE: &str = "transmissor_leitura";
+/// Its password (throwaway clusters only; kept in a 0600 file for the agents).
+pub const READER_PASSWORD: &str = "demo-only-password";
+
+#[derive(Debug, Clone)]
+pub struct Municipality {
+    pub ibge: Ibge,
+    pub name: String,
+    /// Source database name in the source cluster.
+    pub db: String,
+    pub agent_id: uuid::Uuid,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// A job for an agent's config.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub mode: &'static str,
+    pub target: String,
+    pub query: String,
+}
+
+impl Job {
+    pub fn new(name: &str, mode: &'static str, target: &str, query: &str) -> Self {
+        Self {
+            name: name.into(),
+            mode,
+            target: target.into(),
+            query: query.into(),
+        }
+    }
+}
+
+pub struct Stack {
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    pub analytic: Cluster,
+    pub source: Cluster,
+    pub pki: DevPki,
+    pub collector_config: PathBuf,
+    pub collector_addr: SocketAddr,
+    pub collector: Option<Proc>,
+    in_process: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    pub munis: Vec<Municipality>,
+}
+
+pub struct StackOptions {
+    /// Keep the working directory (configs, logs, spools) instead of a temp dir.
+    pub dir: Option<PathBuf>,
+    pub cluster: ClusterOptions,
+    pub collector_extra_toml: String,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            cluster: ClusterOptions::default(),
+            collector_extra_toml: String::new(),
+        }
+    }
+}
+
+impl Stack {
+    /// Starts the clusters, creates one (empty) source database per
+    /// municipality, makes the PKI and migrates the control schema.
+    pub async fn new(munis: &[(&str, &str)]) -> Result<Self> {
+        Self::with_options(munis, StackOptions::default()).await
+    }
+
+    pub async fn with_options(munis: &[(&str, &str)], opts: StackOptions) -> Result<Self> {
+        let (dir, tmp) = match opts.dir {
+            Some(d) => {
+                std::fs::create_dir_all(&d)?;
+                (d, None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("transmissor-stack.")
+                    .tempdir()?;
+                (t.path().to_path_buf(), Some(t))
+            }
+        };
+        let analytic = Cluster::start_with(opts.cluster.clone())?;
+        let source = Cluster::start_with(opts.cluster)?;
+        analytic.create_db(ANALYTIC_DB).await?;
+        let codes: Vec<Ibge> = munis
+            .iter()
+            .map(|(c, _)| c.parse::<Ibge>())
+            .collect::<Result<_, _>>()?;
+        let pki = devcerts::generate(&dir.join("pki"), &[], &codes)?;
+
+        let port = free_port();
+        let collector_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let collector_config = dir.join("collector.toml");
+        std::fs::write(
+            &collector_config,
+            format!(
+                "version = 1\n\n[server]\nlisten = \"{collector_addr}\"\ndrain_timeout = \"10s\"\n\n\
+                 [tls]\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n\
+                 [database]\nurl = \"{url}\"\nmax_connections = 16\n{extra}",
+                ca = pki.ca_cert.display(),
+                cert = pki.server_cert.display(),
+                key = pki.server_key.display(),
+                url = analytic.url(ANALYTIC_DB),
+                extra = opts.collector_extra_toml,
+            ),
+        )?;
+        let cfg = transmissor_collector::config::CollectorConfig::load(&collector_config)?;
+        let pool = transmissor_collector::db::connect(&cfg.database).await?;
+        transmissor_collector::db::migrate(&pool, &cfg.load.target_schema).await?;
+
+        let src = source.connect("postgres").await?;
+        src.batch_execute(&format!(
+            "CREATE ROLE {READER_ROLE} LOGIN PASSWORD '{READER_PASSWORD}'"
+        ))
+        .await?;
+        let mut out = Vec::new();
+        for ((code, name), agent) in munis.iter().zip(&pki.agents) {
+            let db = format!("esus_{code}");
+            source.create_db(&db).await?;
+            transmissor_collector::registry::add_municipality(&pool, agent.ibge, name).await?;
+            transmissor_collector::registry::add_agent(&pool, agent.ibge, agent.agent_id).await?;
+            out.push(Municipality {
+                ibge: agent.ibge,
+                name: name.to_string(),
+                db,
+                agent_id: agent.agent_id,
+                cert: agent.cert.clone(),
+                key: agent.key.clone(),
+            });
+        }
+        pool.close().await;
+        Ok(Self {
+            dir,
+            _tmp: tmp,
+            analytic,
+            source,
+            pki,
+            collector_config,
+            collector_addr,
+            collector: None,
+            in_process: None,
+            munis: out,
+        })
+    }
+
+    /// Loads the PEC-like schema and synthetic data into a municipality's
+    /// source database, and lets the read-only role read it.
+    pub async fn load_pec(
+        &self,
+        m: &Municipality,
+        seed: u64,
+        scale: &crate::pec::Scale,
+    ) -> Result<()> {
+        let c = self.source.connect(&m.db).await?;
+        c.batch_execute(crate::pec::SCHEMA_SQL)
+            .await
+            .context("PEC schema")?;
+        c.batch_execute(&crate::pec::data_sql(m.ibge.as_str(), &m.name, seed, scale))
+            .await
+            .context("PEC data")?;
+        self.grant_reader(&m.db).await
+    }
+
+    /// Grants the read-only role SELECT on everything in `public`.
+    pub async fn grant_reader(&self, db: &str) -> Result<()> {
+        let c = self.source.connect(db).await?;
+        c.batch_execute(&format!(
+            "GRANT USAGE ON SCHEMA public TO {READER_ROLE}; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER_ROLE}; \
+             ALTER ROLE {READER_ROLE} SET default_transaction_read_only = on"
+        ))
+        .await?;
+        Ok(())
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.collector_addr.port())
+    }
+
+    /// Starts `transmissor-collector serve` and waits until it accepts connections.
+    pub async fn start_collector(&mut self) -> Result<()> {
+        let log = self.dir.join("collector.log");
+        let cfg = self.collector_config.display().to_string();
+        let proc_ = Proc::spawn(
+            "transmissor-collector",
+            ["serve", "--config", &cfg],
+            &[],
+            &log,
+        )?;
+        self.collector = Some(proc_);
+        self.wait_collector_port().await
+    }
+
+    async fn wait_collector_port(&mut self) -> Result<()> {
+        let addr = self.collector_addr;
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(p) = self.collector.as_mut() {
+                if !p.is_running() {
+                    bail!("collector exited at start; log:\n{}", p.log_text());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("collector did not listen on {addr}")
+    }
+
+    /// Runs the collector inside this process (no process to kill; faster).
+    pub async fn start_collector_in_process(&mut self) -> Result<()> {
+        let cfg = transmissor_collector::config::CollectorConfig::load(&self.collector_config)?;
+        let (tls, pool) = transmissor_collector::server::prepare(&cfg).await?;
+        let listener = tokio::net::TcpListener::bind(cfg.server.listen).await?;
+        let token = CancellationToken::new();
+        let t = token.clone();
+        let handle = tokio::spawn(async move {
+            if let Err(e) = transmissor_collector::server::run(&cfg, tls, pool, listener, t).await {
+                tracing::error!(error = %e, "in-process collector failed");
+            }
+        });
+        self.in_process = Some((token, handle));
+        Ok(())
+    }
+
+    pub fn kill_collector(&mut self) {
+        if let Some(mut p) = self.collector.take() {
+            p.kill();
+        }
+    }
+
+    pub async fn stop_collector(&mut self) -> Result<()> {
+        if let Some(mut p) = self.collector.take() {
+            p.terminate(Duration::from_secs(20)).await?;
+        }
+        if let Some((t, h)) = self.in_process.take() {
+            t.cancel();
+            let _ = h.await;
+        }
+        Ok(())
+    }
+
+    /// Writes an agent config for `m` with these jobs; returns its path.
+    pub fn agent_config(&self, m: &Municipality, jobs: &[Job], extra: &str) -> Result<PathBuf> {
+        let adir = self.dir.join(format!("agent-{}", m.ibge));
+        std::fs::create_dir_all(&adir)?;
+        let password = adir.join("source.password");
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&password)?;
+            std::io::Write::write_all(&mut f, READER_PASSWORD.as_bytes())?;
+        }
+        let mut s = format!(
+            "version = 1\n\n[agent]\nstate_dir = \"{state}\"\n\n\
+             [source]\nhost = \"127.0.0.1\"\nport = {port}\ndbname = \"{db}\"\nuser = \"{READER_ROLE}\"\n\
+             password_file = \"{password}\"\n\n\
+             [collector]\nendpoint = \"{endpoint}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n\
+             [retry]\ninitial = \"100ms\"\nmax = \"2s\"\ngive_up_after = \"120s\"\n\n{extra}\n",
+            state = adir.join("state").display(),
+            password = password.display(),
+            port = self.source.port,
+            db = m.db,
+            endpoint = self.endpoint(),
+            ca = self.pki.ca_cert.display(),
+            cert = m.cert.display(),
+            key = m.key.display(),
+        );
+        for j in jobs {
+            s.push_str(&format!(
+                "[[jobs]]\nname = \"{}\"\nmode = \"{}\"\ntarget = \"{}\"\nquery = '''\n{}\n'''\n\n",
+                j.name, j.mode, j.target, j.query
+            ));
+        }
+        let path = adir.join("agent.toml");
+        std::fs::write(&path, s)?;
+        Ok(path)
+    }
+
+    /// Starts `transmissor-agent run --once` for a config.
+    pub fn spawn_agent(&self, config: &Path, log_name: &str) -> Result<Proc> {
+        let log = self.dir.join(log_name);
+        let cfg = config.display().to_string();
+        Proc::spawn(
+            "transmissor-agent",
+            ["run", "--once", "--config", &cfg],
+            &[],
+            &log,
+        )
+    }
+
+    /// Runs the agent library in this process, once.
+    pub async fn run_agent_in_process(
+        &self,
+        config: &Path,
+    ) -> Result<transmissor_agent::run::RunReport> {
+        let cfg = transmissor_agent::config::AgentConfig::load(config)?;
+        let cancel = CancellationToken::new();
+        let agent = transmissor_agent::run::Agent::new(cfg, cancel.clone())?;
+        Ok(agent.run_once(&cancel).await)
+    }
+
+    pub async fn analytic_client(&self) -> Result<tokio_postgres::Client> {
+        self.analytic.connect(ANALYTIC_DB).await
+    }
+}
+
+/// COPY text dump of a query's result (ordered by the query), for byte-for-byte comparison.
+pub async fn copy_dump(client: &tokio_postgres::Client, query: &str) -> Result<Vec<u8>> {
+    use futures::StreamExt;
+    client
+        .batch_execute(
+            "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+             SET TimeZone = 'UTC'; SET bytea_output = 'hex'",
+        )
+        .await?;
+    let stream = client
+        .copy_out(&format!("COPY ({query}) TO STDOUT"))
+        .await?;
+    futures::pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
