@@ -48,7 +48,8 @@ impl fmt::Display for RunReport {
             writeln!(f, "run failed: {e}")?;
         }
         for (run, job, outcome) in &self.jobs {
-            let short = &run.to_string()[..8];
+            let id = run.simple().to_string();
+            let short = &id[id.len() - 8..];
             match outcome {
                 JobOutcome::Committed {
                     transmission_id,

@@ -412,22 +412,27 @@ SELECT x.n,
        CASE WHEN x.body THEN round((x.bmi * x.height * x.height / 10000.0
                                     * (1 + (x.b1 / 100 % 41 - 20) / 1000.0))::numeric, 1)::double precision END,
        CASE WHEN x.body THEN x.height::double precision END,
-       CASE WHEN x.bp THEN CASE WHEN x.htn THEN 116 + 2 * (x.a4 / 100 % 34) ELSE 96 + 2 * (x.a4 / 100 % 24) END END::numeric,
-       CASE WHEN x.bp THEN least(CASE WHEN x.htn THEN 70 + 2 * (x.a4 / 10000 % 18) ELSE 56 + 2 * (x.a4 / 10000 % 15) END,
-                                 CASE WHEN x.htn THEN 116 + 2 * (x.a4 / 100 % 34) ELSE 96 + 2 * (x.a4 / 100 % 24) END - 30) END::numeric,
+       CASE WHEN x.bp THEN x.sys END::numeric,
+       CASE WHEN x.bp THEN least(x.dia, x.sys - 30) END::numeric,
        CASE WHEN x.gest THEN (4 + x.b1 % 37)::integer END,
        NULLIF('|' || concat_ws('|',
-           CASE WHEN x.c_htn AND x.cid_on THEN (ARRAY['I10','I10','I10','I10','I10','I10','I110','I119','I150','I159'])[1 + x.b3 % 10] END,
-           CASE WHEN x.c_dm AND x.cid_on THEN (ARRAY['E119','E119','E119','E11','E109','E10','E14','E149','E118','E112'])[1 + x.b3 / 10 % 10] END,
+           CASE WHEN x.c_htn AND x.cid_on
+                THEN (ARRAY['I10','I10','I10','I10','I10','I10','I110','I119','I150','I159'])[1 + x.b3 % 10] END,
+           CASE WHEN x.c_dm AND x.cid_on
+                THEN (ARRAY['E119','E119','E119','E11','E109','E10','E14','E149','E118','E112'])[1 + x.b3 / 10 % 10] END,
            CASE WHEN x.c_preg AND x.cid_on THEN 'Z348' END,
-           CASE WHEN x.c_other AND x.cid_on THEN (ARRAY['J069','Z000','M545','R51','A09','N390','F419','J00','K297',
-               'L309','B349','R104','Z001','H103','J029','E660','E785','M796','R05','G439'])[1 + x.b3 / 100 % 20] END) || '|', '||'),
+           CASE WHEN x.c_other AND x.cid_on
+                THEN (ARRAY['J069','Z000','M545','R51','A09','N390','F419','J00','K297','L309','B349','R104',
+                            'Z001','H103','J029','E660','E785','M796','R05','G439'])[1 + x.b3 / 100 % 20] END)
+           || '|', '||'),
        NULLIF('|' || concat_ws('|',
            CASE WHEN x.c_htn AND x.ciap_on THEN CASE WHEN x.b3 / 2000 % 100 < 85 THEN 'K86' ELSE 'K87' END END,
            CASE WHEN x.c_dm AND x.ciap_on THEN CASE WHEN x.b3 / 200000 % 100 < 85 THEN 'T90' ELSE 'T89' END END,
            CASE WHEN x.c_preg AND x.ciap_on THEN 'W78' END,
-           CASE WHEN x.c_other AND x.ciap_on THEN (ARRAY['A03','R05','L03','D01','A98','P76','R74','S88',
-               'U71','T82','A97','T93','L84','N01','R76','D12','F70','S03','P01','A04'])[1 + x.b3 / 100 % 20] END) || '|', '||'),
+           CASE WHEN x.c_other AND x.ciap_on
+                THEN (ARRAY['A03','R05','L03','D01','A98','P76','R74','S88','U71','T82','A97','T93','L84',
+                            'N01','R76','D12','F70','S03','P01','A04'])[1 + x.b3 / 100 % 20] END)
+           || '|', '||'),
        '|' || CASE WHEN x.doctor THEN '0301010064' ELSE '0301010030' END
            || CASE WHEN x.bp THEN '|0301100039' ELSE '' END || '|',
        CASE WHEN x.c_htn AND x.b4 / 100 % 100 < 25 THEN '|0202010295|0202010473|0202050017|'
@@ -458,6 +463,9 @@ FROM (SELECT g.n, g.h, g.a4, g.b1, g.b2, g.b3, g.b4,
              g.b2 / 100 % 100 < 60 OR g.b4 % 100 < 15 AS cid_on,       -- doctors code CID ...
              g.b2 / 100 % 100 >= 60 OR g.b4 % 100 < 35 AS ciap_on,     -- ... nurses CIAP
              c.age >= 18 AND g.a4 % 100 < CASE WHEN c.htn THEN 85 ELSE 40 END AS bp,
+             -- blood pressure (mmHg, even numbers as read on a sphygmomanometer)
+             CASE WHEN c.htn THEN 116 + 2 * (g.a4 / 100 % 34) ELSE 96 + 2 * (g.a4 / 100 % 24) END AS sys,
+             CASE WHEN c.htn THEN 70 + 2 * (g.a4 / 10000 % 18) ELSE 56 + 2 * (g.a4 / 10000 % 15) END AS dia,
              g.a4 / 1000000 % 100 < 50 AS body,
              c.preg AND g.a3 / 10000 % 100 < 90 AS gest
       FROM (SELECT n, h, pg_temp.u(h, 1) % pk.npick + 1 AS k,

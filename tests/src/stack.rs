@@ -69,21 +69,12 @@ pub struct Stack {
     pub munis: Vec<Municipality>,
 }
 
+#[derive(Default)]
 pub struct StackOptions {
     /// Keep the working directory (configs, logs, spools) instead of a temp dir.
     pub dir: Option<PathBuf>,
     pub cluster: ClusterOptions,
     pub collector_extra_toml: String,
-}
-
-impl Default for StackOptions {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            cluster: ClusterOptions::default(),
-            collector_extra_toml: String::new(),
-        }
-    }
 }
 
 impl Stack {
@@ -224,10 +215,10 @@ impl Stack {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
                 return Ok(());
             }
-            if let Some(p) = self.collector.as_mut() {
-                if !p.is_running() {
-                    bail!("collector exited at start; log:\n{}", p.log_text());
-                }
+            if let Some(p) = self.collector.as_mut()
+                && !p.is_running()
+            {
+                bail!("collector exited at start; log:\n{}", p.log_text());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
