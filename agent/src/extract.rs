@@ -33,7 +33,11 @@ pub struct Progress {
 pub enum Phase {
     Extracting,
     Done(DoneMeta),
+    /// The source failed the job: its transmission is recorded as failed.
     Failed(String),
+    /// Found unfinished at start-up (the agent stopped mid-extraction): its
+    /// transmission is aborted and the next run extracts the job again.
+    Interrupted(String),
 }
 
 /// A job whose extraction has started: its spool directory and progress.
@@ -139,22 +143,33 @@ async fn extract_job(
         meta.columns = cols.clone();
     }
     let dir = spool.create_job(&meta)?;
+    // A query that cannot even be described is failed before its upload
+    // starts, so the uploader records it without opening a transmission.
+    let described = match described {
+        Ok(cols) => Ok(cols),
+        Err(e) => {
+            dir.mark_failed(&e.to_string())?;
+            Err(e)
+        }
+    };
     let (progress_tx, progress_rx) = watch::channel(Progress {
         written: 0,
-        phase: Phase::Extracting,
+        phase: match &described {
+            Ok(_) => Phase::Extracting,
+            Err(e) => Phase::Failed(e.to_string()),
+        },
     });
     started(StartedJob {
         dir: dir.clone(),
         progress: progress_rx,
     });
+    if let Err(e) = described {
+        return Err(e.into());
+    }
     let fail = |reason: String| {
         let _ = dir.mark_failed(&reason);
         progress_tx.send_modify(|p| p.phase = Phase::Failed(reason));
     };
-    if let Err(e) = described {
-        fail(e.to_string());
-        return Err(e.into());
-    }
 
     let t0 = Instant::now();
     match copy_job(tx, cfg, &dir, query, &progress_tx, cancel).await {

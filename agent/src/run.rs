@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::config::AgentConfig;
 use crate::extract::{self, ExtractError, Phase, Progress, StartedJob};
-use crate::spool::{JobDir, JobState, Spool, SpoolError};
+use crate::spool::{JobState, Spool, SpoolError};
 use crate::transport;
 use crate::upload::{JobOutcome, Uploader};
 
@@ -35,10 +35,12 @@ pub struct RunReport {
 impl RunReport {
     pub fn all_committed(&self) -> bool {
         self.run_error.is_none()
-            && self
-                .jobs
-                .iter()
-                .all(|(_, _, o)| matches!(o, JobOutcome::Committed { .. }))
+            && self.jobs.iter().all(|(_, _, o)| {
+                matches!(
+                    o,
+                    JobOutcome::Committed { .. } | JobOutcome::Abandoned { .. }
+                )
+            })
     }
 }
 
@@ -66,6 +68,9 @@ impl fmt::Display for RunReport {
                 }
                 JobOutcome::Pending { reason } => {
                     writeln!(f, "{job} (run {short}): PENDING: {reason}")?
+                }
+                JobOutcome::Abandoned { reason } => {
+                    writeln!(f, "{job} (run {short}): abandoned: {reason}")?
                 }
             }
         }
@@ -114,12 +119,12 @@ impl Agent {
             let phase = match dir.state()? {
                 JobState::Done(d) => Phase::Done(d),
                 JobState::Failed(r) => Phase::Failed(r),
-                JobState::Interrupted => Phase::Failed(
+                JobState::Interrupted => Phase::Interrupted(
                     "the agent stopped while extracting this job; it is extracted again by the next run"
                         .into(),
                 ),
             };
-            let interrupted = matches!(dir.state()?, JobState::Interrupted);
+            let interrupted = matches!(phase, Phase::Interrupted(_));
             tracing::info!(run = %meta.run_id, job = %meta.job, interrupted, "recovering spooled job");
             let written = match &phase {
                 Phase::Done(d) => d.batches,
@@ -127,16 +132,9 @@ impl Agent {
             };
             let (tx, rx) = watch::channel(Progress { written, phase });
             let uploader = self.uploader.clone();
-            let interrupted_dir: JobDir = dir.clone();
             set.spawn(async move {
                 let _keep = tx;
-                let mut outcome = uploader.upload(interrupted_dir, rx).await;
-                // An interrupted extraction is not the source's failure.
-                if let (true, JobOutcome::Failed { reason }) = (interrupted, &outcome) {
-                    outcome = JobOutcome::Refused {
-                        reason: reason.clone(),
-                    };
-                }
+                let outcome = uploader.upload(dir, rx).await;
                 (meta.run_id, meta.job, outcome)
             });
         }

@@ -35,6 +35,9 @@ pub enum JobOutcome {
     /// Not finished (collector unreachable, shutdown); the spool keeps the
     /// data and the next run sends it.
     Pending { reason: String },
+    /// An extraction interrupted by the agent's own stop, found at start-up:
+    /// its transmission was aborted and the job is extracted again.
+    Abandoned { reason: String },
 }
 
 #[derive(Debug)]
@@ -169,11 +172,27 @@ impl Uploader {
                     JobOutcome::Failed { reason } | JobOutcome::Refused { reason } => {
                         tracing::error!(job = %meta.job, %reason, "transmission did not load")
                     }
-                    JobOutcome::Pending { .. } => {}
+                    JobOutcome::Pending { .. } | JobOutcome::Abandoned { .. } => {}
                 }
             }
         }
         outcome
+    }
+
+    /// Ends a transmission without loading it: `failed` for a source
+    /// failure, otherwise aborted (and [`JobOutcome::Abandoned`]).
+    async fn end(
+        &self,
+        meta: &JobMeta,
+        id: i64,
+        failed: bool,
+        reason: String,
+    ) -> Result<JobOutcome, Status> {
+        match self.abort(meta, id, failed, &reason).await {
+            Ok(()) if failed => Ok(JobOutcome::Failed { reason }),
+            Ok(()) => Ok(JobOutcome::Abandoned { reason }),
+            Err(e) => e.into_outcome("abort"),
+        }
     }
 
     async fn abort(
@@ -209,11 +228,13 @@ impl Uploader {
     ) -> Result<JobOutcome, Status> {
         // A job that failed before it could begin is recorded by run and job.
         let initial = progress.borrow().phase.clone();
-        if let (Phase::Failed(reason), true) = (initial, meta.columns.is_empty()) {
-            return match self.abort(meta, 0, true, &reason).await {
-                Ok(()) => Ok(JobOutcome::Failed { reason }),
-                Err(e) => e.into_outcome("abort"),
-            };
+        if meta.columns.is_empty() {
+            // Ended before its columns were known: recorded by run and job.
+            match initial {
+                Phase::Failed(reason) => return self.end(meta, 0, true, reason).await,
+                Phase::Interrupted(reason) => return self.end(meta, 0, false, reason).await,
+                _ => {}
+            }
         }
         let begin = pb::BeginRequest {
             run_id: meta.run_id.to_string(),
@@ -259,14 +280,16 @@ impl Uploader {
         let mut puts: JoinSet<Result<u32, PutError>> = JoinSet::new();
         let done = loop {
             let p = progress.borrow_and_update().clone();
-            if let Phase::Failed(reason) = &p.phase {
-                puts.abort_all();
-                return match self.abort(meta, id, true, reason).await {
-                    Ok(()) => Ok(JobOutcome::Failed {
-                        reason: reason.clone(),
-                    }),
-                    Err(e) => e.into_outcome("abort"),
-                };
+            match &p.phase {
+                Phase::Failed(reason) => {
+                    puts.abort_all();
+                    return self.end(meta, id, true, reason.clone()).await;
+                }
+                Phase::Interrupted(reason) => {
+                    puts.abort_all();
+                    return self.end(meta, id, false, reason.clone()).await;
+                }
+                _ => {}
             }
             while next <= p.written && puts.len() < self.in_flight {
                 if !held.contains(&next) {

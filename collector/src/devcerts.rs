@@ -40,7 +40,13 @@ pub fn generate(dir: &Path, server_names: &[String], ibges: &[Ibge]) -> Result<D
         move |source| PkiError::Io { path: p, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let ca = Ca::generate("transmissor development CA", 3650 * DAY)?;
+    let ca = Ca::generate(
+        &format!(
+            "transmissor development CA {}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ),
+        3650 * DAY,
+    )?;
     write_public(&dir.join("ca.pem"), &ca.cert_pem)?;
     write_private(&dir.join("ca.key"), &ca.key_pem())?;
 

@@ -68,7 +68,7 @@ INSERT INTO fidelity VALUES
   '294276-12-31 23:59:59.999999+00', NULL, '12:34:56.789', NULL, '-1 days -00:00:01', NULL, '[]', '[]',
   NULL, '{"\\.",".\\"}', NULL, 'ok', '{ok,ok,ok}', NULL, NULL, NULL, NULL, '[-5,5]'),
  (5, NULL, NULL, NULL, '1e-1000', NULL, '1.4e-45', '4.9e-324', E'\\.', E'\\.', NULL, NULL, NULL, '2000-02-29',
-  '2000-02-29 23:59:59', '1999-12-31 23:59:59.999999-23:59', NULL, NULL, NULL, NULL, NULL,
+  '2000-02-29 23:59:59', '1999-12-31 23:59:59.999999-15:59', NULL, NULL, NULL, NULL, NULL,
   '{"nested":{"deep":[{"x":null}]}}', '{"nested":{"deep":[{"x":null}]}}', NULL, NULL, NULL, NULL, NULL,
   NULL, NULL, NULL, NULL, NULL),
  (6, NULL, NULL, NULL, '-0.0', NULL, '3.4028235e38', '1.7976931348623157e308', E'line1\n\\.\nline3', NULL,
