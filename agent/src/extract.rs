@@ -44,6 +44,9 @@ pub enum Phase {
 pub struct StartedJob {
     pub dir: JobDir,
     pub progress: watch::Receiver<Progress>,
+    /// Cancelled by the uploader when the collector will not take the job:
+    /// its extraction then stops early instead of spooling in vain.
+    pub stop: CancellationToken,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,8 @@ pub enum ExtractError {
     Spool(#[from] SpoolError),
     #[error("extraction cancelled")]
     Cancelled,
+    #[error("extraction stopped: the collector will not take this job's transmission")]
+    Stopped,
 }
 
 /// Extracts every job of a run. `started` is called as soon as a job's spool
@@ -159,9 +164,11 @@ async fn extract_job(
             Err(e) => Phase::Failed(e.to_string()),
         },
     });
+    let stop = CancellationToken::new();
     started(StartedJob {
         dir: dir.clone(),
         progress: progress_rx,
+        stop: stop.clone(),
     });
     if let Err(e) = described {
         return Err(e.into());
@@ -172,7 +179,7 @@ async fn extract_job(
     };
 
     let t0 = Instant::now();
-    match copy_job(tx, cfg, &dir, query, &progress_tx, cancel).await {
+    match copy_job(tx, cfg, &dir, query, &progress_tx, cancel, &stop).await {
         Ok(done) => {
             dir.finish(&done)?;
             tracing::info!(job = %job.name, rows = done.rows, batches = done.batches, raw_bytes = done.raw_bytes,
@@ -201,6 +208,7 @@ async fn copy_job(
     query: &str,
     progress: &watch::Sender<Progress>,
     cancel: &CancellationToken,
+    stop: &CancellationToken,
 ) -> Result<DoneMeta, ExtractError> {
     let batch_size = cfg.spool.batch_raw_bytes.as_u64() as usize;
     let level = cfg.spool.zstd_level;
@@ -238,6 +246,7 @@ async fn copy_job(
         loop {
             let chunk = tokio::select! {
                 () = cancel.cancelled() => return Err(ExtractError::Cancelled),
+                () = stop.cancelled() => return Err(ExtractError::Stopped),
                 c = stream.next() => c,
             };
             match chunk {

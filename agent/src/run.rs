@@ -134,7 +134,7 @@ impl Agent {
             let uploader = self.uploader.clone();
             set.spawn(async move {
                 let _keep = tx;
-                let outcome = uploader.upload(dir, rx).await;
+                let outcome = uploader.upload(dir, rx, None).await;
                 (meta.run_id, meta.job, outcome)
             });
         }
@@ -175,7 +175,9 @@ impl Agent {
                     (
                         run_id,
                         job,
-                        uploader.upload(started.dir, started.progress).await,
+                        uploader
+                            .upload(started.dir, started.progress, Some(started.stop))
+                            .await,
                     )
                 });
             },

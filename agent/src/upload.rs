@@ -129,7 +129,16 @@ impl Uploader {
 
     /// Uploads a job whose extraction is running or finished, then cleans its
     /// spool directory unless the outcome is [`JobOutcome::Pending`].
-    pub async fn upload(&self, dir: JobDir, progress: watch::Receiver<Progress>) -> JobOutcome {
+    /// `stop` (for a job still being extracted) is cancelled when the
+    /// transmission ends without loading, so the extraction stops early; the
+    /// spool directory is removed only once the extraction has ended.
+    pub async fn upload(
+        &self,
+        dir: JobDir,
+        progress: watch::Receiver<Progress>,
+        stop: Option<CancellationToken>,
+    ) -> JobOutcome {
+        let mut extraction = progress.clone();
         let meta = match dir.meta() {
             Ok(m) => m,
             Err(e) => {
@@ -159,6 +168,14 @@ impl Uploader {
                 tracing::warn!(job = %meta.job, run = %meta.run_id, %reason, "job left in the spool");
             }
             other => {
+                if let Some(stop) = stop {
+                    stop.cancel();
+                }
+                while matches!(extraction.borrow_and_update().phase, Phase::Extracting) {
+                    if extraction.changed().await.is_err() {
+                        break;
+                    }
+                }
                 if let Err(e) = dir.remove() {
                     tracing::error!(job = %meta.job, error = %e, "cannot clean the spool");
                 }

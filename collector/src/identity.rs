@@ -17,6 +17,26 @@ use transmissor_proto::identity::{AgentUri, Ibge};
 
 use crate::error::CollectorError;
 
+/// What the TLS layer says about a request's peer.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: String,
+    pub certs: Option<std::sync::Arc<Vec<rustls_pki_types::CertificateDer<'static>>>>,
+}
+
+impl Peer {
+    pub fn of<T>(request: &Request<T>) -> Self {
+        let info = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
+        Self {
+            addr: info
+                .and_then(|i| i.get_ref().remote_addr())
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            certs: info.and_then(|i| i.peer_certs()),
+        }
+    }
+}
+
 /// An authenticated agent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
@@ -34,13 +54,16 @@ impl Authenticator {
         Self { pool }
     }
 
+    /// Authenticates the caller of `request` (see the module doc).
     pub async fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, CollectorError> {
-        let info = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>();
-        let peer = info
-            .and_then(|i| i.get_ref().remote_addr())
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".into());
-        let certs = info.and_then(|i| i.peer_certs()).ok_or_else(|| {
+        self.authenticate_peer(Peer::of(request)).await
+    }
+
+    /// The database half of [`Self::authenticate`], for a [`Peer`] taken
+    /// from the request beforehand (so it can run in a spawned task).
+    pub async fn authenticate_peer(&self, peer: Peer) -> Result<Caller, CollectorError> {
+        let Peer { addr: peer, certs } = peer;
+        let certs = certs.ok_or_else(|| {
             tracing::warn!(%peer, "call without client certificate refused");
             CollectorError::Unauthenticated(
                 "no client certificate: this call requires the agent's certificate (mutual TLS)"

@@ -1,5 +1,14 @@
 //! The `transmissor.v1.Transmission` gRPC service: authenticate, translate,
 //! delegate to [`crate::load`]. Errors become statuses in [`crate::error`].
+//!
+//! Every handler's work runs in its own task ([`detached`]): when a caller
+//! disconnects mid-call (an agent killed during `PutBatch`), tonic drops the
+//! handler's future, and a database transaction or `COPY` cut off half-way
+//! would poison its pooled connection. Detached, the work always reaches its
+//! commit or rollback; only the answer is lost, and the agent's retry finds
+//! the batch already held.
+
+use std::future::Future;
 
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -8,10 +17,11 @@ use transmissor_proto::pb;
 use transmissor_proto::pb::transmission_server::Transmission;
 
 use crate::error::CollectorError;
-use crate::identity::Authenticator;
-use crate::load::batch as batch_input;
+use crate::identity::{Authenticator, Peer};
+use crate::load::batch::IncomingBatch;
 use crate::load::{BatchOutcome, BeginSpec, Loader, NeverBegun, schema};
 
+#[derive(Clone)]
 pub struct TransmissionService {
     auth: Authenticator,
     loader: Loader,
@@ -20,6 +30,25 @@ pub struct TransmissionService {
 impl TransmissionService {
     pub fn new(auth: Authenticator, loader: Loader) -> Self {
         Self { auth, loader }
+    }
+
+    /// Authenticates the request's peer and runs `work` to completion in its
+    /// own task, whatever happens to the call.
+    async fn detached<T, F, Fut>(&self, peer: Peer, work: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(Loader, crate::identity::Caller) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, CollectorError>> + Send + 'static,
+    {
+        let (auth, loader) = (self.auth.clone(), self.loader.clone());
+        let task = tokio::spawn(async move {
+            let caller = auth.authenticate_peer(peer).await?;
+            work(loader, caller).await
+        });
+        match task.await {
+            Ok(r) => r.map_err(Status::from),
+            Err(e) => Err(CollectorError::Internal(format!("handler task: {e}")).into()),
+        }
     }
 }
 
@@ -34,28 +63,31 @@ impl Transmission for TransmissionService {
         &self,
         request: Request<pb::BeginRequest>,
     ) -> Result<Response<pb::BeginResponse>, Status> {
-        let caller = self.auth.authenticate(&request).await?;
+        let peer = Peer::of(&request);
         let r = request.into_inner();
-        if !r.claimed_ibge.is_empty() && r.claimed_ibge != caller.ibge.as_str() {
-            tracing::warn!(ibge = %caller.ibge, agent = %caller.agent_id, claimed = %r.claimed_ibge, "payload claims another municipality");
-            return Err(CollectorError::PermissionDenied(format!(
-                "the request claims municipality {} but the client certificate is for {}; the certificate decides",
-                r.claimed_ibge, caller.ibge
-            ))
-            .into());
-        }
-        let spec = BeginSpec {
-            run_id: parse_run_id(&r.run_id)?,
-            mode: schema::mode_str(r.mode)?,
-            columns: r.columns.iter().map(schema::ColumnSpec::from).collect(),
-            job: r.job,
-            target: r.target,
-            plan_version: r.plan_version,
-            snapshot: r.snapshot,
-            source_server_version: r.source_server_version,
-            agent_version: r.agent_version,
-        };
-        let out = self.loader.begin(caller, spec).await?;
+        let out = self
+            .detached(peer, move |loader, caller| async move {
+                if !r.claimed_ibge.is_empty() && r.claimed_ibge != caller.ibge.as_str() {
+                    tracing::warn!(ibge = %caller.ibge, agent = %caller.agent_id, claimed = %r.claimed_ibge, "payload claims another municipality");
+                    return Err(CollectorError::PermissionDenied(format!(
+                        "the request claims municipality {} but the client certificate is for {}; the certificate decides",
+                        r.claimed_ibge, caller.ibge
+                    )));
+                }
+                let spec = BeginSpec {
+                    run_id: parse_run_id(&r.run_id)?,
+                    mode: schema::mode_str(r.mode)?,
+                    columns: r.columns.iter().map(schema::ColumnSpec::from).collect(),
+                    job: r.job,
+                    target: r.target,
+                    plan_version: r.plan_version,
+                    snapshot: r.snapshot,
+                    source_server_version: r.source_server_version,
+                    agent_version: r.agent_version,
+                };
+                loader.begin(caller, spec).await
+            })
+            .await?;
         Ok(Response::new(pb::BeginResponse {
             transmission_id: out.transmission_id,
             state: out.state.to_pb() as i32,
@@ -67,21 +99,20 @@ impl Transmission for TransmissionService {
         &self,
         request: Request<pb::PutBatchRequest>,
     ) -> Result<Response<pb::PutBatchResponse>, Status> {
-        let caller = self.auth.authenticate(&request).await?;
+        let peer = Peer::of(&request);
         let r = request.into_inner();
+        let batch = IncomingBatch {
+            transmission_id: r.transmission_id,
+            seq: r.seq,
+            rows: r.rows,
+            raw_len: r.raw_len,
+            crc32c: r.crc32c,
+            data: r.data,
+        };
         let out = self
-            .loader
-            .put_batch(
-                caller,
-                batch_input::IncomingBatch {
-                    transmission_id: r.transmission_id,
-                    seq: r.seq,
-                    rows: r.rows,
-                    raw_len: r.raw_len,
-                    crc32c: r.crc32c,
-                    data: r.data,
-                },
-            )
+            .detached(peer, move |loader, caller| async move {
+                loader.put_batch(caller, batch).await
+            })
             .await?;
         Ok(Response::new(pb::PutBatchResponse {
             duplicate: out == BatchOutcome::Duplicate,
@@ -92,17 +123,20 @@ impl Transmission for TransmissionService {
         &self,
         request: Request<pb::CommitRequest>,
     ) -> Result<Response<pb::CommitResponse>, Status> {
-        let caller = self.auth.authenticate(&request).await?;
+        let peer = Peer::of(&request);
         let r = request.into_inner();
         let out = self
-            .loader
-            .commit(
-                caller,
-                r.transmission_id,
-                r.total_batches,
-                r.total_rows,
-                &r.digest,
-            )
+            .detached(peer, move |loader, caller| async move {
+                loader
+                    .commit(
+                        caller,
+                        r.transmission_id,
+                        r.total_batches,
+                        r.total_rows,
+                        &r.digest,
+                    )
+                    .await
+            })
             .await?;
         Ok(Response::new(pb::CommitResponse {
             state: out.state.to_pb() as i32,
@@ -114,9 +148,13 @@ impl Transmission for TransmissionService {
         &self,
         request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let caller = self.auth.authenticate(&request).await?;
+        let peer = Peer::of(&request);
         let id = request.into_inner().transmission_id;
-        let out = self.loader.status(caller, id).await?;
+        let out = self
+            .detached(peer, move |loader, caller| async move {
+                loader.status(caller, id).await
+            })
+            .await?;
         Ok(Response::new(pb::StatusResponse {
             transmission_id: id,
             state: out.state.to_pb() as i32,
@@ -129,23 +167,23 @@ impl Transmission for TransmissionService {
         &self,
         request: Request<pb::AbortRequest>,
     ) -> Result<Response<pb::AbortResponse>, Status> {
-        let caller = self.auth.authenticate(&request).await?;
+        let peer = Peer::of(&request);
         let r = request.into_inner();
-        let id = (r.transmission_id > 0).then_some(r.transmission_id);
-        let run_job = if id.is_none() {
-            Some(NeverBegun {
-                run_id: parse_run_id(&r.run_id)?,
-                job: r.job,
-                mode: schema::mode_str(r.mode)?,
-                target: r.target,
-                plan_version: r.plan_version,
-            })
-        } else {
-            None
-        };
         let state = self
-            .loader
-            .abort(caller, id, run_job, r.failed, &r.reason)
+            .detached(peer, move |loader, caller| async move {
+                let id = (r.transmission_id > 0).then_some(r.transmission_id);
+                let run_job = match id {
+                    Some(_) => None,
+                    None => Some(NeverBegun {
+                        run_id: parse_run_id(&r.run_id)?,
+                        job: r.job,
+                        mode: schema::mode_str(r.mode)?,
+                        target: r.target,
+                        plan_version: r.plan_version,
+                    }),
+                };
+                loader.abort(caller, id, run_job, r.failed, &r.reason).await
+            })
             .await?;
         Ok(Response::new(pb::AbortResponse {
             state: state.to_pb() as i32,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use transmissor_tests::pg::wait_until;
 use transmissor_tests::stack::{Job, Municipality, Stack, copy_dump};
 
@@ -18,23 +18,48 @@ const A: (&str, &str) = ("3550308", "São Paulo");
 const ROWS: i64 = 200_000;
 const AGENT_TUNING: &str = "[spool]\nbatch_raw_bytes = \"16KiB\"\n\n";
 
-fn fast_job() -> Job {
-    Job::new(
-        "grande",
-        "snapshot",
-        "grande",
-        "SELECT id, payload, valor FROM grande",
-    )
+/// The appended nominal list (every 10th row).
+const LIST_QUERY: &str = "SELECT id, payload FROM grande WHERE id % 10 = 0";
+
+fn list_job() -> Job {
+    Job::new("lista", "append", "grande_lista", LIST_QUERY)
 }
 
-/// Same columns, but the query sleeps now and then so extraction takes seconds.
-fn slow_job() -> Job {
-    Job::new(
-        "grande",
-        "snapshot",
-        "grande",
-        "SELECT id, payload, valor FROM grande WHERE id % 20000 <> 0 OR (SELECT true FROM pg_sleep(0.4))",
-    )
+fn fast_jobs() -> Vec<Job> {
+    vec![
+        Job::new(
+            "grande",
+            "snapshot",
+            "grande",
+            "SELECT id, payload, valor FROM grande",
+        ),
+        list_job(),
+    ]
+}
+
+/// Same columns, but the snapshot query sleeps now and then so extraction takes seconds.
+fn slow_jobs() -> Vec<Job> {
+    vec![
+        Job::new(
+            "grande",
+            "snapshot",
+            "grande",
+            "SELECT id, payload, valor FROM grande WHERE id % 20000 <> 0 OR (SELECT true FROM pg_sleep(0.4))",
+        ),
+        list_job(),
+    ]
+}
+
+/// Rows visible per append transmission.
+async fn list_counts(client: &tokio_postgres::Client) -> Vec<(i64, i64)> {
+    client
+        .query(
+            "SELECT _transmission_id, count(*) FROM analytic.grande_lista GROUP BY 1",
+            &[],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        .unwrap_or_default()
 }
 
 /// `(count, sum(id))` of A's visible slice (0, 0 before the target exists).
@@ -142,19 +167,21 @@ async fn kills_lose_nothing_and_double_nothing() -> Result<()> {
         let client = stack.analytic_client().await?;
         tokio::spawn(async move {
             let mut seen = BTreeSet::new();
+            let mut appended = BTreeSet::new();
             let mut polls = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 seen.insert(visible(&client).await);
+                appended.extend(list_counts(&client).await);
                 polls += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            (seen, polls)
+            (seen, appended, polls)
         })
     };
     let mut allowed = BTreeSet::from([(0, 0)]);
 
     // 1. The collector is killed three times during one upload.
-    let fast = stack.agent_config(&m, &[fast_job()], AGENT_TUNING)?;
+    let fast = stack.agent_config(&m, &fast_jobs(), AGENT_TUNING)?;
     let mut agent = stack.spawn_agent(&fast, "agent-1.log")?;
     let mut threshold = 100;
     for kill in 1..=3 {
@@ -185,7 +212,7 @@ async fn kills_lose_nothing_and_double_nothing() -> Result<()> {
     // 2. The agent is killed while extracting (the source changed meanwhile).
     src.batch_execute("DELETE FROM grande WHERE id % 7 = 0; UPDATE grande SET payload = 'mudou' WHERE id % 1000 = 1").await?;
     allowed.insert(source_state(&src).await?);
-    let slow = stack.agent_config(&m, &[slow_job()], AGENT_TUNING)?;
+    let slow = stack.agent_config(&m, &slow_jobs(), AGENT_TUNING)?;
     let mut agent = stack.spawn_agent(&slow, "agent-2.log")?;
     let mid_extraction = wait_until(Duration::from_secs(60), || async {
         job_dirs(&stack, &m)
@@ -240,7 +267,9 @@ async fn kills_lose_nothing_and_double_nothing() -> Result<()> {
     let extracted = wait_until(Duration::from_secs(120), || async {
         job_dirs(&stack, &m)
             .iter()
-            .any(|d| d.join("done.json").exists())
+            .filter(|d| d.join("done.json").exists())
+            .count()
+            == 2
     })
     .await;
     assert!(
@@ -249,14 +278,19 @@ async fn kills_lose_nothing_and_double_nothing() -> Result<()> {
         agent.log_text()
     );
     agent.kill();
-    let open_tid: i64 = analytic
-        .query_one(
+    let open_tids: Vec<i64> = analytic
+        .query(
             "SELECT id FROM transmissor.transmissions WHERE state = 'open'",
             &[],
         )
-        .await
-        .context("one open transmission after the agent's kill")?
-        .get(0);
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !open_tids.is_empty(),
+        "no open transmission after the agent's kill"
+    );
     stack.start_collector().await?;
     let mut agent = stack.spawn_agent(&fast, "agent-5.log")?;
     let status = agent.wait(Duration::from_secs(300)).await?;
@@ -265,24 +299,30 @@ async fn kills_lose_nothing_and_double_nothing() -> Result<()> {
         "agent failed after kill during upload:\n{}",
         agent.log_text()
     );
-    let (state, rows): (String, i64) = {
+    for tid in &open_tids {
         let r = analytic
             .query_one(
-                "SELECT state, rows FROM transmissor.transmissions WHERE id = $1",
-                &[&open_tid],
+                "SELECT state, job, rows FROM transmissor.transmissions WHERE id = $1",
+                &[tid],
             )
             .await?;
-        (r.get(0), r.get(1))
-    };
-    assert_eq!(
-        state, "committed",
-        "the spooled transmission was resumed and committed"
-    );
-    assert_eq!(
-        rows,
-        source_state(&src).await?.0,
-        "committed exactly the extracted rows"
-    );
+        let (state, job, rows): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(
+            state, "committed",
+            "spooled transmission {tid} ({job}) was resumed and committed"
+        );
+        let expected: i64 = if job == "grande" {
+            source_state(&src).await?.0
+        } else {
+            src.query_one(&format!("SELECT count(*) FROM ({LIST_QUERY}) q"), &[])
+                .await?
+                .get(0)
+        };
+        assert_eq!(
+            rows, expected,
+            "transmission {tid} ({job}) committed exactly the extracted rows"
+        );
+    }
     assert_target_equals_source(&stack, &m).await?;
 
     // Nothing left over anywhere.
@@ -304,8 +344,43 @@ async fn kills_lose_nothing_and_double_nothing() -> Result<()> {
         .get(0);
     assert_eq!(open, 0);
 
+    // Append: each committed transmission holds exactly its rows; aborted
+    // ones hold none; the latest equals the source's list now.
+    let committed: Vec<(i64, i64)> = analytic
+        .query(
+            "SELECT id, rows FROM transmissor.transmissions WHERE job = 'lista' AND state = 'committed' ORDER BY id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(committed.len() >= 4, "append runs committed: {committed:?}");
+    let in_target: BTreeSet<(i64, i64)> = list_counts(&analytic).await.into_iter().collect();
+    assert_eq!(
+        in_target,
+        committed.iter().copied().collect(),
+        "append rows per transmission"
+    );
+    let last = committed.last().map(|c| c.0).unwrap_or_default();
+    let list_source = copy_dump(&src, &format!("{LIST_QUERY} ORDER BY id")).await?;
+    let list_target = copy_dump(
+        &analytic,
+        &format!("SELECT id, payload FROM analytic.grande_lista WHERE _transmission_id = {last} ORDER BY id"),
+    )
+    .await?;
+    assert!(
+        list_source == list_target,
+        "latest append differs from the source list"
+    );
+
     stop.store(true, Ordering::Relaxed);
-    let (seen, polls) = reader.await?;
+    let (seen, appended, polls) = reader.await?;
+    let partial_append: Vec<_> = appended.difference(&in_target).collect();
+    assert!(
+        partial_append.is_empty(),
+        "a reader saw partial appends {partial_append:?}"
+    );
     assert!(
         polls > 50,
         "the concurrent reader barely ran ({polls} polls)"

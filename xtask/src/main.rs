@@ -1,6 +1,8 @@
-//! Developer tasks: `cargo xtask demo` (the Quick start demo) and
-//! `cargo xtask test` (the whole test suite, with its setup).
+//! Developer tasks: `cargo xtask demo` (the Quick start demo),
+//! `cargo xtask test` (the whole test suite, with its setup) and
+//! `cargo xtask compare` (a transmission timed next to a `psql` COPY pipe).
 
+mod compare;
 mod demo;
 mod setup;
 
@@ -19,6 +21,9 @@ enum Command {
     /// Local demo: throwaway PostgreSQL clusters, 3 synthetic municipalities,
     /// a collector, one transmission per municipality, the status table.
     Demo(demo::DemoArgs),
+    /// Times one transmission of the visit table next to `psql COPY | psql COPY`
+    /// between the same two servers (durable settings, median of --repeat runs).
+    Compare(compare::CompareArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -31,6 +36,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo(args) => demo::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }
