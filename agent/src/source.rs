@@ -37,9 +37,11 @@ pub enum SourceError {
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            let mut s = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-            if let Some(d) = db.detail() {
-                s.push_str(&format!(" (detail: {d})"));
+            // Messages and details can quote row values (personal data).
+            let message = transmissor_proto::redact::pg_message(db.message());
+            let mut s = format!("{} {}: {message}", db.severity(), db.code().code());
+            if let Some(d) = db.detail().filter(|d| !d.contains("Key (")) {
+                s.push_str(&format!(" (detail: {})", transmissor_proto::redact::pg_message(d)));
             }
             if let Some(h) = db.hint() {
                 s.push_str(&format!(" (hint: {h})"));

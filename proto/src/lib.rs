@@ -8,12 +8,14 @@
 //! | [`identity`] | IBGE municipality codes and the agent identity URI in certificates   |
 //! | [`limits`]   | message and batch size limits both sides agree on                     |
 //! | [`names`]    | validation and quoting of SQL identifiers carried on the wire        |
+//! | [`redact`]   | keeping data values (personal data) out of logged error messages     |
 
 pub mod batch;
 pub mod checksum;
 pub mod identity;
 pub mod limits;
 pub mod names;
+pub mod redact;
 
 /// Generated protobuf and gRPC code (package `transmissor.v1`).
 #[allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]

@@ -121,7 +121,7 @@ impl Loader {
                 return Err(CollectorError::Copy {
                     transmission: id,
                     seq: b.seq,
-                    message: db.message().to_string(),
+                    message: transmissor_proto::redact::pg_message(db.message()),
                 });
             }
             Err(e) => return Err(e.into()),
