@@ -13,14 +13,12 @@
 //! | [`upload`]    | begin / put batches (windowed) / commit, resumable              |
 //! | [`run`]       | one run: recover the spool, extract and upload every job        |
 //! | [`schedule`]  | when the long-running agent runs                                 |
-//! | [`shutdown`]  | SIGINT/SIGTERM → cancellation                                   |
 
 pub mod config;
 pub mod extract;
 pub mod retry;
 pub mod run;
 pub mod schedule;
-pub mod shutdown;
 pub mod source;
 pub mod spool;
 pub mod transport;

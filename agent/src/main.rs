@@ -7,9 +7,10 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use transmissor_agent::config::AgentConfig;
+use transmissor_agent::extract;
 use transmissor_agent::run::Agent;
 use transmissor_agent::schedule::Schedule;
-use transmissor_agent::{extract, shutdown};
+use transmissor_proto::shutdown;
 
 #[derive(Parser)]
 #[command(

@@ -41,7 +41,10 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
             let message = transmissor_proto::redact::pg_message(db.message());
             let mut s = format!("{} {}: {message}", db.severity(), db.code().code());
             if let Some(d) = db.detail().filter(|d| !d.contains("Key (")) {
-                s.push_str(&format!(" (detail: {})", transmissor_proto::redact::pg_message(d)));
+                s.push_str(&format!(
+                    " (detail: {})",
+                    transmissor_proto::redact::pg_message(d)
+                ));
             }
             if let Some(h) = db.hint() {
                 s.push_str(&format!(" (hint: {h})"));

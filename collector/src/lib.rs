@@ -16,7 +16,6 @@
 //! | [`registry`] | municipalities and agents                                        |
 //! | [`pki`]      | the CA: issuing server and agent certificates                    |
 //! | [`devcerts`] | a development PKI in a directory                                 |
-//! | [`shutdown`] | SIGINT/SIGTERM → cancellation                                    |
 
 /// `format!` for SQL whose dynamic parts are validated names quoted with
 /// `quote_ident`/`quote_literal` or numbers only (audited at each use).
@@ -37,6 +36,5 @@ pub mod pki;
 pub mod registry;
 pub mod server;
 pub mod service;
-pub mod shutdown;
 pub mod status;
 pub mod tls;

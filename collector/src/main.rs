@@ -6,8 +6,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use transmissor_collector::config::CollectorConfig;
-use transmissor_collector::{db, devcerts, registry, server, shutdown, status};
+use transmissor_collector::{db, devcerts, registry, server, status};
 use transmissor_proto::identity::Ibge;
+use transmissor_proto::shutdown;
 
 #[derive(Parser)]
 #[command(

@@ -9,6 +9,7 @@
 //! | [`limits`]   | message and batch size limits both sides agree on                     |
 //! | [`names`]    | validation and quoting of SQL identifiers carried on the wire        |
 //! | [`redact`]   | keeping data values (personal data) out of logged error messages     |
+//! | [`shutdown`] | SIGINT/SIGTERM → cancellation token (both binaries)                  |
 
 pub mod batch;
 pub mod checksum;
@@ -16,6 +17,7 @@ pub mod identity;
 pub mod limits;
 pub mod names;
 pub mod redact;
+pub mod shutdown;
 
 /// Generated protobuf and gRPC code (package `transmissor.v1`).
 #[allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]
