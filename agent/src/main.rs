@@ -48,23 +48,10 @@ enum Command {
     },
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRANSMISSOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    transmissor_proto::logging::init(&cli.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::Check { config } => {

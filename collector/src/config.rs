@@ -225,37 +225,12 @@ impl CollectorConfig {
 impl DatabaseConfig {
     /// The password, from its file or environment variable (or none).
     pub fn password(&self) -> Result<Option<String>, ConfigError> {
-        if let Some(path) = &self.password_file {
-            check_secret_permissions(path)?;
-            let s = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::Secret(format!("cannot read {}: {e}", path.display())))?;
-            return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
-        }
-        if let Some(var) = &self.password_env {
-            return std::env::var(var).map(Some).map_err(|_| {
-                ConfigError::Secret(format!("environment variable {var} is not set"))
-            });
-        }
-        Ok(None)
+        transmissor_proto::secret::from_file_or_env(
+            self.password_file.as_deref(),
+            self.password_env.as_deref(),
+        )
+        .map_err(|e| ConfigError::Secret(e.to_string()))
     }
-}
-
-/// A secret file must not be readable by group or others.
-pub fn check_secret_permissions(path: &Path) -> Result<(), ConfigError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path)
-            .map_err(|e| ConfigError::Secret(format!("cannot read {}: {e}", path.display())))?;
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(ConfigError::Secret(format!(
-                "{} has permissions {mode:o}; make it readable by its owner only (chmod 600)",
-                path.display()
-            )));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

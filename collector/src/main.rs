@@ -86,19 +86,6 @@ enum MunicipalityCommand {
     },
 }
 
-fn init_tracing(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("TRANSMISSOR_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
 fn parse_municipality(s: &str) -> Result<(Ibge, String)> {
     let (code, name) = s.split_once('=').unwrap_or((s, ""));
     let ibge: Ibge = code.parse()?;
@@ -113,7 +100,7 @@ fn parse_municipality(s: &str) -> Result<(Ibge, String)> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
+    transmissor_proto::logging::init(&cli.log_format);
     match cli.command {
         Command::Migrate(c) => {
             let cfg = CollectorConfig::load(&c.config)?;

@@ -6,17 +6,21 @@
 //! | [`batch`]    | compressing a batch of COPY rows, and decompressing it under caps    |
 //! | [`checksum`] | CRC-32C of a batch and the digest of a whole transmission            |
 //! | [`identity`] | IBGE municipality codes and the agent identity URI in certificates   |
+//! | [`logging`]  | tracing set-up of both binaries (text or JSON, `TRANSMISSOR_LOG`)    |
 //! | [`limits`]   | message and batch size limits both sides agree on                     |
 //! | [`names`]    | validation and quoting of SQL identifiers carried on the wire        |
 //! | [`redact`]   | keeping data values (personal data) out of logged error messages     |
+//! | [`secret`]   | passwords from owner-only files or the environment                   |
 //! | [`shutdown`] | SIGINT/SIGTERM → cancellation token (both binaries)                  |
 
 pub mod batch;
 pub mod checksum;
 pub mod identity;
 pub mod limits;
+pub mod logging;
 pub mod names;
 pub mod redact;
+pub mod secret;
 pub mod shutdown;
 
 /// Generated protobuf and gRPC code (package `transmissor.v1`).
