@@ -13,7 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_client(true)
         .bytes(".transmissor.v1.PutBatchRequest.data")
-        .compile_protos(&["transmissor/v1/transmission.proto"], &["."])?;
+        .compile_protos(
+            &[
+                "transmissor/v1/transmission.proto",
+                "transmissor/v1/agent.proto",
+            ],
+            &["."],
+        )?;
     Ok(())
 }
 

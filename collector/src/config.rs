@@ -57,6 +57,25 @@ pub struct CollectorConfig {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub load: LoadConfig,
+    /// The CA used for enrollment and renewal; without it, agents can only
+    /// use certificates made by `dev-certs`.
+    pub ca: Option<CaSection>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaSection {
+    /// Directory made by `transmissor-collector ca init`.
+    pub dir: PathBuf,
+    /// Lifetime of agent certificates (municipal links go down for days).
+    #[serde(default = "default_agent_cert_lifetime", with = "humantime_serde")]
+    pub agent_cert_lifetime: Duration,
+    /// Re-enrolling a municipality revokes its previous agents.
+    #[serde(default = "default_true")]
+    pub revoke_previous_on_enroll: bool,
+    /// Default validity of enrollment tokens.
+    #[serde(default = "default_token_ttl", with = "humantime_serde")]
+    pub token_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -123,6 +142,15 @@ impl Default for LoadConfig {
     }
 }
 
+fn default_agent_cert_lifetime() -> Duration {
+    Duration::from_secs(7 * 86_400)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_token_ttl() -> Duration {
+    Duration::from_secs(72 * 3600)
+}
 fn default_drain() -> Duration {
     Duration::from_secs(30)
 }
@@ -217,6 +245,9 @@ impl CollectorConfig {
         fix(&mut self.tls.key_file);
         if let Some(p) = self.database.password_file.as_mut() {
             fix(p);
+        }
+        if let Some(ca) = self.ca.as_mut() {
+            fix(&mut ca.dir);
         }
         self
     }

@@ -44,6 +44,9 @@ pub enum CollectorError {
         seq: u32,
         message: String,
     },
+    /// Too many failed attempts (enrollment).
+    #[error("{0}")]
+    RateLimited(String),
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(String),
     #[error("database error: {0}")]
@@ -66,6 +69,7 @@ impl CollectorError {
             Self::TransmissionNotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::BatchConflict { .. } => Code::AlreadyExists,
+            Self::RateLimited(_) => Code::ResourceExhausted,
             Self::DatabaseUnavailable(_) => Code::Unavailable,
             Self::Database(e) => {
                 if is_transient_db_error(e) {

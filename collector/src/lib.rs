@@ -3,6 +3,11 @@
 //!
 //! | module       | responsibility                                                   |
 //! |--------------|------------------------------------------------------------------|
+//! | [`ca`]       | the CA directory: offline root, issuing CA, rotation, server cert |
+//! | [`enroll`]   | one-time tokens, enrollment, renewal, rate limits                |
+//! | [`lifecycle`]| gRPC `Enrollment` (no client cert) and `AgentLifecycle` services  |
+//! | [`heartbeats`]| latest state per agent, written in batches                      |
+//! | [`audit`]    | the append-only audit log                                        |
 //! | [`config`]   | strict, versioned TOML configuration; secrets from file/env       |
 //! | [`db`]       | connection pool with pinned session settings; embedded migrations |
 //! | [`tls`]      | TLS 1.3 listener config (ring), handshakes, failure reasons       |
@@ -13,7 +18,7 @@
 //! | [`health`]   | `grpc.health.v1` driven by real database reachability            |
 //! | [`server`]   | `prepare` (checks before binding) and `run` (serve, drain, stop) |
 //! | [`status`]   | the per-municipality status report                               |
-//! | [`registry`] | municipalities and agents                                        |
+//! | [`registry`] | municipalities and agents: add, list, revoke                     |
 //! | [`pki`]      | the CA: issuing server and agent certificates                    |
 //! | [`devcerts`] | a development PKI in a directory                                 |
 
@@ -25,12 +30,17 @@ macro_rules! audited_sql {
     };
 }
 
+pub mod audit;
+pub mod ca;
 pub mod config;
 pub mod db;
 pub mod devcerts;
+pub mod enroll;
 pub mod error;
 pub mod health;
+pub mod heartbeats;
 pub mod identity;
+pub mod lifecycle;
 pub mod load;
 pub mod pki;
 pub mod registry;

@@ -1,12 +1,13 @@
 //! `transmissor-collector`: command-line entry point.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use transmissor_collector::config::CollectorConfig;
-use transmissor_collector::{db, devcerts, registry, server, status};
+use transmissor_collector::{audit, ca, db, devcerts, enroll, registry, server, status};
 use transmissor_proto::identity::Ibge;
 use transmissor_proto::shutdown;
 
@@ -50,14 +51,38 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The certificate authority (offline root, online issuing CA).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Register a municipality.
     Municipality {
         #[command(subcommand)]
         command: MunicipalityCommand,
     },
+    /// One-time enrollment tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Enrolled agents: list (with their last heartbeat) and revoke.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Show the audit log (tokens, enrollments, renewals, revocations, CA changes).
+    Audit {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a development PKI (CA, server and agent certificates) and, with
-    /// --config, register the agents. Enrollment with one-time tokens replaces
-    /// this for real installations.
+    /// --config, register the agents. Real installations enroll agents with
+    /// one-time tokens instead.
     DevCerts {
         /// Directory to write the certificates to.
         #[arg(long)]
@@ -75,6 +100,32 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum CaCommand {
+    /// Create the root CA, the issuing CA and the server certificate in DIR.
+    Init {
+        #[arg(long)]
+        dir: PathBuf,
+        /// DNS name or IP address agents use to reach the collector (repeatable).
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        /// Record the event in this collector's audit log.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Replace the issuing CA (needs the offline root key); agents keep working.
+    Rotate {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        root_key: PathBuf,
+        #[arg(long = "server-name")]
+        server_names: Vec<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum MunicipalityCommand {
     Add {
         #[command(flatten)]
@@ -83,6 +134,43 @@ enum MunicipalityCommand {
         ibge: String,
         #[arg(long)]
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a one-time token for a municipality (one line).
+    Issue {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        ibge: String,
+        /// Validity, e.g. "72h" (default: [ca] token_ttl).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Include revoked agents.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent (by id) or every agent of a municipality (--ibge).
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        agent_id: Option<uuid::Uuid>,
+        #[arg(long)]
+        ibge: Option<String>,
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
     },
 }
 
@@ -97,29 +185,55 @@ fn parse_municipality(s: &str) -> Result<(Ibge, String)> {
     Ok((ibge, name))
 }
 
+async fn pool_of(path: &std::path::Path) -> Result<(CollectorConfig, sqlx::PgPool)> {
+    let cfg = CollectorConfig::load(path)?;
+    let pool = db::connect(&cfg.database).await?;
+    Ok((cfg, pool))
+}
+
+async fn audit_ca(
+    config: Option<PathBuf>,
+    action: &'static str,
+    dir: &std::path::Path,
+) -> Result<()> {
+    if let Some(path) = config {
+        let (_, pool) = pool_of(&path).await?;
+        let mut conn = pool.acquire().await?;
+        audit::record(
+            &mut conn,
+            audit::Event {
+                actor: audit::operator(),
+                action,
+                detail: serde_json::json!({ "dir": dir.display().to_string() }),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     transmissor_proto::logging::init(&cli.log_format);
     match cli.command {
         Command::Migrate(c) => {
-            let cfg = CollectorConfig::load(&c.config)?;
-            let pool = db::connect(&cfg.database).await?;
+            let (cfg, pool) = pool_of(&c.config).await?;
             db::migrate(&pool, &cfg.load.target_schema).await?;
             tracing::info!("control schema up to date");
         }
         Command::Serve(c) => {
             let cfg = CollectorConfig::load(&c.config)?;
-            let (tls, pool) = server::prepare(&cfg).await?;
+            let prepared = server::prepare(&cfg).await?;
             let listener = tokio::net::TcpListener::bind(cfg.server.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
             let stop = shutdown::on_signal();
-            server::run(&cfg, tls, pool, listener, stop).await?;
+            server::run(&cfg, prepared, listener, stop).await?;
         }
         Command::Status { config, json } => {
-            let cfg = CollectorConfig::load(&config.config)?;
-            let pool = db::connect(&cfg.database).await?;
+            let (_, pool) = pool_of(&config.config).await?;
             let rows = status::last_transmissions(&pool).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -127,14 +241,131 @@ async fn main() -> Result<()> {
                 print!("{}", status::render(&rows));
             }
         }
+        Command::Ca { command } => match command {
+            CaCommand::Init {
+                dir,
+                server_names,
+                config,
+            } => {
+                let files = ca::init(&dir, &server_names)?;
+                audit_ca(config, audit::action::CA_INITIALIZED, &dir).await?;
+                println!(
+                    "root CA:   {} (key {}: move it OFFLINE now; `ca rotate` needs it)",
+                    files.root_cert.display(),
+                    files.root_key.display()
+                );
+                println!(
+                    "server:    {} / {}",
+                    files.server_cert.display(),
+                    files.server_key.display()
+                );
+                println!(
+                    "use in the collector config: [tls] ca_file = root.pem, cert_file = server.pem, key_file = server.key; [ca] dir = {}",
+                    dir.display()
+                );
+            }
+            CaCommand::Rotate {
+                dir,
+                root_key,
+                server_names,
+                config,
+            } => {
+                let files = ca::rotate(&dir, &root_key, &server_names)?;
+                audit_ca(config, audit::action::CA_ROTATED, &dir).await?;
+                println!(
+                    "new issuing CA in {}; new server certificate {}",
+                    dir.display(),
+                    files.server_cert.display()
+                );
+                println!(
+                    "restart the collectors to use them; agents keep working and move to the new CA at renewal"
+                );
+            }
+        },
         Command::Municipality {
             command: MunicipalityCommand::Add { config, ibge, name },
         } => {
-            let cfg = CollectorConfig::load(&config.config)?;
-            let pool = db::connect(&cfg.database).await?;
+            let (_, pool) = pool_of(&config.config).await?;
             let ibge: Ibge = ibge.parse()?;
             registry::add_municipality(&pool, ibge, &name).await?;
+            let mut conn = pool.acquire().await?;
+            audit::record(
+                &mut conn,
+                audit::Event {
+                    actor: audit::operator(),
+                    action: audit::action::MUNICIPALITY_ADDED,
+                    ibge: Some(ibge.to_string()),
+                    detail: serde_json::json!({ "name": name }),
+                    ..Default::default()
+                },
+            )
+            .await?;
             println!("municipality {ibge} ({name}) registered");
+        }
+        Command::Token {
+            command: TokenCommand::Issue { config, ibge, ttl },
+        } => {
+            let (cfg, pool) = pool_of(&config.config).await?;
+            let Some(ca_cfg) = &cfg.ca else {
+                bail!(
+                    "the config has no [ca] section: run `transmissor-collector ca init` and add [ca] dir = ..."
+                );
+            };
+            let loaded = ca::load(&ca_cfg.dir)?;
+            let ibge: Ibge = ibge.parse()?;
+            let token = enroll::issue_token(
+                &pool,
+                loaded.pin,
+                ibge,
+                ttl.unwrap_or(ca_cfg.token_ttl),
+                &audit::operator(),
+            )
+            .await?;
+            println!("{token}");
+        }
+        Command::Agent { command } => match command {
+            AgentCommand::List { config, all, json } => {
+                let (_, pool) = pool_of(&config.config).await?;
+                let rows = registry::list_agents(&pool, all).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    print!("{}", registry::render_agents(&rows));
+                }
+            }
+            AgentCommand::Revoke {
+                config,
+                agent_id,
+                ibge,
+                reason,
+            } => {
+                let ibge = ibge.map(|i| i.parse::<Ibge>()).transpose()?;
+                if agent_id.is_none() == ibge.is_none() {
+                    bail!("name exactly one: an AGENT_ID or --ibge");
+                }
+                let (_, pool) = pool_of(&config.config).await?;
+                let revoked =
+                    registry::revoke(&pool, agent_id, ibge, &reason, &audit::operator()).await?;
+                if revoked.is_empty() {
+                    bail!("no active agent matched");
+                }
+                for (id, ibge) in revoked {
+                    println!("revoked agent {id} (municipality {ibge})");
+                }
+            }
+        },
+        Command::Audit {
+            config,
+            limit,
+            json,
+        } => {
+            let (_, pool) = pool_of(&config.config).await?;
+            let rows = audit::latest(&pool, limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", audit::render(&rows));
+            }
         }
         Command::DevCerts {
             dir,
@@ -149,8 +380,7 @@ async fn main() -> Result<()> {
             let codes: Vec<Ibge> = munis.iter().map(|(i, _)| *i).collect();
             let pki = devcerts::generate(&dir, &server_names, &codes)?;
             if let Some(path) = config {
-                let cfg = CollectorConfig::load(&path)?;
-                let pool = db::connect(&cfg.database).await?;
+                let (_, pool) = pool_of(&path).await?;
                 for ((ibge, name), agent) in munis.iter().zip(&pki.agents) {
                     registry::add_municipality(&pool, *ibge, name).await?;
                     registry::add_agent(&pool, *ibge, agent.agent_id).await?;

@@ -44,3 +44,156 @@ pub async fn revoke_agent(
     .rows_affected();
     Ok(n == 1)
 }
+
+/// An agent as `agent list` shows it.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct AgentRow {
+    pub id: Uuid,
+    pub ibge: String,
+    pub municipality: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub hostname: Option<String>,
+    pub agent_version: Option<String>,
+    pub os: Option<String>,
+    pub cert_not_after: Option<chrono::DateTime<chrono::Utc>>,
+    pub heartbeat_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub clock_offset_ms: Option<i64>,
+    pub spool_used_bytes: Option<i64>,
+    pub spool_limit_bytes: Option<i64>,
+    pub last_runs: Option<serde_json::Value>,
+    pub warning: Option<String>,
+}
+
+pub async fn list_agents(
+    pool: &PgPool,
+    include_revoked: bool,
+) -> Result<Vec<AgentRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.id, a.ibge::text AS ibge, m.name AS municipality, a.created_at, a.revoked_at, a.hostname,                 a.agent_version, a.os, a.cert_not_after, a.heartbeat_at, a.clock_offset_ms, a.spool_used_bytes,                 a.spool_limit_bytes, a.last_runs, a.warning          FROM transmissor.agents a JOIN transmissor.municipalities m USING (ibge)          WHERE $1 OR a.revoked_at IS NULL ORDER BY a.ibge, a.created_at",
+    )
+    .bind(include_revoked)
+    .fetch_all(pool)
+    .await
+}
+
+fn ago(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    match t {
+        None => "never".into(),
+        Some(t) => {
+            let s = (chrono::Utc::now() - t).num_seconds().max(0);
+            match s {
+                0..=119 => format!("{s}s ago"),
+                120..=7199 => format!("{}m ago", s / 60),
+                7200..=172_799 => format!("{}h ago", s / 3600),
+                _ => format!("{}d ago", s / 86_400),
+            }
+        }
+    }
+}
+
+/// The table printed by `agent list`.
+pub fn render_agents(rows: &[AgentRow]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<20}  {:<10}  {:>8}  {:<9}  LAST RUNS / WARNING\n",
+        "AGENT",
+        "IBGE",
+        "MUNICIPALITY",
+        "STATE",
+        "VERSION",
+        "CERT EXPIRES (UTC)",
+        "LAST SEEN",
+        "CLOCK",
+        "SPOOL"
+    );
+    for r in rows {
+        let runs = r
+            .last_runs
+            .as_ref()
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .map(|j| {
+                        format!(
+                            "{}={}",
+                            j["job"].as_str().unwrap_or("?"),
+                            j["outcome"].as_str().unwrap_or("?")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let spool = match (r.spool_used_bytes, r.spool_limit_bytes) {
+            (Some(u), Some(l)) if l > 0 => format!("{:.0}%", u as f64 * 100.0 / l as f64),
+            _ => "-".into(),
+        };
+        let muni: String = r.municipality.chars().take(16).collect();
+        out.push_str(&format!(
+            "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<20}  {:<10}  {:>8}  {:<9}  {}{}\n",
+            r.id,
+            r.ibge,
+            muni,
+            if r.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "active"
+            },
+            r.agent_version.as_deref().unwrap_or("-"),
+            r.cert_not_after
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_else(|| "-".into()),
+            ago(r.heartbeat_at),
+            r.clock_offset_ms
+                .map(|o| format!("{:+.1}s", o as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into()),
+            spool,
+            runs,
+            r.warning
+                .as_deref()
+                .map(|w| format!("  WARNING: {w}"))
+                .unwrap_or_default(),
+        ));
+    }
+    if rows.is_empty() {
+        out.push_str("(no agents)\n");
+    }
+    out
+}
+
+/// Revokes agents (one by id, or every active agent of a municipality),
+/// recording each in the audit log. Returns the ids revoked.
+pub async fn revoke(
+    pool: &PgPool,
+    agent: Option<Uuid>,
+    ibge: Option<Ibge>,
+    reason: &str,
+    actor: &str,
+) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let revoked: Vec<(Uuid, String)> = sqlx::query_as(
+        "UPDATE transmissor.agents SET revoked_at = now(), revoked_reason = $3 \
+         WHERE revoked_at IS NULL AND (id = $1 OR ibge = $2) RETURNING id, ibge::text",
+    )
+    .bind(agent)
+    .bind(ibge.map(|i| i.to_string()))
+    .bind(reason)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (id, ibge) in &revoked {
+        crate::audit::record(
+            &mut tx,
+            crate::audit::Event {
+                actor: actor.to_string(),
+                action: crate::audit::action::AGENT_REVOKED,
+                ibge: Some(ibge.clone()),
+                agent_id: Some(*id),
+                detail: serde_json::json!({ "reason": reason }),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(revoked)
+}

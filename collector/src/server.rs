@@ -8,7 +8,16 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use transmissor_proto::pb::agent_lifecycle_server::AgentLifecycleServer;
+use transmissor_proto::pb::enrollment_server::EnrollmentServer;
 use transmissor_proto::pb::transmission_server::TransmissionServer;
+
+use crate::enroll::Enroller;
+use crate::heartbeats::Heartbeats;
+use crate::lifecycle::{EnrollmentService, LifecycleService};
+use crate::tls::RevokedAgents;
 
 use crate::config::CollectorConfig;
 use crate::health;
@@ -27,6 +36,8 @@ pub enum ServeError {
         "the control schema is missing or out of date: run `transmissor-collector migrate` first"
     )]
     NotMigrated,
+    #[error("CA: {0}")]
+    Ca(#[from] crate::ca::CaError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
 }
@@ -35,13 +46,20 @@ pub enum ServeError {
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
-/// Checks everything that can be checked before binding: TLS files, the
-/// database and its schema. Returns what `run` needs.
-pub async fn prepare(
-    cfg: &CollectorConfig,
-) -> Result<(std::sync::Arc<rustls::ServerConfig>, PgPool), ServeError> {
+/// What `prepare` checked and built, ready to serve.
+pub struct Prepared {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub pool: PgPool,
+    pub revoked: Arc<RevokedAgents>,
+    pub enroller: Option<Arc<Enroller>>,
+}
+
+/// Checks everything that can be checked before binding: TLS files, the CA,
+/// the database and its schema.
+pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
     tls::install_crypto_provider();
-    let tls_config = tls::server_config(&cfg.tls)?;
+    let revoked = Arc::new(RevokedAgents::default());
+    let tls_config = tls::server_config(&cfg.tls, revoked.clone())?;
     let pool = crate::db::connect(&cfg.database).await?;
     let applied: Option<(i64,)> =
         sqlx::query_as("SELECT max(version) FROM _sqlx_migrations WHERE success")
@@ -58,19 +76,71 @@ pub async fn prepare(
         return Err(ServeError::NotMigrated);
     }
     crate::db::ensure_schemas(&pool, &cfg.load.target_schema).await?;
-    Ok((tls_config, pool))
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM transmissor.agents WHERE revoked_at IS NOT NULL")
+            .fetch_all(&pool)
+            .await
+            .map_err(crate::db::DbError::from)?;
+    revoked.replace(ids.into_iter().collect());
+    let enroller = match &cfg.ca {
+        Some(ca) => {
+            let loaded = crate::ca::load(&ca.dir)?;
+            Some(Arc::new(Enroller::new(
+                pool.clone(),
+                Arc::new(loaded),
+                ca.agent_cert_lifetime,
+                ca.revoke_previous_on_enroll,
+            )))
+        }
+        None => None,
+    };
+    Ok(Prepared {
+        tls: tls_config,
+        pool,
+        revoked,
+        enroller,
+    })
 }
 
 /// Serves until `shutdown` is cancelled, then drains in-flight calls for at
 /// most `server.drain_timeout` and closes the pool.
 pub async fn run(
     cfg: &CollectorConfig,
-    tls_config: std::sync::Arc<rustls::ServerConfig>,
-    pool: PgPool,
+    prepared: Prepared,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
+    let Prepared {
+        tls: tls_config,
+        pool,
+        revoked,
+        enroller,
+    } = prepared;
     let addr = listener.local_addr().ok();
+    let background = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(revoked.watch(pool.clone(), Duration::from_secs(2), background.clone()));
+    let heartbeats = Arc::new(Heartbeats::default());
+    tasks.spawn(
+        heartbeats
+            .clone()
+            .run(pool.clone(), Duration::from_secs(1), background.clone()),
+    );
+    {
+        let (pool, stop) = (pool.clone(), background.clone());
+        tasks.spawn(async move {
+            loop {
+                if let Err(e) = crate::enroll::audit_expired_tokens(&pool).await {
+                    tracing::warn!(error = %e, "cannot audit expired tokens");
+                }
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+            }
+        });
+    }
+    let auth = Authenticator::new(pool.clone());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(health::watch(
         reporter,
@@ -80,8 +150,11 @@ pub async fn run(
     ));
 
     let max_msg = cfg.load.max_message_bytes.as_u64() as usize;
+    let enrollment = EnrollmentServer::new(EnrollmentService::new(enroller.clone()));
+    let lifecycle =
+        AgentLifecycleServer::new(LifecycleService::new(auth.clone(), enroller, heartbeats));
     let svc = TransmissionServer::new(TransmissionService::new(
-        Authenticator::new(pool.clone()),
+        auth,
         Loader::new(
             pool.clone(),
             cfg.load.target_schema.clone(),
@@ -117,6 +190,8 @@ pub async fn run(
         .max_connection_age(cfg.server.max_connection_age)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(health_service)
+        .add_service(enrollment)
+        .add_service(lifecycle)
         .add_service(svc)
         .serve_with_incoming_shutdown(ReceiverStream::new(incoming), signal);
 
@@ -128,6 +203,9 @@ pub async fn run(
         }
     };
     let _ = health_task.await;
+    // Background work stops after the last call has drained (heartbeats flush once more).
+    background.cancel();
+    while tasks.join_next().await.is_some() {}
     pool.close().await;
     tracing::info!("collector stopped");
     result

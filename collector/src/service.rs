@@ -41,14 +41,23 @@ impl TransmissionService {
         Fut: Future<Output = Result<T, CollectorError>> + Send + 'static,
     {
         let (auth, loader) = (self.auth.clone(), self.loader.clone());
-        let task = tokio::spawn(async move {
+        run_detached(async move {
             let caller = auth.authenticate_peer(peer).await?;
             work(loader, caller).await
-        });
-        match task.await {
-            Ok(r) => r.map_err(Status::from),
-            Err(e) => Err(CollectorError::Internal(format!("handler task: {e}")).into()),
-        }
+        })
+        .await
+    }
+}
+
+/// Runs `work` to completion in its own task, whatever happens to the call.
+pub(crate) async fn run_detached<T, Fut>(work: Fut) -> Result<T, Status>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, CollectorError>> + Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(r) => r.map_err(Status::from),
+        Err(e) => Err(CollectorError::Internal(format!("handler task: {e}")).into()),
     }
 }
 

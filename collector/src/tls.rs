@@ -66,17 +66,129 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// Agents revoked in the database, refreshed every few seconds; consulted by
+/// every TLS handshake (the per-call check in [`crate::identity`] covers
+/// connections that were already open).
+#[derive(Debug, Default)]
+pub struct RevokedAgents(std::sync::RwLock<std::collections::HashSet<uuid::Uuid>>);
+
+impl RevokedAgents {
+    pub fn contains(&self, id: &uuid::Uuid) -> bool {
+        self.0.read().map(|s| s.contains(id)).unwrap_or(false)
+    }
+
+    pub fn replace(&self, ids: std::collections::HashSet<uuid::Uuid>) {
+        if let Ok(mut s) = self.0.write() {
+            *s = ids;
+        }
+    }
+
+    /// Reloads the set from `transmissor.agents` every `every` until `stop`.
+    pub async fn watch(
+        self: Arc<Self>,
+        pool: sqlx::PgPool,
+        every: Duration,
+        stop: CancellationToken,
+    ) {
+        loop {
+            match sqlx::query_scalar::<_, uuid::Uuid>(
+                "SELECT id FROM transmissor.agents WHERE revoked_at IS NOT NULL",
+            )
+            .fetch_all(&pool)
+            .await
+            {
+                Ok(ids) => self.replace(ids.into_iter().collect()),
+                Err(e) => tracing::warn!(error = %e, "cannot refresh the revoked agents"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+/// Chain verification by webpki, then: a revoked agent's certificate fails
+/// the handshake with `CertificateError::Revoked`.
+#[derive(Debug)]
+struct RevocationChecking {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    revoked: Arc<RevokedAgents>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for RevocationChecking {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let ok = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if let Ok(uri) = crate::identity::agent_uri_of(end_entity.as_ref())
+            && self.revoked.contains(&uri.agent_id)
+        {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        Ok(ok)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Builds the server configuration from the configured files.
-pub fn server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn server_config(
+    cfg: &TlsConfig,
+    revoked: Arc<RevokedAgents>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
     for ca in load_certs(&cfg.ca_file)? {
         roots.add(ca)?;
     }
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let webpki = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let verifier = Arc::new(RevocationChecking {
+        inner: webpki,
+        revoked,
+    });
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)

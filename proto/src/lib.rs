@@ -11,6 +11,7 @@
 //! | [`names`]    | validation and quoting of SQL identifiers carried on the wire        |
 //! | [`redact`]   | keeping data values (personal data) out of logged error messages     |
 //! | [`secret`]   | passwords from owner-only files or the environment                   |
+//! | [`token`]    | one-time enrollment tokens and CA public-key pins                    |
 //! | [`shutdown`] | SIGINT/SIGTERM → cancellation token (both binaries)                  |
 
 pub mod batch;
@@ -22,6 +23,7 @@ pub mod names;
 pub mod redact;
 pub mod secret;
 pub mod shutdown;
+pub mod token;
 
 /// Generated protobuf and gRPC code (package `transmissor.v1`).
 #[allow(clippy::all, clippy::pedantic, missing_docs, rust_2018_idioms)]

@@ -1,0 +1,115 @@
+//! The append-only audit log (`transmissor.audit_log`; a trigger refuses
+//! UPDATE, DELETE and TRUNCATE): who did what, when, to which municipality
+//! or agent, from which address.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// Actions recorded.
+pub mod action {
+    pub const TOKEN_ISSUED: &str = "token.issued";
+    pub const TOKEN_CONSUMED: &str = "token.consumed";
+    pub const TOKEN_EXPIRED: &str = "token.expired";
+    pub const TOKEN_REFUSED: &str = "token.refused";
+    pub const AGENT_ENROLLED: &str = "agent.enrolled";
+    pub const AGENT_RENEWED: &str = "agent.renewed";
+    pub const AGENT_REVOKED: &str = "agent.revoked";
+    pub const CA_INITIALIZED: &str = "ca.initialized";
+    pub const CA_ROTATED: &str = "ca.rotated";
+    pub const MUNICIPALITY_ADDED: &str = "municipality.added";
+}
+
+/// One event to record.
+#[derive(Debug, Clone, Default)]
+pub struct Event {
+    pub actor: String,
+    pub action: &'static str,
+    pub ibge: Option<String>,
+    pub agent_id: Option<Uuid>,
+    pub source_addr: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+/// `operator:<login>` for commands run by people.
+pub fn operator() -> String {
+    let who = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("operator:{who}")
+}
+
+pub fn agent_actor(id: Uuid) -> String {
+    format!("agent:{id}")
+}
+
+pub async fn record(conn: &mut PgConnection, e: Event) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO transmissor.audit_log (actor, action, ibge, agent_id, source_addr, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.actor)
+    .bind(e.action)
+    .bind(&e.ibge)
+    .bind(e.agent_id)
+    .bind(&e.source_addr)
+    .bind(if e.detail.is_null() {
+        serde_json::json!({})
+    } else {
+        e.detail
+    })
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Entry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub ibge: Option<String>,
+    pub agent_id: Option<Uuid>,
+    pub source_addr: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+pub async fn latest(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<Entry>, sqlx::Error> {
+    let mut rows: Vec<Entry> = sqlx::query_as(
+        "SELECT id, at, actor, action, ibge::text AS ibge, agent_id, source_addr, detail \
+         FROM transmissor.audit_log ORDER BY id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    rows.reverse();
+    Ok(rows)
+}
+
+pub fn render(rows: &[Entry]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&format!(
+            "{}  {:<18} {:<45} ibge={} agent={} from={} {}\n",
+            r.at.format("%Y-%m-%d %H:%M:%S"),
+            r.action,
+            r.actor,
+            r.ibge.as_deref().unwrap_or("-"),
+            r.agent_id
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            r.source_addr.as_deref().unwrap_or("-"),
+            if r.detail.as_object().is_some_and(|o| o.is_empty()) {
+                String::new()
+            } else {
+                r.detail.to_string()
+            },
+        ));
+    }
+    if rows.is_empty() {
+        out.push_str("(audit log is empty)\n");
+    }
+    out
+}
