@@ -9,6 +9,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use crate::config::{ConfigError, DatabaseConfig};
 use crate::load::PARTS_SCHEMA;
 
+/// The analytic database's connection pool.
+pub type Pool = PgPool;
+
 /// Migrations in `migrations/`, embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 

@@ -165,6 +165,12 @@ impl Enroller {
         };
 
         let mut tx = self.pool.begin().await?;
+        // One enrollment at a time per municipality, so that revoking the
+        // previous agents never misses a concurrent one.
+        sqlx::query("SELECT 1 FROM transmissor.municipalities WHERE ibge = $1 FOR UPDATE")
+            .bind(&ibge)
+            .execute(&mut *tx)
+            .await?;
         let consumed: Option<String> = sqlx::query_scalar(
             "UPDATE transmissor.enrollment_tokens SET consumed_at = now(), consumed_from = $3 \
              WHERE id = $1 AND secret_sha256 = $2 AND ibge = $4 AND consumed_at IS NULL AND expires_at > now() \

@@ -14,6 +14,10 @@ use transmissor_proto::identity::Ibge;
 use crate::pg::{Cluster, ClusterOptions, free_port};
 use crate::procs::Proc;
 
+mod sqlx_pool {
+    pub use transmissor_collector::db::Pool;
+}
+
 mod tokio_util_compat {
     pub use tokio_util::sync::CancellationToken;
 }
@@ -65,6 +69,10 @@ pub struct Stack {
     pub collector_config: PathBuf,
     pub collector_addr: SocketAddr,
     pub collector: Option<Proc>,
+    /// The CA directory when enrollment is configured.
+    pub ca_dir: Option<PathBuf>,
+    /// What agents trust for the collector's certificate.
+    pub server_trust: PathBuf,
     in_process: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
     pub munis: Vec<Municipality>,
 }
@@ -73,6 +81,12 @@ pub struct Stack {
 pub struct StackOptions {
     /// Keep the working directory (configs, logs, spools) instead of a temp dir.
     pub dir: Option<PathBuf>,
+    /// Also make a CA directory (`ca init`) and configure enrollment: the
+    /// collector then presents the CA's server certificate and trusts both
+    /// the development CA and the enrollment root.
+    pub enrollment: bool,
+    /// Extra lines for the collector's `[ca]` section.
+    pub ca_extra: String,
     pub cluster: ClusterOptions,
     pub collector_extra_toml: String,
 }
@@ -106,6 +120,30 @@ impl Stack {
             .collect::<Result<_, _>>()?;
         let pki = devcerts::generate(&dir.join("pki"), &[], &codes)?;
 
+        let (ca_dir, server_trust, server_cert, server_key, client_trust, ca_section) = if opts.enrollment {
+            let ca_dir = dir.join("ca");
+            let files = transmissor_collector::ca::init(&ca_dir, &[])?;
+            let bundle = dir.join("client-trust.pem");
+            std::fs::write(
+                &bundle,
+                format!("{}{}", std::fs::read_to_string(&pki.ca_cert)?, std::fs::read_to_string(&files.root_cert)?),
+            )?;
+            let section = format!(
+                "\n[ca]\ndir = \"{}\"\nagent_cert_lifetime = \"7d\"\n{}\n",
+                ca_dir.display(),
+                opts.ca_extra
+            );
+            (Some(ca_dir), files.root_cert, files.server_cert, files.server_key, bundle, section)
+        } else {
+            (
+                None,
+                pki.ca_cert.clone(),
+                pki.server_cert.clone(),
+                pki.server_key.clone(),
+                pki.ca_cert.clone(),
+                String::new(),
+            )
+        };
         let port = free_port();
         let collector_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let collector_config = dir.join("collector.toml");
@@ -114,10 +152,10 @@ impl Stack {
             format!(
                 "version = 1\n\n[server]\nlisten = \"{collector_addr}\"\ndrain_timeout = \"10s\"\n\n\
                  [tls]\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n\
-                 [database]\nurl = \"{url}\"\nmax_connections = 16\n{extra}",
-                ca = pki.ca_cert.display(),
-                cert = pki.server_cert.display(),
-                key = pki.server_key.display(),
+                 [database]\nurl = \"{url}\"\nmax_connections = 16\n{extra}{ca_section}",
+                ca = client_trust.display(),
+                cert = server_cert.display(),
+                key = server_key.display(),
                 url = analytic.url(ANALYTIC_DB),
                 extra = opts.collector_extra_toml,
             ),
@@ -156,6 +194,8 @@ impl Stack {
             collector_config,
             collector_addr,
             collector: None,
+            ca_dir,
+            server_trust,
             in_process: None,
             munis: out,
         })
@@ -284,7 +324,7 @@ impl Stack {
             port = self.source.port,
             db = m.db,
             endpoint = self.endpoint(),
-            ca = self.pki.ca_cert.display(),
+            ca = self.server_trust.display(),
             cert = m.cert.display(),
             key = m.key.display(),
         );
@@ -320,6 +360,22 @@ impl Stack {
         let cancel = CancellationToken::new();
         let agent = transmissor_agent::run::Agent::new(cfg, cancel.clone())?;
         Ok(agent.run_once(&cancel).await)
+    }
+
+    /// Issues a one-time enrollment token for a municipality (needs `enrollment`).
+    pub async fn issue_token(&self, ibge: &str, ttl: Duration) -> Result<String> {
+        let ca_dir = self.ca_dir.as_ref().context("the stack was made without enrollment")?;
+        let pin = transmissor_collector::ca::load(ca_dir)?.pin;
+        let pool = self.collector_pool().await?;
+        let token = transmissor_collector::enroll::issue_token(&pool, pin, ibge.parse()?, ttl, "operator:test").await?;
+        pool.close().await;
+        Ok(token.to_string())
+    }
+
+    /// A pool on the analytic database, as the collector's CLI would open it.
+    pub async fn collector_pool(&self) -> Result<sqlx_pool::Pool> {
+        let cfg = transmissor_collector::config::CollectorConfig::load(&self.collector_config)?;
+        Ok(transmissor_collector::db::connect(&cfg.database).await?)
     }
 
     pub async fn analytic_client(&self) -> Result<tokio_postgres::Client> {
