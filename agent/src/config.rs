@@ -12,9 +12,10 @@
 //! password_file = "/etc/transmissor-agent/source.password"
 //! [collector]
 //! endpoint = "https://coletor.example.gov.br:7443"
-//! ca_file = "ca.pem"
-//! cert_file = "agent.pem"
-//! key_file = "agent.key"
+//! # ca_file / cert_file / key_file: default to the identity written by
+//! # `transmissor-agent enroll` (<state_dir>/identity/{trust.pem,agent.pem,agent.key})
+//! [heartbeat]
+//! interval = "60s"          # jittered by ±20%
 //! [schedule]
 //! daily_at = ["02:30"]
 //! [[jobs]]
@@ -23,6 +24,12 @@
 //! target = "tb_fat_visita_domiciliar"
 //! query = "SELECT * FROM tb_fat_visita_domiciliar"
 //! ```
+//!
+//! The collector's TLS files are normally left out: `enroll` stores the
+//! agent's key, certificate chain and the collector's trust bundle under
+//! `<state_dir>/identity/` and renewal replaces them there. Explicit paths
+//! (e.g. development certificates) are still honoured, and renewal then
+//! writes to those paths.
 //!
 //! The source password comes from `password_file` (owner-only permissions)
 //! or the environment variable named by `password_env`; never from the
@@ -40,6 +47,9 @@ use transmissor_proto::limits;
 use transmissor_proto::names::check_plain;
 
 pub const CONFIG_VERSION: u32 = 1;
+
+/// Sub-directory of `agent.state_dir` holding the enrolled identity.
+pub const IDENTITY_DIR: &str = "identity";
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -69,6 +79,8 @@ pub struct AgentConfig {
     pub retry: RetryConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
     pub jobs: Vec<JobConfig>,
 }
 
@@ -123,9 +135,13 @@ pub struct CollectorEndpoint {
     pub endpoint: String,
     /// Name to verify in the collector's certificate (default: the host).
     pub server_name: Option<String>,
-    pub ca_file: PathBuf,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+    /// CA bundle the collector is verified against (default:
+    /// `<state_dir>/identity/trust.pem`).
+    pub ca_file: Option<PathBuf>,
+    /// The agent's certificate chain (default: `<state_dir>/identity/agent.pem`).
+    pub cert_file: Option<PathBuf>,
+    /// The agent's private key (default: `<state_dir>/identity/agent.key`).
+    pub key_file: Option<PathBuf>,
     /// Batches uploaded concurrently per job.
     #[serde(default = "default_in_flight")]
     pub in_flight: usize,
@@ -203,6 +219,23 @@ pub struct ScheduleConfig {
     pub every: Option<Duration>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Mean time between heartbeats of the long-running agent (each wait is
+    /// drawn within ±20% of it).
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            interval: default_heartbeat(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -257,6 +290,9 @@ fn default_retry_max() -> Duration {
 }
 fn default_give_up() -> Duration {
     Duration::from_secs(6 * 3600)
+}
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(60)
 }
 
 impl AgentConfig {
@@ -327,6 +363,9 @@ impl AgentConfig {
         if self.retry.initial.is_zero() || self.retry.max < self.retry.initial {
             return inv("retry.initial must be > 0 and <= retry.max".into());
         }
+        if self.heartbeat.interval < Duration::from_secs(1) {
+            return inv("heartbeat.interval must be at least 1s".into());
+        }
         if let Some(tz) = &self.schedule.timezone {
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
                 ConfigError::Invalid(format!("schedule.timezone {tz:?} is not an IANA time zone"))
@@ -347,9 +386,16 @@ impl AgentConfig {
             }
         };
         fix(&mut self.agent.state_dir);
-        fix(&mut self.collector.ca_file);
-        fix(&mut self.collector.cert_file);
-        fix(&mut self.collector.key_file);
+        for p in [
+            &mut self.collector.ca_file,
+            &mut self.collector.cert_file,
+            &mut self.collector.key_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            fix(p);
+        }
         if let Some(p) = self.source.password_file.as_mut() {
             fix(p);
         }
@@ -364,6 +410,26 @@ impl AgentConfig {
             .dir
             .clone()
             .unwrap_or_else(|| self.agent.state_dir.join("spool"))
+    }
+
+    /// Where `enroll` keeps the agent's identity: `<state_dir>/identity`.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.agent.state_dir.join(IDENTITY_DIR)
+    }
+
+    /// The agent's certificate chain: `collector.cert_file` or the identity's.
+    pub fn cert_file(&self) -> PathBuf {
+        (self.collector.cert_file.clone()).unwrap_or_else(|| self.identity_dir().join("agent.pem"))
+    }
+
+    /// The agent's private key: `collector.key_file` or the identity's.
+    pub fn key_file(&self) -> PathBuf {
+        (self.collector.key_file.clone()).unwrap_or_else(|| self.identity_dir().join("agent.key"))
+    }
+
+    /// The collector's trust bundle: `collector.ca_file` or the identity's.
+    pub fn ca_file(&self) -> PathBuf {
+        (self.collector.ca_file.clone()).unwrap_or_else(|| self.identity_dir().join("trust.pem"))
     }
 
     /// Version string of the job definitions, sent with each transmission.
@@ -397,75 +463,5 @@ mod sha2_lite {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    pub(crate) const SAMPLE: &str = r#"
-version = 1
-[agent]
-state_dir = "/tmp/transmissor-test"
-[source]
-host = "127.0.0.1"
-dbname = "esus"
-user = "leitor"
-password_env = "PGPASS_TEST"
-statement_timeout = "30s"
-[collector]
-endpoint = "https://127.0.0.1:7443"
-ca_file = "ca.pem"
-cert_file = "agent.pem"
-key_file = "agent.key"
-[spool]
-batch_raw_bytes = "1MiB"
-[schedule]
-daily_at = ["02:30"]
-weekdays_only = true
-[[jobs]]
-name = "visitas"
-mode = "snapshot"
-target = "tb_visitas"
-query = "SELECT 1 AS x"
-"#;
-
-    #[test]
-    fn parses_sample() {
-        let c = AgentConfig::parse(SAMPLE).unwrap();
-        assert_eq!(c.source.statement_timeout, Duration::from_secs(30));
-        assert_eq!(c.spool.batch_raw_bytes.as_u64(), 1 << 20);
-        assert_eq!(c.jobs[0].mode, Mode::Snapshot);
-        assert!(c.plan_version().starts_with("config:"));
-    }
-
-    #[test]
-    fn strictness() {
-        for (from, to, needle) in [
-            ("version = 1", "version = 7", "version 7"),
-            ("[spool]", "[spool]\nbatch_size = 3", "batch_size"),
-            ("mode = \"snapshot\"", "mode = \"upsert\"", "upsert"),
-            (
-                "target = \"tb_visitas\"",
-                "target = \"tb visitas\"",
-                "not a valid name",
-            ),
-            (
-                "https://127.0.0.1:7443",
-                "http://127.0.0.1:7443",
-                "https://",
-            ),
-            ("\"02:30\"", "\"2h30\"", "HH:MM"),
-        ] {
-            let e = AgentConfig::parse(&SAMPLE.replace(from, to))
-                .unwrap_err()
-                .to_string();
-            assert!(e.contains(needle), "{from} -> {to}: {e}");
-        }
-    }
-
-    #[test]
-    fn password_never_in_debug() {
-        let c = AgentConfig::parse(SAMPLE).unwrap();
-        let d = format!("{c:?}");
-        assert!(d.contains("PGPASS_TEST"));
-        assert!(!d.contains("password:"));
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

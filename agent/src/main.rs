@@ -4,10 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 
 use transmissor_agent::config::AgentConfig;
+use transmissor_agent::enroll::{EnrollOptions, enroll};
 use transmissor_agent::extract;
+use transmissor_agent::identity::{self, IdentityPaths};
+use transmissor_agent::renew::RenewError;
 use transmissor_agent::run::Agent;
 use transmissor_agent::schedule::Schedule;
 use transmissor_proto::shutdown;
@@ -33,6 +36,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Enroll this agent with a one-time token from the central team: a key
+    /// is generated here (it never leaves this machine), and the certificate
+    /// and the collector's trust bundle are stored in the state directory.
+    #[command(group(ArgGroup::new("where").required(true).args(["config", "state_dir"])))]
+    Enroll {
+        /// The collector, https://HOST:PORT.
+        #[arg(long)]
+        collector: String,
+        /// The token printed by `transmissor-collector token issue` (or set
+        /// TRANSMISSOR_ENROLL_TOKEN, which keeps it out of the process list).
+        #[arg(long, env = "TRANSMISSOR_ENROLL_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The agent's configuration (its state directory and identity paths are used).
+        #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
+        config: Option<PathBuf>,
+        /// Or just the state directory (identity stored in DIR/identity).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Name to verify in the collector's certificate (default: the host of --collector).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Replace an existing identity.
+        #[arg(long)]
+        force: bool,
+    },
     /// Run the jobs: once (--once) or on the configured schedule.
     Run {
         #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
@@ -54,9 +82,55 @@ async fn main() -> Result<ExitCode> {
     transmissor_proto::logging::init(&cli.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
+        Command::Enroll {
+            collector,
+            token,
+            config,
+            state_dir,
+            server_name,
+            force,
+        } => {
+            let mut opts = match (&config, &state_dir) {
+                (Some(path), _) => {
+                    let cfg = AgentConfig::load(path)?;
+                    if cfg.collector.endpoint != collector {
+                        tracing::warn!(config_endpoint = %cfg.collector.endpoint, %collector, "--collector differs from collector.endpoint in the config; the agent will upload to the config's");
+                    }
+                    let mut o =
+                        EnrollOptions::new(&collector, &token, IdentityPaths::from_config(&cfg));
+                    o.server_name = cfg.collector.server_name.clone();
+                    o.connect_timeout = cfg.collector.connect_timeout;
+                    o
+                }
+                (None, Some(dir)) => {
+                    EnrollOptions::new(&collector, &token, IdentityPaths::in_state_dir(dir))
+                }
+                (None, None) => anyhow::bail!("give --config or --state-dir"),
+            };
+            if server_name.is_some() {
+                opts.server_name = server_name;
+            }
+            opts.force = force;
+            let enrolled = enroll(&opts).await?;
+            print!("{enrolled}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Check { config } => {
             let cfg = AgentConfig::load(&config)?;
             println!("config {}: ok ({} jobs)", config.display(), cfg.jobs.len());
+            match identity::load(&IdentityPaths::from_config(&cfg)) {
+                Ok(id) => {
+                    let who = id.info.map_or_else(
+                        || "certificate".to_string(),
+                        |i| format!("agent {} of municipality {}", i.agent_id, i.ibge),
+                    );
+                    println!(
+                        "identity: ok ({who}, valid until {})",
+                        id.validity.not_after().to_rfc3339()
+                    );
+                }
+                Err(e) => println!("identity: ERROR: {e}"),
+            }
             let mut ok = true;
             for (job, r) in extract::describe_jobs(&cfg)
                 .await
@@ -82,6 +156,13 @@ async fn main() -> Result<ExitCode> {
             let cancel = shutdown::on_signal();
             let agent = Agent::new(cfg, cancel.clone())?;
             if once {
+                match agent.renew_if_due().await {
+                    // Already logged, word for word, by the renewer.
+                    Ok(_) | Err(RenewError::Expired { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "certificate renewal did not happen; the run goes on with the current certificate")
+                    }
+                }
                 let report = agent.run_once(&cancel).await;
                 print!("{report}");
                 return Ok(if report.all_committed() {
@@ -95,6 +176,8 @@ async fn main() -> Result<ExitCode> {
                     "no [schedule] in the config: set schedule.daily_at or schedule.every, or use --once"
                 );
             };
+            // Renewal and heartbeats run beside the schedule until shutdown.
+            let mut background = agent.start_background(&cancel);
             // Send what earlier runs left behind before waiting.
             for (_, job, outcome) in agent.recover().await? {
                 tracing::info!(%job, ?outcome, "recovered");
@@ -106,7 +189,10 @@ async fn main() -> Result<ExitCode> {
                 while chrono::Utc::now() < next {
                     let left = (next - chrono::Utc::now()).to_std().unwrap_or_default();
                     tokio::select! {
-                        () = cancel.cancelled() => return Ok(ExitCode::SUCCESS),
+                        () = cancel.cancelled() => {
+                            while background.join_next().await.is_some() {}
+                            return Ok(ExitCode::SUCCESS);
+                        }
                         () = tokio::time::sleep(left.min(std::time::Duration::from_secs(30))) => {}
                     }
                 }
@@ -115,6 +201,7 @@ async fn main() -> Result<ExitCode> {
                     tracing::info!(summary = line, "run finished");
                 }
                 if cancel.is_cancelled() {
+                    while background.join_next().await.is_some() {}
                     return Ok(ExitCode::SUCCESS);
                 }
             }

@@ -1,16 +1,29 @@
 //! One run of the agent: first finish what an earlier run left in the spool,
 //! then extract every job in one snapshot while uploading each job as its
 //! batches land.
+//!
+//! [`Agent`] also owns what lives between runs: the TLS credentials (one
+//! channel whose new connections always present the current certificate),
+//! the clock offset, and the status the heartbeat reports. The long-running
+//! agent starts renewal and heartbeats with [`Agent::start_background`];
+//! `run --once` calls [`Agent::renew_if_due`] first.
 
 use std::fmt;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::clock::ClockSync;
 use crate::config::AgentConfig;
+use crate::credentials::Credentials;
 use crate::extract::{self, ExtractError, Phase, Progress, StartedJob};
+use crate::heartbeat::{AgentStatus, Heartbeat};
+use crate::identity::{self, IdentityError, IdentityPaths};
+use crate::renew::{RenewError, Renewer};
 use crate::spool::{JobState, Spool, SpoolError};
 use crate::transport;
 use crate::upload::{JobOutcome, Uploader};
@@ -21,6 +34,8 @@ pub enum AgentError {
     Spool(#[from] SpoolError),
     #[error(transparent)]
     Transport(#[from] transport::TransportError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
 }
 
 /// What happened to each job of a run (and of recovered earlier runs).
@@ -82,29 +97,109 @@ pub struct Agent {
     cfg: AgentConfig,
     spool: Spool,
     uploader: Uploader,
+    paths: IdentityPaths,
+    channel: Channel,
+    credentials: Arc<Credentials>,
+    clock: Arc<ClockSync>,
+    status: Arc<AgentStatus>,
 }
 
 impl Agent {
+    /// Loads the identity (see [`IdentityPaths::from_config`]) and opens the
+    /// spool; connects lazily.
     pub fn new(cfg: AgentConfig, cancel: CancellationToken) -> Result<Self, AgentError> {
+        let paths = IdentityPaths::from_config(&cfg);
+        let loaded = identity::load(&paths)?;
+        let credentials = Arc::new(Credentials::from_loaded(&loaded)?);
+        let clock = Arc::new(ClockSync::new(
+            loaded.info.as_ref().map_or(0, |i| i.clock_offset_ms),
+        ));
         let spool = Spool::open(&cfg.spool_dir(), cfg.spool.max_bytes.as_u64())?;
-        let channel = transport::channel(&cfg.collector)?;
-        let client = transport::client(channel, cfg.collector.max_message_bytes.as_u64() as usize);
+        let tls = credentials
+            .client_config()
+            .map_err(transport::TransportError::from)?;
+        let channel = transport::channel(&cfg.collector, tls)?;
+        let client = transport::client(
+            channel.clone(),
+            cfg.collector.max_message_bytes.as_u64() as usize,
+        );
+        let ibge = cfg
+            .agent
+            .ibge
+            .clone()
+            .or_else(|| loaded.info.as_ref().map(|i| i.ibge.clone()));
         let uploader = Uploader::new(
             client,
             cfg.retry.clone(),
             cfg.collector.in_flight,
-            cfg.agent.ibge.clone(),
+            ibge,
             cancel,
         );
         Ok(Self {
             cfg,
             spool,
             uploader,
+            paths,
+            channel,
+            credentials,
+            clock,
+            status: Arc::new(AgentStatus::default()),
         })
     }
 
     pub fn spool(&self) -> &Spool {
         &self.spool
+    }
+
+    pub fn credentials(&self) -> &Arc<Credentials> {
+        &self.credentials
+    }
+
+    pub fn clock(&self) -> &Arc<ClockSync> {
+        &self.clock
+    }
+
+    pub fn status(&self) -> &Arc<AgentStatus> {
+        &self.status
+    }
+
+    pub fn renewer(&self) -> Renewer {
+        Renewer::new(
+            transport::lifecycle_client(self.channel.clone()),
+            self.credentials.clone(),
+            self.paths.clone(),
+            self.clock.clone(),
+            self.status.clone(),
+            self.cfg.retry.clone(),
+        )
+    }
+
+    pub fn heartbeat(&self) -> Heartbeat {
+        Heartbeat::new(
+            transport::lifecycle_client(self.channel.clone()),
+            self.credentials.clone(),
+            self.clock.clone(),
+            self.status.clone(),
+            self.spool.clone(),
+        )
+    }
+
+    /// Renews the certificate if its renewal point has passed (one attempt;
+    /// for `run --once`). Ok(true) when it renewed.
+    pub async fn renew_if_due(&self) -> Result<bool, RenewError> {
+        self.renewer().renew_if_due().await
+    }
+
+    /// Starts the renewal and heartbeat tasks of the long-running agent;
+    /// they end with `cancel`.
+    pub fn start_background(&self, cancel: &CancellationToken) -> JoinSet<()> {
+        let mut set = JoinSet::new();
+        set.spawn(self.renewer().run(cancel.clone()));
+        set.spawn(
+            self.heartbeat()
+                .run(self.cfg.heartbeat.interval, cancel.clone()),
+        );
+        set
     }
 
     /// Finishes whatever earlier runs left in the spool.
@@ -144,6 +239,7 @@ impl Agent {
                 out.push(r);
             }
         }
+        self.status.record_outcomes(&out);
         Ok(out)
     }
 
@@ -154,6 +250,8 @@ impl Agent {
             Ok(jobs) => report.jobs.extend(jobs),
             Err(e) => {
                 report.run_error = Some(format!("spool: {e}"));
+                let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
+                self.status.record_report(&report, &jobs);
                 return report;
             }
         }
@@ -197,6 +295,8 @@ impl Agent {
                 report.jobs.push(r);
             }
         }
+        let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
+        self.status.record_report(&report, &jobs);
         report
     }
 }

@@ -1,61 +1,34 @@
 //! The connection to the collector: TLS 1.3 only (ring), the collector
-//! verified against the configured CA, the agent's client certificate sent,
-//! HTTP/2 with explicit message limits and windows.
+//! verified against the trust bundle, the agent's client certificate sent
+//! (both hot-swappable, see [`crate::credentials`]), HTTP/2 with explicit
+//! message limits and windows. Failures are explained by [`explain`].
 //!
 //! tonic refuses `https://` URIs unless it does TLS itself, so the endpoint
-//! handed to tonic is `http://host:port` while [`connect`] performs the
+//! handed to tonic is `http://host:port` while [`connect_lazy`] performs the
 //! rustls handshake on every new connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
 
+use transmissor_proto::pb::agent_lifecycle_client::AgentLifecycleClient;
 use transmissor_proto::pb::transmission_client::TransmissionClient;
 
 use crate::config::CollectorEndpoint;
+pub use crate::diagnose::explain;
 
 #[derive(Debug, Error)]
 pub enum TransportError {
-    #[error("collector.endpoint {0:?} is not https://host:port")]
+    #[error("collector endpoint {0:?} is not https://host:port")]
     Endpoint(String),
-    #[error("cannot read {path}: {message}")]
-    Pem { path: String, message: String },
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
-}
-
-fn pem_err(path: &std::path::Path, e: impl std::fmt::Display) -> TransportError {
-    TransportError::Pem {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
-}
-
-/// Builds the rustls client configuration from the configured files.
-pub fn client_tls(cfg: &CollectorEndpoint) -> Result<Arc<rustls::ClientConfig>, TransportError> {
-    let mut roots = RootCertStore::empty();
-    for ca in CertificateDer::pem_file_iter(&cfg.ca_file).map_err(|e| pem_err(&cfg.ca_file, e))? {
-        roots.add(ca.map_err(|e| pem_err(&cfg.ca_file, e))?)?;
-    }
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cfg.cert_file)
-        .and_then(|it| it.collect())
-        .map_err(|e| pem_err(&cfg.cert_file, e))?;
-    let key = PrivateKeyDer::from_pem_file(&cfg.key_file).map_err(|e| pem_err(&cfg.key_file, e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
 }
 
 /// `(host, port)` of an `https://host:port` endpoint.
@@ -75,10 +48,15 @@ pub fn host_port(endpoint: &str) -> Result<(String, u16), TransportError> {
     Ok((host, uri.port_u16().unwrap_or(443)))
 }
 
-/// A lazily connecting channel; it reconnects by itself after failures.
-pub fn channel(cfg: &CollectorEndpoint) -> Result<Channel, TransportError> {
+/// A lazily connecting channel to the configured collector over `tls`
+/// (see [`crate::credentials::Credentials::client_config`]); it reconnects
+/// by itself after failures, and each new connection does a new handshake.
+pub fn channel(
+    cfg: &CollectorEndpoint,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<Channel, TransportError> {
     connect_lazy(
-        client_tls(cfg)?,
+        tls,
         &cfg.endpoint,
         cfg.server_name.clone(),
         cfg.connect_timeout,
@@ -135,49 +113,12 @@ pub fn client(channel: Channel, max_message_bytes: usize) -> TransmissionClient<
         .max_encoding_message_size(max_message_bytes)
 }
 
-/// Turns a connection failure into a sentence an operator can act on.
-pub fn explain(status: &tonic::Status) -> String {
-    use std::error::Error as _;
-    let mut chain = Vec::new();
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = status.source();
-    while let Some(e) = cur {
-        chain.push(e.to_string());
-        cur = e.source();
-    }
-    let all = chain.join(": ").to_lowercase();
-    let hint = if all.contains("unknownca")
-        || all.contains("unknown issuer")
-        || all.contains("unknown_ca")
-    {
-        "the collector does not trust this agent's certificate (issued by another CA?), or the agent does not trust the collector's (check collector.ca_file)"
-    } else if all.contains("expired") {
-        "a certificate has expired; check the machine's clock, then re-enroll the agent"
-    } else if all.contains("notvalidforname") || all.contains("not valid for name") {
-        "the collector's certificate does not match collector.endpoint (set collector.server_name?)"
-    } else if all.contains("connection refused") {
-        "nothing listens at collector.endpoint: is the collector running, and is the port right?"
-    } else if all.contains("dns") || all.contains("failed to lookup") {
-        "the collector's host name does not resolve: check collector.endpoint and DNS"
-    } else if all.contains("timed out") || all.contains("deadline") {
-        "the collector did not answer in time: check the network link and firewall"
-    } else if all.contains("revoked") || all.contains("certificaterevoked") {
-        "this agent's certificate was revoked: enroll the agent again"
-    } else {
-        ""
-    };
-    let base = if chain.is_empty() {
-        format!("{}: {}", status.code(), status.message())
-    } else {
-        format!(
-            "{}: {} ({})",
-            status.code(),
-            status.message(),
-            chain.join(": ")
-        )
-    };
-    if hint.is_empty() {
-        base
-    } else {
-        format!("{base} — {hint}")
-    }
+/// The lifecycle (renewal, heartbeat) client with explicit message limits.
+pub fn lifecycle_client(channel: Channel) -> AgentLifecycleClient<Channel> {
+    AgentLifecycleClient::new(channel)
+        .max_decoding_message_size(LIFECYCLE_MAX_MESSAGE)
+        .max_encoding_message_size(LIFECYCLE_MAX_MESSAGE)
 }
+
+/// Lifecycle messages are small (a CSR, a certificate chain, a status).
+pub const LIFECYCLE_MAX_MESSAGE: usize = 1 << 20;

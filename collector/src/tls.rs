@@ -194,6 +194,10 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(load_certs(&cfg.cert_file)?, load_key(&cfg.key_file)?)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    // No session resumption: a resumed session would skip the client
+    // certificate checks (expiry, revocation) that every handshake must make.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     Ok(Arc::new(config))
 }
 

@@ -120,30 +120,42 @@ impl Stack {
             .collect::<Result<_, _>>()?;
         let pki = devcerts::generate(&dir.join("pki"), &[], &codes)?;
 
-        let (ca_dir, server_trust, server_cert, server_key, client_trust, ca_section) = if opts.enrollment {
-            let ca_dir = dir.join("ca");
-            let files = transmissor_collector::ca::init(&ca_dir, &[])?;
-            let bundle = dir.join("client-trust.pem");
-            std::fs::write(
-                &bundle,
-                format!("{}{}", std::fs::read_to_string(&pki.ca_cert)?, std::fs::read_to_string(&files.root_cert)?),
-            )?;
-            let section = format!(
-                "\n[ca]\ndir = \"{}\"\nagent_cert_lifetime = \"7d\"\n{}\n",
-                ca_dir.display(),
-                opts.ca_extra
-            );
-            (Some(ca_dir), files.root_cert, files.server_cert, files.server_key, bundle, section)
-        } else {
-            (
-                None,
-                pki.ca_cert.clone(),
-                pki.server_cert.clone(),
-                pki.server_key.clone(),
-                pki.ca_cert.clone(),
-                String::new(),
-            )
-        };
+        let (ca_dir, server_trust, server_cert, server_key, client_trust, ca_section) =
+            if opts.enrollment {
+                let ca_dir = dir.join("ca");
+                let files = transmissor_collector::ca::init(&ca_dir, &[])?;
+                let bundle = dir.join("client-trust.pem");
+                std::fs::write(
+                    &bundle,
+                    format!(
+                        "{}{}",
+                        std::fs::read_to_string(&pki.ca_cert)?,
+                        std::fs::read_to_string(&files.root_cert)?
+                    ),
+                )?;
+                let section = format!(
+                    "\n[ca]\ndir = \"{}\"\nagent_cert_lifetime = \"7d\"\n{}\n",
+                    ca_dir.display(),
+                    opts.ca_extra
+                );
+                (
+                    Some(ca_dir),
+                    files.root_cert,
+                    files.server_cert,
+                    files.server_key,
+                    bundle,
+                    section,
+                )
+            } else {
+                (
+                    None,
+                    pki.ca_cert.clone(),
+                    pki.server_cert.clone(),
+                    pki.server_key.clone(),
+                    pki.ca_cert.clone(),
+                    String::new(),
+                )
+            };
         let port = free_port();
         let collector_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let collector_config = dir.join("collector.toml");
@@ -364,10 +376,20 @@ impl Stack {
 
     /// Issues a one-time enrollment token for a municipality (needs `enrollment`).
     pub async fn issue_token(&self, ibge: &str, ttl: Duration) -> Result<String> {
-        let ca_dir = self.ca_dir.as_ref().context("the stack was made without enrollment")?;
+        let ca_dir = self
+            .ca_dir
+            .as_ref()
+            .context("the stack was made without enrollment")?;
         let pin = transmissor_collector::ca::load(ca_dir)?.pin;
         let pool = self.collector_pool().await?;
-        let token = transmissor_collector::enroll::issue_token(&pool, pin, ibge.parse()?, ttl, "operator:test").await?;
+        let token = transmissor_collector::enroll::issue_token(
+            &pool,
+            pin,
+            ibge.parse()?,
+            ttl,
+            "operator:test",
+        )
+        .await?;
         pool.close().await;
         Ok(token.to_string())
     }

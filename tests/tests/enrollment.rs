@@ -55,7 +55,8 @@ fn plain_csr() -> anyhow::Result<(KeyPair, String)> {
 }
 
 async fn enroll(s: &Stack, token: &str, csr: &str) -> Result<pb::EnrollResponse, tonic::Status> {
-    let channel = client::channel(&s.endpoint(), &s.server_trust, None).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    let channel = client::channel(&s.endpoint(), &s.server_trust, None)
+        .map_err(|e| tonic::Status::internal(e.to_string()))?;
     EnrollmentClient::new(channel)
         .enroll(pb::EnrollRequest {
             token: token.into(),
@@ -70,7 +71,10 @@ async fn enroll(s: &Stack, token: &str, csr: &str) -> Result<pb::EnrollResponse,
 
 /// Writes an enrolled identity to files; returns (chain, key) paths.
 fn save(dir: &Path, name: &str, chain: &str, key: &KeyPair) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
     std::fs::write(&c, chain)?;
     std::fs::write(&k, key.serialize_pem())?;
     Ok((c, k))
@@ -78,10 +82,12 @@ fn save(dir: &Path, name: &str, chain: &str, key: &KeyPair) -> anyhow::Result<(P
 
 fn leaf(chain_pem: &str) -> anyhow::Result<Vec<u8>> {
     use rustls_pki_types::pem::PemObject;
-    Ok(rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("empty chain"))??
-        .to_vec())
+    Ok(
+        rustls_pki_types::CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("empty chain"))??
+            .to_vec(),
+    )
 }
 
 async fn raw_alert(s: &Stack, cert: &Path, key: &Path) -> anyhow::Result<String> {
@@ -89,22 +95,28 @@ async fn raw_alert(s: &Stack, cert: &Path, key: &Path) -> anyhow::Result<String>
     let tls = client::tls(&s.server_trust, Some((cert, key)))?;
     let tcp = tokio::net::TcpStream::connect(s.collector_addr).await?;
     let name = rustls::pki_types::ServerName::try_from("localhost")?;
-    let mut stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await?;
+    let mut stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await?;
     let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
     let mut buf = [0u8; 64];
-    Ok(match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await? {
-        Ok(n) => format!("read {n} bytes, no alert"),
-        Err(e) => format!("{e:?}"),
-    })
+    Ok(
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await? {
+            Ok(n) => format!("read {n} bytes, no alert"),
+            Err(e) => format!("{e:?}"),
+        },
+    )
 }
 
 async fn audit_actions(s: &Stack) -> anyhow::Result<Vec<String>> {
     let c = s.analytic_client().await?;
-    Ok(c.query("SELECT action FROM transmissor.audit_log ORDER BY id", &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect())
+    Ok(
+        c.query("SELECT action FROM transmissor.audit_log ORDER BY id", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,26 +132,64 @@ async fn tokens_certificates_renewal_and_audit() -> anyhow::Result<()> {
     let (_, cert) = X509Certificate::from_der(&der)?;
     let sans: Vec<String> = cert
         .subject_alternative_name()?
-        .map(|s| s.value.general_names.iter().map(|g| format!("{g:?}")).collect())
+        .map(|s| {
+            s.value
+                .general_names
+                .iter()
+                .map(|g| format!("{g:?}"))
+                .collect()
+        })
         .unwrap_or_default();
-    assert_eq!(sans, vec![format!("URI(\"urn:transmissor:agent:{}:{}\")", A.0, r.agent_id)]);
+    assert_eq!(
+        sans,
+        vec![format!(
+            "URI(\"urn:transmissor:agent:{}:{}\")",
+            A.0, r.agent_id
+        )]
+    );
     assert!(!cert.is_ca(), "issued certificate is a CA");
-    let eku = cert.extended_key_usage()?.map(|e| e.value.clone()).expect("EKU present");
+    let eku = cert
+        .extended_key_usage()?
+        .map(|e| e.value.clone())
+        .expect("EKU present");
     assert!(eku.client_auth && !eku.server_auth && !eku.any, "{eku:?}");
-    assert!(cert.raw_serial().len() >= 8, "serial too short to be random");
-    let now = chrono::Utc::now().timestamp();
-    let (nb, na) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
-    assert!(nb <= now - 240, "NotBefore is back-dated");
-    assert!((na - now - 7 * 86_400).abs() < 120, "7-day lifetime, got {}s", na - now);
     assert!(
-        !cert.subject_alternative_name()?.unwrap().value.general_names.iter().any(|g| matches!(g, GeneralName::DNSName(_)))
+        cert.raw_serial().len() >= 8,
+        "serial too short to be random"
+    );
+    let now = chrono::Utc::now().timestamp();
+    let (nb, na) = (
+        cert.validity().not_before.timestamp(),
+        cert.validity().not_after.timestamp(),
+    );
+    assert!(nb <= now - 240, "NotBefore is back-dated");
+    assert!(
+        (na - now - 7 * 86_400).abs() < 120,
+        "7-day lifetime, got {}s",
+        na - now
+    );
+    assert!(
+        !cert
+            .subject_alternative_name()?
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .any(|g| matches!(g, GeneralName::DNSName(_)))
     );
 
     // The certificate works for data calls.
     let (chain, keyf) = save(&s.dir, "a1", &r.certificate_chain_pem, &key)?;
     let mut tx = client::transmission(&s.endpoint(), &s.server_trust, Some((&chain, &keyf)))?;
-    let e = tx.status(pb::StatusRequest { transmission_id: 1 }).await.unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "authenticated, nothing to find: {e:?}");
+    let e = tx
+        .status(pb::StatusRequest { transmission_id: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Code::NotFound,
+        "authenticated, nothing to find: {e:?}"
+    );
 
     // Reuse, another municipality, garbage, expiry.
     let e = enroll(&s, &token, &plain_csr()?.1).await.unwrap_err();
@@ -150,7 +200,9 @@ async fn tokens_certificates_renewal_and_audit() -> anyhow::Result<()> {
     let e = enroll(&s, &forged, &plain_csr()?.1).await.unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("unknown enrollment token"), "{e:?}");
-    let e = enroll(&s, "txe1.not.a.token", &plain_csr()?.1).await.unwrap_err();
+    let e = enroll(&s, "txe1.not.a.token", &plain_csr()?.1)
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let expiring = s.issue_token(B.0, DAY).await?;
     let id = expiring.split('.').nth(2).unwrap_or_default().to_string();
@@ -162,32 +214,70 @@ async fn tokens_certificates_renewal_and_audit() -> anyhow::Result<()> {
     assert_eq!(e.code(), Code::PermissionDenied);
     assert!(e.message().contains("expired"), "{e:?}");
     let pool = s.collector_pool().await?;
-    assert_eq!(transmissor_collector::enroll::audit_expired_tokens(&pool).await?, 1);
+    assert_eq!(
+        transmissor_collector::enroll::audit_expired_tokens(&pool).await?,
+        1
+    );
 
     // Renewal: a fresh key, the same agent id, another serial.
-    let mut lc = AgentLifecycleClient::new(client::channel(&s.endpoint(), &s.server_trust, Some((&chain, &keyf)))?);
+    let mut lc = AgentLifecycleClient::new(client::channel(
+        &s.endpoint(),
+        &s.server_trust,
+        Some((&chain, &keyf)),
+    )?);
     let (key2, csr2) = plain_csr()?;
-    let renewed = lc.renew(pb::RenewRequest { csr_pem: csr2 }).await?.into_inner();
+    let renewed = lc
+        .renew(pb::RenewRequest { csr_pem: csr2 })
+        .await?
+        .into_inner();
     let der2 = leaf(&renewed.certificate_chain_pem)?;
     let (_, cert2) = X509Certificate::from_der(&der2)?;
     assert_ne!(cert2.raw_serial(), cert.raw_serial());
-    assert_eq!(cert2.public_key().raw, x509_parser::prelude::SubjectPublicKeyInfo::from_der(&key2.public_key_der())?.1.raw);
+    assert_eq!(
+        cert2.public_key().raw,
+        rcgen::PublicKeyData::subject_public_key_info(&key2).as_slice()
+    );
     assert!(format!("{:?}", cert2.subject_alternative_name()?).contains(&r.agent_id));
 
     // Re-enrollment: a new agent id, the previous agent revoked.
     let again = enroll(&s, &other, &plain_csr()?.1).await?;
     assert_ne!(again.agent_id, r.agent_id);
     let rows = transmissor_collector::registry::list_agents(&pool, true).await?;
-    let first = rows.iter().find(|a| a.id.to_string() == r.agent_id).expect("first agent listed");
-    assert!(first.revoked_at.is_some(), "previous agent revoked on re-enrollment");
+    let first = rows
+        .iter()
+        .find(|a| a.id.to_string() == r.agent_id)
+        .expect("first agent listed");
+    assert!(
+        first.revoked_at.is_some(),
+        "previous agent revoked on re-enrollment"
+    );
 
     let actions = audit_actions(&s).await?;
-    for a in ["token.issued", "token.consumed", "agent.enrolled", "token.refused", "token.expired", "agent.renewed", "agent.revoked"] {
-        assert!(actions.iter().any(|x| x == a), "audit log lacks {a}: {actions:?}");
+    for a in [
+        "token.issued",
+        "token.consumed",
+        "agent.enrolled",
+        "token.refused",
+        "token.expired",
+        "agent.renewed",
+        "agent.revoked",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "audit log lacks {a}: {actions:?}"
+        );
     }
     // Append-only.
-    let e = s.analytic_client().await?.execute("DELETE FROM transmissor.audit_log", &[]).await.unwrap_err();
-    assert!(e.to_string().contains("append-only") || format!("{e:?}").contains("append-only"), "{e:?}");
+    let e = s
+        .analytic_client()
+        .await?
+        .execute("DELETE FROM transmissor.audit_log", &[])
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("append-only") || format!("{e:?}").contains("append-only"),
+        "{e:?}"
+    );
     s.stop_collector().await?;
     Ok(())
 }
@@ -200,21 +290,38 @@ async fn revoked_and_expired_certificates_are_refused() -> anyhow::Result<()> {
     let r = enroll(&s, &token, &csr).await?;
     let (chain, keyf) = save(&s.dir, "a", &r.certificate_chain_pem, &key)?;
     let mut open = client::transmission(&s.endpoint(), &s.server_trust, Some((&chain, &keyf)))?;
-    assert_eq!(open.status(pb::StatusRequest { transmission_id: 1 }).await.unwrap_err().code(), Code::NotFound);
+    assert_eq!(
+        open.status(pb::StatusRequest { transmission_id: 1 })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
 
     let pool = s.collector_pool().await?;
     let agent: uuid::Uuid = r.agent_id.parse()?;
-    transmissor_collector::registry::revoke(&pool, Some(agent), None, "test", "operator:test").await?;
+    transmissor_collector::registry::revoke(&pool, Some(agent), None, "test", "operator:test")
+        .await?;
     // The already-open connection: refused on its next call.
-    let e = open.status(pb::StatusRequest { transmission_id: 1 }).await.unwrap_err();
+    let e = open
+        .status(pb::StatusRequest { transmission_id: 1 })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("revoked"), "{e:?}");
     // New handshakes: refused once the revocation set refreshes (every 2 s).
     let refused = wait_until(Duration::from_secs(10), || async {
-        raw_alert(&s, &chain, &keyf).await.map(|a| a.contains("CertificateRevoked")).unwrap_or(false)
+        raw_alert(&s, &chain, &keyf)
+            .await
+            .map(|a| a.contains("CertificateRevoked"))
+            .unwrap_or(false)
     })
     .await;
-    assert!(refused, "new handshake not refused: {}", raw_alert(&s, &chain, &keyf).await?);
+    assert!(
+        refused,
+        "new handshake not refused: {}",
+        raw_alert(&s, &chain, &keyf).await?
+    );
 
     // An expired certificate (for a valid agent) fails the handshake as expired.
     let token = s.issue_token(A.0, DAY).await?;
@@ -222,13 +329,22 @@ async fn revoked_and_expired_certificates_are_refused() -> anyhow::Result<()> {
     let r = enroll(&s, &token, &csr).await?;
     let ca = transmissor_collector::ca::load(s.ca_dir.as_ref().expect("ca dir"))?;
     let uri = transmissor_proto::identity::AgentUri::new(A.0.parse()?, r.agent_id.parse()?);
-    let short = ca.issuing.sign_agent_key(&uri, &key, Duration::from_secs(1))?;
+    let short = ca
+        .issuing
+        .sign_agent_key(&uri, &key, Duration::from_secs(1))?;
     let (chain, keyf) = save(&s.dir, "expired", &ca.chain_for(&short), &key)?;
     let expired = wait_until(Duration::from_secs(10), || async {
-        raw_alert(&s, &chain, &keyf).await.map(|a| a.contains("CertificateExpired")).unwrap_or(false)
+        raw_alert(&s, &chain, &keyf)
+            .await
+            .map(|a| a.contains("CertificateExpired"))
+            .unwrap_or(false)
     })
     .await;
-    assert!(expired, "expired certificate not refused as expired: {}", raw_alert(&s, &chain, &keyf).await?);
+    assert!(
+        expired,
+        "expired certificate not refused as expired: {}",
+        raw_alert(&s, &chain, &keyf).await?
+    );
     s.stop_collector().await?;
     Ok(())
 }
@@ -238,7 +354,10 @@ async fn hundred_concurrent_enrollments_and_heartbeats() -> anyhow::Result<()> {
     let mut s = stack(&[A, B], "").await?;
     let mut tokens = Vec::new();
     for i in 0..100 {
-        tokens.push(s.issue_token(if i % 2 == 0 { A.0 } else { B.0 }, DAY).await?);
+        tokens.push(
+            s.issue_token(if i % 2 == 0 { A.0 } else { B.0 }, DAY)
+                .await?,
+        );
     }
     let mut set = tokio::task::JoinSet::new();
     for t in tokens {
@@ -247,7 +366,11 @@ async fn hundred_concurrent_enrollments_and_heartbeats() -> anyhow::Result<()> {
             let (key, csr) = plain_csr()?;
             let channel = client::channel(&endpoint, &trust, None)?;
             let r = EnrollmentClient::new(channel)
-                .enroll(pb::EnrollRequest { token: t, csr_pem: csr, ..Default::default() })
+                .enroll(pb::EnrollRequest {
+                    token: t,
+                    csr_pem: csr,
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             anyhow::Ok((r, key))
@@ -259,25 +382,48 @@ async fn hundred_concurrent_enrollments_and_heartbeats() -> anyhow::Result<()> {
     }
     assert_eq!(enrolled.len(), 100);
     let c = s.analytic_client().await?;
-    let serials: i64 = c.query_one("SELECT count(DISTINCT serial) FROM transmissor.certificates", &[]).await?.get(0);
+    let serials: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT serial) FROM transmissor.certificates",
+            &[],
+        )
+        .await?
+        .get(0);
     assert_eq!(serials, 100);
-    let ids: std::collections::HashSet<_> = enrolled.iter().map(|(r, _)| r.agent_id.clone()).collect();
+    let ids: std::collections::HashSet<_> =
+        enrolled.iter().map(|(r, _)| r.agent_id.clone()).collect();
     assert_eq!(ids.len(), 100);
     // Re-enrollment revoked all but the last agent of each municipality, despite the concurrency.
-    let active: i64 = c.query_one("SELECT count(*) FROM transmissor.agents WHERE revoked_at IS NULL", &[]).await?.get(0);
+    let active: i64 = c
+        .query_one(
+            "SELECT count(*) FROM transmissor.agents WHERE revoked_at IS NULL",
+            &[],
+        )
+        .await?
+        .get(0);
     assert_eq!(active, 2);
 
     // Heartbeats: the active agents report; one stays silent.
     let pool = s.collector_pool().await?;
     let actives: Vec<String> = c
-        .query("SELECT id::text FROM transmissor.agents WHERE revoked_at IS NULL ORDER BY ibge", &[])
+        .query(
+            "SELECT id::text FROM transmissor.agents WHERE revoked_at IS NULL ORDER BY ibge",
+            &[],
+        )
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let (r, key) = enrolled.iter().find(|(r, _)| r.agent_id == actives[0]).expect("active agent");
+    let (r, key) = enrolled
+        .iter()
+        .find(|(r, _)| r.agent_id == actives[0])
+        .expect("active agent");
     let (chain, keyf) = save(&s.dir, "hb", &r.certificate_chain_pem, key)?;
-    let mut lc = AgentLifecycleClient::new(client::channel(&s.endpoint(), &s.server_trust, Some((&chain, &keyf)))?);
+    let mut lc = AgentLifecycleClient::new(client::channel(
+        &s.endpoint(),
+        &s.server_trust,
+        Some((&chain, &keyf)),
+    )?);
     let before = chrono::Utc::now().timestamp_millis();
     let hb = lc
         .heartbeat(pb::HeartbeatRequest {
@@ -286,23 +432,42 @@ async fn hundred_concurrent_enrollments_and_heartbeats() -> anyhow::Result<()> {
             spool_used_bytes: 10,
             spool_limit_bytes: 100,
             clock_offset_ms: 1500,
-            last_runs: vec![pb::JobRunStatus { job: "visitas".into(), outcome: "committed".into(), rows: 5, ..Default::default() }],
+            last_runs: vec![pb::JobRunStatus {
+                job: "visitas".into(),
+                outcome: "committed".into(),
+                rows: 5,
+                ..Default::default()
+            }],
             ..Default::default()
         })
         .await?
         .into_inner();
-    assert!(hb.collector_time_unix_ms >= before, "the collector returns its time");
+    assert!(
+        hb.collector_time_unix_ms >= before,
+        "the collector returns its time"
+    );
     let written = wait_until(Duration::from_secs(10), || async {
         transmissor_collector::registry::list_agents(&pool, false)
             .await
-            .map(|rows| rows.iter().any(|a| a.agent_version.as_deref() == Some("9.9.9")))
+            .map(|rows| {
+                rows.iter()
+                    .any(|a| a.agent_version.as_deref() == Some("9.9.9"))
+            })
             .unwrap_or(false)
     })
     .await;
     assert!(written, "heartbeat never written");
-    let table = transmissor_collector::registry::render_agents(&transmissor_collector::registry::list_agents(&pool, false).await?);
-    assert!(table.contains("visitas=committed") && table.contains("+1.5s") && table.contains("10%"), "{table}");
-    assert!(table.contains("never"), "the silent agent shows it was never seen:\n{table}");
+    let table = transmissor_collector::registry::render_agents(
+        &transmissor_collector::registry::list_agents(&pool, false).await?,
+    );
+    assert!(
+        table.contains("visitas=committed") && table.contains("+1.5s") && table.contains("10%"),
+        "{table}"
+    );
+    assert!(
+        table.contains("never"),
+        "the silent agent shows it was never seen:\n{table}"
+    );
     s.stop_collector().await?;
     Ok(())
 }
