@@ -164,6 +164,10 @@ async fn main() -> Result<ExitCode> {
                     }
                 }
                 let report = agent.run_once(&cancel).await;
+                // Agents run from cron report their state too.
+                if let Err(e) = agent.heartbeat().beat().await {
+                    tracing::warn!(error = %transmissor_agent::transport::explain(&e), "heartbeat not sent");
+                }
                 print!("{report}");
                 return Ok(if report.all_committed() {
                     ExitCode::SUCCESS

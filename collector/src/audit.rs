@@ -36,8 +36,21 @@ pub struct Event {
 pub fn operator() -> String {
     let who = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| process_uid());
     format!("operator:{who}")
+}
+
+/// `uid <n>` of this process, when no login name is known.
+fn process_uid() -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(m) = std::fs::metadata("/proc/self") {
+            return format!("uid {}", m.uid());
+        }
+    }
+    "unknown".into()
 }
 
 pub fn agent_actor(id: Uuid) -> String {

@@ -73,6 +73,10 @@ pub struct CaSection {
     /// Re-enrolling a municipality revokes its previous agents.
     #[serde(default = "default_true")]
     pub revoke_previous_on_enroll: bool,
+    /// How far agent certificates' NotBefore is moved into the past, so an
+    /// agent whose clock is a little behind can still use a new certificate.
+    #[serde(default = "default_backdate", with = "humantime_serde")]
+    pub not_before_backdate: Duration,
     /// Default validity of enrollment tokens.
     #[serde(default = "default_token_ttl", with = "humantime_serde")]
     pub token_ttl: Duration,
@@ -144,6 +148,9 @@ impl Default for LoadConfig {
 
 fn default_agent_cert_lifetime() -> Duration {
     Duration::from_secs(7 * 86_400)
+}
+fn default_backdate() -> Duration {
+    crate::pki::BACKDATE
 }
 fn default_true() -> bool {
     true

@@ -34,6 +34,7 @@ pub struct Enroller {
     pool: PgPool,
     ca: Arc<LoadedCa>,
     cert_lifetime: Duration,
+    backdate: Duration,
     revoke_previous: bool,
 }
 
@@ -54,12 +55,14 @@ impl Enroller {
         pool: PgPool,
         ca: Arc<LoadedCa>,
         cert_lifetime: Duration,
+        backdate: Duration,
         revoke_previous: bool,
     ) -> Self {
         Self {
             pool,
             ca,
             cert_lifetime,
+            backdate,
             revoke_previous,
         }
     }
@@ -120,7 +123,7 @@ impl Enroller {
         let pem = self
             .ca
             .issuing
-            .sign_agent_key(uri, &csr.public_key, self.cert_lifetime)
+            .sign_agent_key_backdated(uri, &csr.public_key, self.cert_lifetime, self.backdate)
             .map_err(|e| CollectorError::Internal(e.to_string()))?;
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(pem.as_bytes())
             .map(|d: rustls_pki_types::CertificateDer<'static>| d)

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 
 use transmissor_proto::identity::AgentUri;
 
-/// How far NotBefore is moved into the past.
-const BACKDATE: Duration = Duration::from_secs(5 * 60);
+/// How far NotBefore is moved into the past by default.
+pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Error)]
 pub enum PkiError {
@@ -47,8 +47,12 @@ fn random_serial() -> SerialNumber {
 }
 
 fn validity(params: &mut CertificateParams, lifetime: Duration) {
+    validity_with(params, lifetime, BACKDATE);
+}
+
+fn validity_with(params: &mut CertificateParams, lifetime: Duration, backdate: Duration) {
     let now = OffsetDateTime::now_utc();
-    params.not_before = now - BACKDATE;
+    params.not_before = now - backdate;
     params.not_after = now + lifetime;
 }
 
@@ -157,6 +161,17 @@ impl Ca {
         public_key: &impl rcgen::PublicKeyData,
         lifetime: Duration,
     ) -> Result<String, PkiError> {
+        self.sign_agent_key_backdated(uri, public_key, lifetime, BACKDATE)
+    }
+
+    /// As [`Self::sign_agent_key`], with NotBefore moved `backdate` into the past.
+    pub fn sign_agent_key_backdated(
+        &self,
+        uri: &AgentUri,
+        public_key: &impl rcgen::PublicKeyData,
+        lifetime: Duration,
+        backdate: Duration,
+    ) -> Result<String, PkiError> {
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params.distinguished_name.push(
@@ -169,7 +184,7 @@ impl Ca {
         params.is_ca = IsCa::ExplicitNoCa;
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, lifetime);
+        validity_with(&mut params, lifetime, backdate);
         Ok(params.signed_by(public_key, &self.issuer()?)?.pem())
     }
 }

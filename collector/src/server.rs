@@ -89,6 +89,7 @@ pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
                 pool.clone(),
                 Arc::new(loaded),
                 ca.agent_cert_lifetime,
+                ca.not_before_backdate,
                 ca.revoke_previous_on_enroll,
             )))
         }

@@ -186,7 +186,12 @@ impl Stack {
             let db = format!("esus_{code}");
             source.create_db(&db).await?;
             transmissor_collector::registry::add_municipality(&pool, agent.ibge, name).await?;
-            transmissor_collector::registry::add_agent(&pool, agent.ibge, agent.agent_id).await?;
+            // With enrollment the agents enroll themselves; otherwise the
+            // development certificates' agents are registered here.
+            if !opts.enrollment {
+                transmissor_collector::registry::add_agent(&pool, agent.ibge, agent.agent_id)
+                    .await?;
+            }
             out.push(Municipality {
                 ibge: agent.ibge,
                 name: name.to_string(),
@@ -311,7 +316,52 @@ impl Stack {
     }
 
     /// Writes an agent config for `m` with these jobs; returns its path.
+    /// The agent uses the municipality's development certificate.
     pub fn agent_config(&self, m: &Municipality, jobs: &[Job], extra: &str) -> Result<PathBuf> {
+        self.write_agent_config(m, jobs, extra, true)
+    }
+
+    /// As [`Self::agent_config`], for an agent that enrolls: no certificate
+    /// paths, so the identity in its state directory is used.
+    pub fn enrolled_agent_config(
+        &self,
+        m: &Municipality,
+        jobs: &[Job],
+        extra: &str,
+    ) -> Result<PathBuf> {
+        self.write_agent_config(m, jobs, extra, false)
+    }
+
+    /// Runs `transmissor-agent enroll` for a config with a fresh one-time
+    /// token (passed in the environment, as the README suggests); returns
+    /// what it printed.
+    pub async fn enroll_agent(&self, m: &Municipality, config: &Path) -> Result<String> {
+        let token = self
+            .issue_token(m.ibge.as_str(), Duration::from_secs(3600))
+            .await?;
+        let out = std::process::Command::new(crate::procs::bin("transmissor-agent")?)
+            .args(["enroll", "--collector", &self.endpoint(), "--config"])
+            .arg(config)
+            .env("TRANSMISSOR_ENROLL_TOKEN", &token)
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !out.status.success() {
+            bail!("enroll failed: {text}");
+        }
+        Ok(text)
+    }
+
+    fn write_agent_config(
+        &self,
+        m: &Municipality,
+        jobs: &[Job],
+        extra: &str,
+        dev_cert: bool,
+    ) -> Result<PathBuf> {
         let adir = self.dir.join(format!("agent-{}", m.ibge));
         std::fs::create_dir_all(&adir)?;
         let password = adir.join("source.password");
@@ -329,16 +379,23 @@ impl Stack {
             "version = 1\n\n[agent]\nstate_dir = \"{state}\"\n\n\
              [source]\nhost = \"127.0.0.1\"\nport = {port}\ndbname = \"{db}\"\nuser = \"{READER_ROLE}\"\n\
              password_file = \"{password}\"\n\n\
-             [collector]\nendpoint = \"{endpoint}\"\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n\
+             [collector]\nendpoint = \"{endpoint}\"\n{identity}\n\
              [retry]\ninitial = \"100ms\"\nmax = \"2s\"\ngive_up_after = \"120s\"\n\n{extra}\n",
             state = adir.join("state").display(),
             password = password.display(),
             port = self.source.port,
             db = m.db,
             endpoint = self.endpoint(),
-            ca = self.server_trust.display(),
-            cert = m.cert.display(),
-            key = m.key.display(),
+            identity = if dev_cert {
+                format!(
+                    "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+                    self.server_trust.display(),
+                    m.cert.display(),
+                    m.key.display()
+                )
+            } else {
+                String::new()
+            },
         );
         for j in jobs {
             s.push_str(&format!(
@@ -387,7 +444,7 @@ impl Stack {
             pin,
             ibge.parse()?,
             ttl,
-            "operator:test",
+            &transmissor_collector::audit::operator(),
         )
         .await?;
         pool.close().await;

@@ -2,12 +2,15 @@
 //!
 //! 1. starts two throwaway PostgreSQL clusters (sources, analytic);
 //! 2. creates a synthetic PEC-like database for each of 3 municipalities;
-//! 3. makes a development PKI and starts `transmissor-collector serve`;
-//! 4. runs `transmissor-agent run --once` for each municipality, with three
+//! 3. creates the collector's CA (`ca init`) and starts `transmissor-collector serve`;
+//! 4. enrolls each municipality's agent with a one-time token
+//!    (`token issue` → `transmissor-agent enroll`), the way municipal IT does;
+//! 5. runs `transmissor-agent run --once` for each municipality, with three
 //!    jobs: two `snapshot` raw-table copies and an `append` nominal list of
 //!    hypertensive citizens (a multi-table join);
-//! 5. prints `transmissor-collector status` and checks row counts against
-//!    the sources; then stops everything (or keeps it running with --keep).
+//! 6. prints `transmissor-collector status`, `agent list` and `audit`, checks
+//!    row counts against the sources; then stops everything (or keeps it
+//!    running with --keep).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -86,6 +89,7 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
         &MUNICIPALITIES,
         StackOptions {
             dir: args.dir.clone(),
+            enrollment: true,
             ..Default::default()
         },
     )
@@ -107,10 +111,25 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
     println!("==> starting the collector on {}", stack.collector_addr);
     stack.start_collector().await?;
 
+    println!(
+        "==> enrolling each agent with a one-time token (collector `token issue` → `transmissor-agent enroll`)"
+    );
+    let mut configs = Vec::new();
+    for m in &stack.munis {
+        let cfg = stack.enrolled_agent_config(m, &jobs(), "")?;
+        let printed = stack.enroll_agent(m, &cfg).await?;
+        for line in printed
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains(" INFO ") && !l.contains(" WARN "))
+        {
+            println!("    {line}");
+        }
+        configs.push(cfg);
+    }
+
     println!("==> running one transmission per municipality (3 jobs each)");
     let mut agents = Vec::new();
-    for m in &stack.munis {
-        let cfg = stack.agent_config(m, &jobs(), "")?;
+    for (m, cfg) in stack.munis.iter().zip(configs) {
         agents.push((
             m.clone(),
             cfg.clone(),
@@ -144,9 +163,37 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
         .output()
         .context("transmissor-collector status")?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
+    // Each `run --once` ends with a heartbeat; the collector writes them in
+    // batches every second.
+    let analytic = stack.analytic_client().await?;
+    for _ in 0..50 {
+        let silent: i64 = analytic
+            .query_one(
+                "SELECT count(*) FROM transmissor.agents WHERE revoked_at IS NULL AND heartbeat_at IS NULL",
+                &[],
+            )
+            .await?
+            .get(0);
+        if silent == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (title, args) in [
+        ("agent list", vec!["agent", "list"]),
+        ("audit", vec!["audit", "--limit", "12"]),
+    ] {
+        println!("==> transmissor-collector {title}");
+        let out = Command::new(bins.join("transmissor-collector"))
+            .args(&args)
+            .arg("--config")
+            .arg(&stack.collector_config)
+            .output()
+            .with_context(|| format!("transmissor-collector {title}"))?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+    }
 
     println!("==> checking the analytic database against the sources");
-    let analytic = stack.analytic_client().await?;
     let mut mismatches = 0;
     for m in &stack.munis {
         let src = stack.source.connect(&m.db).await?;
