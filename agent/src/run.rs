@@ -258,6 +258,17 @@ impl Agent {
         if cancel.is_cancelled() {
             return report;
         }
+        // With an expired certificate nothing can be sent: do not hold a
+        // snapshot on the municipal server for data that cannot leave.
+        let validity = self.credentials.validity();
+        if self.clock.collector_now_ms() >= validity.not_after_ms {
+            let msg = crate::renew::expired_message(validity.not_after());
+            tracing::error!("{msg}");
+            report.run_error = Some(msg);
+            let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
+            self.status.record_report(&report, &jobs);
+            return report;
+        }
         let run_id = Uuid::now_v7();
         report.run_id = Some(run_id);
         tracing::info!(%run_id, spool_used = self.spool.used(), "run starting");

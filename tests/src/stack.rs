@@ -134,7 +134,7 @@ impl Stack {
                     ),
                 )?;
                 let section = format!(
-                    "\n[ca]\ndir = \"{}\"\nagent_cert_lifetime = \"7d\"\n{}\n",
+                    "\n[ca]\ndir = \"{}\"\n{}\n",
                     ca_dir.display(),
                     opts.ca_extra
                 );

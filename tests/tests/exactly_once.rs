@@ -44,7 +44,7 @@ fn slow_jobs() -> Vec<Job> {
             "grande",
             "snapshot",
             "grande",
-            "SELECT id, payload, valor FROM grande WHERE id % 20000 <> 0 OR (SELECT true FROM pg_sleep(0.4))",
+            "SELECT id, payload, valor FROM grande WHERE id % 20000 <> 0 OR (SELECT true FROM pg_sleep(0.4 + 0 * id))",
         ),
         list_job(),
     ]
