@@ -211,7 +211,7 @@ async fn certificate_renews_during_a_running_upload() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_certificate_says_how_to_reenroll() -> anyhow::Result<()> {
     let mut s = stack("agent_cert_lifetime = \"1s\"\nnot_before_backdate = \"0s\"").await?;
-    s.start_collector_in_process().await?;
+    s.start_collector().await?;
     let m = s.munis[0].clone();
     let cfg = s.enrolled_agent_config(
         &m,
@@ -240,6 +240,14 @@ async fn expired_certificate_says_how_to_reenroll() -> anyhow::Result<()> {
     assert!(
         text.contains("expired") && text.contains("enroll the agent again"),
         "no clear expiry message:\n{text}"
+    );
+    // The collector logged the refused handshake at warn, with rustls' reason.
+    let collector_log = std::fs::read_to_string(s.dir.join("collector.log"))?;
+    assert!(
+        collector_log.lines().any(|l| l.contains("WARN")
+            && l.contains("tls handshake refused")
+            && l.contains("client certificate expired")),
+        "collector log:\n{collector_log}"
     );
     s.stop_collector().await?;
     Ok(())

@@ -471,3 +471,197 @@ async fn hundred_concurrent_enrollments_and_heartbeats() -> anyhow::Result<()> {
     s.stop_collector().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_rate_limited() -> anyhow::Result<()> {
+    let mut s = stack(&[A, B], "").await?;
+    let (_, csr) = plain_csr()?;
+    // Ten bad tokens for A: the eleventh attempt for A is refused as rate limited,
+    // even with a valid token.
+    for _ in 0..transmissor_collector::enroll::MAX_FAILED_ATTEMPTS {
+        let t = s.issue_token(A.0, DAY).await?;
+        let mut parts: Vec<String> = t.split('.').map(String::from).collect();
+        parts[3] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
+        let e = enroll(&s, &parts.join("."), &csr).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    }
+    let good = s.issue_token(A.0, DAY).await?;
+    let e = enroll(&s, &good, &csr).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(
+        e.message().contains("too many failed enrollment attempts"),
+        "{e:?}"
+    );
+    s.stop_collector().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_serves_old_and_new_chains() -> anyhow::Result<()> {
+    let mut s = stack(&[A, B], "").await?;
+    // Agent A enrolls under the first issuing CA.
+    let (key_a, csr_a) = plain_csr()?;
+    let ra = enroll(&s, &s.issue_token(A.0, DAY).await?, &csr_a).await?;
+    let (chain_a, keyf_a) = save(&s.dir, "rot-a", &ra.certificate_chain_pem, &key_a)?;
+
+    // Rotate the issuing CA (with the offline root key) and restart the collector.
+    s.stop_collector().await?;
+    let ca_dir = s.ca_dir.clone().expect("ca dir");
+    transmissor_collector::ca::rotate(&ca_dir, &ca_dir.join("root.key"), &[])?;
+    s.start_collector_in_process().await?;
+
+    // Agent B enrolls under the new issuing CA; the issuers differ.
+    let (key_b, csr_b) = plain_csr()?;
+    let rb = enroll(&s, &s.issue_token(B.0, DAY).await?, &csr_b).await?;
+    let (chain_b, keyf_b) = save(&s.dir, "rot-b", &rb.certificate_chain_pem, &key_b)?;
+    let issuer = |chain: &str| -> anyhow::Result<String> {
+        let der = leaf(chain)?;
+        Ok(X509Certificate::from_der(&der)?.1.issuer().to_string())
+    };
+    assert_ne!(
+        issuer(&ra.certificate_chain_pem)?,
+        issuer(&rb.certificate_chain_pem)?
+    );
+
+    // Both chains are accepted, without re-enrolling A.
+    for (chain, key) in [(&chain_a, &keyf_a), (&chain_b, &keyf_b)] {
+        let mut c = client::transmission(&s.endpoint(), &s.server_trust, Some((chain, key)))?;
+        let e = c
+            .status(pb::StatusRequest { transmission_id: 1 })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::NotFound, "authenticated: {e:?}");
+    }
+    // A's next renewal moves it to the new issuing CA.
+    let mut lc = AgentLifecycleClient::new(client::channel(
+        &s.endpoint(),
+        &s.server_trust,
+        Some((&chain_a, &keyf_a)),
+    )?);
+    let renewed = lc
+        .renew(pb::RenewRequest {
+            csr_pem: plain_csr()?.1,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        issuer(&renewed.certificate_chain_pem)?,
+        issuer(&rb.certificate_chain_pem)?
+    );
+    s.stop_collector().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_agents_heartbeat_and_a_silent_one_shows_its_last_seen() -> anyhow::Result<()> {
+    const N: usize = 40;
+    let mut s = stack(&[A], "revoke_previous_on_enroll = false").await?;
+    let mut identities = Vec::new();
+    for i in 0..N {
+        let (key, csr) = plain_csr()?;
+        let r = enroll(&s, &s.issue_token(A.0, DAY).await?, &csr).await?;
+        identities.push((
+            r.agent_id.clone(),
+            save(&s.dir, &format!("hb{i}"), &r.certificate_chain_pem, &key)?,
+        ));
+    }
+    heartbeat_all(&s, &identities, 1).await?;
+    let pool = s.collector_pool().await?;
+    let all_seen = wait_until(Duration::from_secs(10), || async {
+        transmissor_collector::registry::list_agents(&pool, false)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .filter(|a| a.agent_version.as_deref() == Some("1.0.1"))
+                    .count()
+                    == N
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(all_seen, "not every heartbeat was recorded");
+    let c = s.analytic_client().await?;
+    let first_seen: String = c
+        .query_one(
+            "SELECT heartbeat_at::text FROM transmissor.agents WHERE id = $1::text::uuid",
+            &[&identities[0].0],
+        )
+        .await?
+        .get(0);
+
+    // All but the first agent beat again; the first stays silent.
+    identities.remove(0);
+    let silent_id = {
+        let rows = transmissor_collector::registry::list_agents(&pool, false).await?;
+        rows.iter()
+            .map(|a| a.id.to_string())
+            .find(|id| !identities.iter().any(|(x, _)| x == id))
+            .expect("the silent agent")
+    };
+    heartbeat_all(&s, &identities, 2).await?;
+    let updated = wait_until(Duration::from_secs(10), || async {
+        transmissor_collector::registry::list_agents(&pool, false)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .filter(|a| a.agent_version.as_deref() == Some("1.0.2"))
+                    .count()
+                    == N - 1
+            })
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(updated);
+    let silent_seen: String = c
+        .query_one(
+            "SELECT heartbeat_at::text FROM transmissor.agents WHERE id = $1::text::uuid",
+            &[&silent_id],
+        )
+        .await?
+        .get(0);
+    assert_eq!(
+        silent_seen, first_seen,
+        "the silent agent keeps its last-seen time"
+    );
+    let table = transmissor_collector::registry::render_agents(
+        &transmissor_collector::registry::list_agents(&pool, false).await?,
+    );
+    let line = table
+        .lines()
+        .find(|l| l.starts_with(&silent_id))
+        .expect("silent agent listed");
+    assert!(line.contains("s ago") && line.contains("1.0.1"), "{line}");
+    s.stop_collector().await?;
+    Ok(())
+}
+
+/// One heartbeat from each identity, all at once.
+async fn heartbeat_all(
+    s: &Stack,
+    identities: &[(String, (PathBuf, PathBuf))],
+    round: u64,
+) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for (_, (chain, key)) in identities.iter().cloned() {
+        let (endpoint, trust) = (s.endpoint(), s.server_trust.clone());
+        set.spawn(async move {
+            let mut lc = AgentLifecycleClient::new(client::channel(
+                &endpoint,
+                &trust,
+                Some((&chain, &key)),
+            )?);
+            lc.heartbeat(pb::HeartbeatRequest {
+                agent_version: format!("1.0.{round}"),
+                spool_used_bytes: round,
+                spool_limit_bytes: 100,
+                ..Default::default()
+            })
+            .await?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+    Ok(())
+}
