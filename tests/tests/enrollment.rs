@@ -642,7 +642,8 @@ async fn heartbeat_all(
     round: u64,
 ) -> anyhow::Result<()> {
     let mut set = tokio::task::JoinSet::new();
-    for (_, (chain, key)) in identities.iter().cloned() {
+    for (_, (chain, key)) in identities {
+        let (chain, key) = (chain.clone(), key.clone());
         let (endpoint, trust) = (s.endpoint(), s.server_trust.clone());
         set.spawn(async move {
             let mut lc = AgentLifecycleClient::new(client::channel(
