@@ -3,11 +3,13 @@
 //!
 //! | module     | responsibility                                                    |
 //! |------------|-------------------------------------------------------------------|
+//! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
 //! | [`pg`]     | throwaway PostgreSQL clusters (system `initdb`/`pg_ctl`)          |
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
 //! | [`procs`]  | the project's binaries as real processes (to SIGKILL them)       |
 //! | [`stack`]  | a whole installation: clusters, PKI, collector, agent configs      |
 
+pub mod balancer;
 pub mod client;
 pub mod pec;
 pub mod pg;

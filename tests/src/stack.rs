@@ -298,6 +298,35 @@ impl Stack {
         Ok(())
     }
 
+    /// Starts another `transmissor-collector serve` on the same database (a
+    /// replica) on its own port; returns it and its address once it listens.
+    pub async fn spawn_collector_replica(&self, name: &str) -> Result<(Proc, SocketAddr)> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let text = std::fs::read_to_string(&self.collector_config)?.replace(
+            &format!("listen = \"{}\"", self.collector_addr),
+            &format!("listen = \"{addr}\""),
+        );
+        let path = self.dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text)?;
+        let cfg = path.display().to_string();
+        let mut p = Proc::spawn(
+            "transmissor-collector",
+            ["serve", "--config", &cfg],
+            &[],
+            &self.dir.join(format!("{name}.log")),
+        )?;
+        for _ in 0..400 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return Ok((p, addr));
+            }
+            if !p.is_running() {
+                bail!("replica exited at start; log:\n{}", p.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("replica did not listen on {addr}")
+    }
+
     pub fn kill_collector(&mut self) {
         if let Some(mut p) = self.collector.take() {
             p.kill();

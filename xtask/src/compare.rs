@@ -55,7 +55,7 @@ pub fn run(args: CompareArgs) -> Result<()> {
 }
 
 #[allow(unsafe_code)]
-fn set_env(k: &str, v: &Path) {
+pub(crate) fn set_env(k: &str, v: &Path) {
     // SAFETY: called before the runtime starts, while no other thread runs.
     unsafe { std::env::set_var(k, v) };
 }
@@ -126,7 +126,7 @@ async fn compare(args: CompareArgs) -> Result<()> {
             .batch_execute(&format!("TRUNCATE {ANCHOR_TABLE}"))
             .await?;
         checkpoint(&src, &analytic).await?;
-        let s = copy_pipe(&stack, &m.db)?;
+        let s = copy_pipe(&stack, &m.db, TABLE, ANCHOR_TABLE, false)?;
         expect_rows(
             &analytic,
             &format!("SELECT count(*) FROM {ANCHOR_TABLE}"),
@@ -211,14 +211,22 @@ async fn compare(args: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-/// Times `psql -c "COPY t TO STDOUT" | psql -c "COPY anchor.t FROM STDIN"`.
-fn copy_pipe(stack: &Stack, db: &str) -> Result<f64> {
+/// Times `psql -c "COPY t TO STDOUT" | psql -c "COPY anchor.t FROM STDIN"`
+/// (in binary format when `binary`).
+pub(crate) fn copy_pipe(
+    stack: &Stack,
+    db: &str,
+    table: &str,
+    anchor: &str,
+    binary: bool,
+) -> Result<f64> {
+    let format = if binary { " (FORMAT binary)" } else { "" };
     let t = Instant::now();
     let mut producer = stack
         .source
         .psql_command(db)
         .arg("-c")
-        .arg(format!("COPY {TABLE} TO STDOUT"))
+        .arg(format!("COPY {table} TO STDOUT{format}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -229,7 +237,7 @@ fn copy_pipe(stack: &Stack, db: &str) -> Result<f64> {
     let consumer = {
         let mut cmd = stack.analytic.psql_command(ANALYTIC_DB);
         cmd.arg("-c")
-            .arg(format!("COPY {ANCHOR_TABLE} FROM STDIN"))
+            .arg(format!("COPY {anchor} FROM STDIN{format}"))
             .stdin(pipe)
             .stdout(Stdio::null())
             .spawn()
@@ -255,13 +263,21 @@ fn copy_pipe(stack: &Stack, db: &str) -> Result<f64> {
     Ok(s)
 }
 
-async fn checkpoint(a: &tokio_postgres::Client, b: &tokio_postgres::Client) -> Result<()> {
+pub(crate) async fn checkpoint(
+    a: &tokio_postgres::Client,
+    b: &tokio_postgres::Client,
+) -> Result<()> {
     a.batch_execute("CHECKPOINT").await.context("CHECKPOINT")?;
     b.batch_execute("CHECKPOINT").await.context("CHECKPOINT")?;
     Ok(())
 }
 
-async fn expect_rows(c: &tokio_postgres::Client, sql: &str, n: u64, what: &str) -> Result<()> {
+pub(crate) async fn expect_rows(
+    c: &tokio_postgres::Client,
+    sql: &str,
+    n: u64,
+    what: &str,
+) -> Result<()> {
     let got: i64 = c
         .query_one(sql, &[])
         .await
@@ -273,7 +289,7 @@ async fn expect_rows(c: &tokio_postgres::Client, sql: &str, n: u64, what: &str) 
     Ok(())
 }
 
-fn median(xs: &[f64]) -> f64 {
+pub(crate) fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     let k = v.len() / 2;

@@ -2,6 +2,7 @@
 //! `cargo xtask test` (the whole test suite, with its setup) and
 //! `cargo xtask compare` (a transmission timed next to a `psql` COPY pipe).
 
+mod bench;
 mod compare;
 mod demo;
 mod setup;
@@ -24,6 +25,8 @@ enum Command {
     /// Times one transmission of the visit table next to `psql COPY | psql COPY`
     /// between the same two servers (durable settings, median of --repeat runs).
     Compare(compare::CompareArgs),
+    /// Benchmarks against the anchors (COPY pipes, postgres_fdw) in one run.
+    Bench(bench::BenchArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -37,6 +40,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Compare(args) => compare::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }
