@@ -328,6 +328,69 @@ impl AgentConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let inv = |s: String| Err(ConfigError::Invalid(s));
+        // Durations must stay in a sane range: a huge value would overflow
+        // date arithmetic later, and a zero interval would spin.
+        const SECOND: Duration = Duration::from_secs(1);
+        const DAY: Duration = Duration::from_secs(86_400);
+        let mut bounded: Vec<(&str, Duration, Duration, Duration)> = vec![
+            (
+                "source.connect_timeout",
+                self.source.connect_timeout,
+                SECOND,
+                DAY,
+            ),
+            (
+                "source.statement_timeout",
+                self.source.statement_timeout,
+                SECOND,
+                7 * DAY,
+            ),
+            (
+                "source.lock_timeout",
+                self.source.lock_timeout,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            (
+                "collector.connect_timeout",
+                self.collector.connect_timeout,
+                SECOND,
+                DAY,
+            ),
+            (
+                "collector.request_timeout",
+                self.collector.request_timeout,
+                SECOND,
+                DAY,
+            ),
+            (
+                "retry.initial",
+                self.retry.initial,
+                Duration::from_millis(1),
+                DAY,
+            ),
+            ("retry.max", self.retry.max, Duration::from_millis(1), DAY),
+            (
+                "retry.give_up_after",
+                self.retry.give_up_after,
+                SECOND,
+                30 * DAY,
+            ),
+            ("heartbeat.interval", self.heartbeat.interval, SECOND, DAY),
+        ];
+        if let Some(every) = self.schedule.every {
+            bounded.push(("schedule.every", every, SECOND, 31 * DAY));
+        }
+        for (name, value, min, max) in bounded {
+            if value < min || value > max {
+                return inv(format!(
+                    "{name} = {} is out of range ({} to {})",
+                    humantime::format_duration(value),
+                    humantime::format_duration(min),
+                    humantime::format_duration(max)
+                ));
+            }
+        }
         if self.jobs.is_empty() {
             return inv("at least one [[jobs]] entry is needed".into());
         }

@@ -8,9 +8,9 @@
 //! <spool>/<run id>/<job>/done.json         extraction complete: batches, rows, digest
 //! <spool>/<run id>/<job>/failed.json       extraction failed: the reason
 //! ```
-//! A batch file is a 32-byte little-endian header followed by one zstd
-//! frame: `"TXB1" | seq u32 | rows u64 | raw_len u64 | crc32c(raw) u32 |
-//! crc32c(frame) u32`.
+//! A batch file is a 36-byte little-endian header followed by one zstd
+//! frame: `"TXB2" | seq u32 | rows u64 | raw_len u64 | crc32c(raw) u32 |
+//! crc32c(frame) u32 | crc32c(the 32 header bytes before it) u32`.
 //!
 //! # Invariants
 //! - Every file is written to a `.tmp` name, fsynced, then renamed; so a file
@@ -40,8 +40,8 @@ use uuid::Uuid;
 
 use crate::config::Mode;
 
-const MAGIC: &[u8; 4] = b"TXB1";
-const HEADER_LEN: usize = 32;
+const MAGIC: &[u8; 4] = b"TXB2";
+const HEADER_LEN: usize = 36;
 
 #[derive(Debug, Error)]
 pub enum SpoolError {
@@ -283,6 +283,8 @@ impl JobDir {
         head.extend_from_slice(&header.raw_len.to_le_bytes());
         head.extend_from_slice(&header.crc32c.to_le_bytes());
         head.extend_from_slice(&header.frame_crc32c.to_le_bytes());
+        let head_crc = transmissor_proto::checksum::crc32c(&head);
+        head.extend_from_slice(&head_crc.to_le_bytes());
         if let Err(e) = write_atomic(&path, &[&head, &frame]) {
             self.spool.release(size);
             return Err(e);
@@ -305,6 +307,9 @@ impl JobDir {
             return Err(corrupt("bad header"));
         }
         let u32_at = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap_or([0; 4]));
+        if transmissor_proto::checksum::crc32c(&bytes[..32]) != u32_at(32) {
+            return Err(corrupt("header checksum mismatch"));
+        }
         let u64_at = |o: usize| u64::from_le_bytes(bytes[o..o + 8].try_into().unwrap_or([0; 8]));
         let header = BatchHeader {
             seq: u32_at(4),
