@@ -12,6 +12,11 @@ use transmissor_tests::stack::{Job, Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
 
+/// The whole table as a snapshot job.
+fn full_copy() -> Job {
+    Job::new("grande", "snapshot", "grande", "SELECT * FROM grande")
+}
+
 async fn stack(ca_extra: &str) -> anyhow::Result<Stack> {
     let s = Stack::with_options(
         &[A],
@@ -60,16 +65,7 @@ async fn enroll_refuses_a_wrong_pin_then_enrolls_and_transmits() -> anyhow::Resu
     let mut s = stack("").await?;
     s.start_collector_in_process().await?;
     let m = s.munis[0].clone();
-    let cfg = s.enrolled_agent_config(
-        &m,
-        &[Job::new(
-            "grande",
-            "snapshot",
-            "grande",
-            "SELECT * FROM grande",
-        )],
-        "",
-    )?;
+    let cfg = s.enrolled_agent_config(&m, &[full_copy()], "")?;
     let token = s.issue_token(A.0, Duration::from_secs(3600)).await?;
 
     // The same token with another CA's pin: the agent refuses the collector
@@ -213,16 +209,7 @@ async fn expired_certificate_says_how_to_reenroll() -> anyhow::Result<()> {
     let mut s = stack("agent_cert_lifetime = \"1s\"\nnot_before_backdate = \"0s\"").await?;
     s.start_collector().await?;
     let m = s.munis[0].clone();
-    let cfg = s.enrolled_agent_config(
-        &m,
-        &[Job::new(
-            "grande",
-            "snapshot",
-            "grande",
-            "SELECT * FROM grande",
-        )],
-        "",
-    )?;
+    let cfg = s.enrolled_agent_config(&m, &[full_copy()], "")?;
     s.enroll_agent(&m, &cfg).await?;
     let enrolled = std::time::Instant::now();
     // Let the one-second certificate run out.
