@@ -1,10 +1,13 @@
 //! Developer tasks: `cargo xtask demo` (the Quick start demo),
 //! `cargo xtask test` (the whole test suite, with its setup) and
-//! `cargo xtask compare` (a transmission timed next to a `psql` COPY pipe).
+//! `cargo xtask compare` (a transmission timed next to a `psql` COPY pipe),
+//! `cargo xtask bench` (benchmarks against the anchors) and
+//! `cargo xtask scale` (load test with thousands of agents).
 
 mod bench;
 mod compare;
 mod demo;
+mod scale;
 mod setup;
 
 use anyhow::Result;
@@ -27,6 +30,9 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Benchmarks against the anchors (COPY pipes, postgres_fdw) in one run.
     Bench(bench::BenchArgs),
+    /// Load test: N agent identities heartbeating and concurrent small
+    /// transmissions against one collector process; prints RESULT lines.
+    Scale(scale::ScaleArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -41,6 +47,7 @@ fn main() -> Result<()> {
         Command::Demo(args) => demo::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Scale(args) => scale::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }
