@@ -50,8 +50,17 @@ pub fn connect_options(cfg: &DatabaseConfig) -> Result<PgConnectOptions, DbError
 }
 
 pub async fn connect(cfg: &DatabaseConfig) -> Result<PgPool, DbError> {
+    connect_sized(cfg, cfg.max_connections).await
+}
+
+/// Connections for the per-call identity check: a pool of their own, so a
+/// burst of loads waiting on locks never delays authentication (and with it
+/// every heartbeat).
+pub const AUTH_POOL_CONNECTIONS: u32 = 4;
+
+pub async fn connect_sized(cfg: &DatabaseConfig, max: u32) -> Result<PgPool, DbError> {
     PgPoolOptions::new()
-        .max_connections(cfg.max_connections)
+        .max_connections(max)
         .acquire_timeout(cfg.acquire_timeout)
         .connect_with(connect_options(cfg)?)
         .await

@@ -50,6 +50,8 @@ const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 pub struct Prepared {
     pub tls: Arc<rustls::ServerConfig>,
     pub pool: PgPool,
+    /// Small pool used only by the per-call identity check.
+    pub auth_pool: PgPool,
     pub revoked: Arc<RevokedAgents>,
     pub enroller: Option<Arc<Enroller>>,
 }
@@ -95,9 +97,12 @@ pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
         }
         None => None,
     };
+    let auth_pool =
+        crate::db::connect_sized(&cfg.database, crate::db::AUTH_POOL_CONNECTIONS).await?;
     Ok(Prepared {
         tls: tls_config,
         pool,
+        auth_pool,
         revoked,
         enroller,
     })
@@ -114,6 +119,7 @@ pub async fn run(
     let Prepared {
         tls: tls_config,
         pool,
+        auth_pool,
         revoked,
         enroller,
     } = prepared;
@@ -141,7 +147,7 @@ pub async fn run(
             }
         });
     }
-    let auth = Authenticator::new(pool.clone());
+    let auth = Authenticator::new(auth_pool.clone());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(health::watch(
         reporter,
@@ -207,6 +213,7 @@ pub async fn run(
     // Background work stops after the last call has drained (heartbeats flush once more).
     background.cancel();
     while tasks.join_next().await.is_some() {}
+    auth_pool.close().await;
     pool.close().await;
     tracing::info!("collector stopped");
     result
