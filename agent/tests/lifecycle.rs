@@ -376,7 +376,21 @@ async fn agent_with_default_identity_paths_renews_when_due_and_beats() {
     assert_ne!(leaf_of(agent.credentials()), before);
 
     let mut background = agent.start_background(&cancel);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Wait (bounded) until at least two heartbeats have arrived.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let beats = fake
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, _, hb)| hb.is_some())
+            .count();
+        if beats >= 2 || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cancel.cancel();
     while background.join_next().await.is_some() {}
     let calls = fake.calls.lock().unwrap().clone();

@@ -196,6 +196,7 @@ async fn kills_lose_nothing_and_double_nothing() -> Result<()> {
             );
         }
         stack.kill_collector();
+        // A deliberate outage: the agent must see failed calls and retry.
         tokio::time::sleep(Duration::from_millis(300)).await;
         stack.start_collector().await?;
         threshold = open_batches(&analytic).await + 100;
