@@ -56,24 +56,29 @@ fn validity_with(params: &mut CertificateParams, lifetime: Duration, backdate: D
     params.not_after = now + lifetime;
 }
 
+/// Parameters of a CA certificate that may sign `path_len` further CAs.
+fn ca_params(common_name: &str, path_len: u8, lifetime: Duration) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "transmissor");
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.serial_number = Some(random_serial());
+    validity(&mut params, lifetime);
+    params
+}
+
 impl Ca {
     /// A new self-signed CA.
     pub fn generate(common_name: &str, lifetime: Duration) -> Result<Self, PkiError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "transmissor");
         // Path length 1: the root may sign an issuing CA, which signs leaves.
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(random_serial());
-        validity(&mut params, lifetime);
-        let cert = params.self_signed(&key)?;
+        let cert = ca_params(common_name, 1, lifetime).self_signed(&key)?;
         Ok(Self {
             cert_pem: cert.pem(),
             key,
@@ -103,19 +108,8 @@ impl Ca {
         lifetime: Duration,
     ) -> Result<Issued, PkiError> {
         let key = KeyPair::generate()?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "transmissor");
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(random_serial());
+        let mut params = ca_params(common_name, 0, lifetime);
         params.use_authority_key_identifier_extension = true;
-        validity(&mut params, lifetime);
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(Issued {
             cert_pem: cert.pem(),
