@@ -34,7 +34,7 @@ use transmissor_tests::pec::Scale;
 use transmissor_tests::pg::ClusterOptions;
 use transmissor_tests::stack::{Job, Municipality, Stack, StackOptions};
 
-use crate::compare::{checkpoint, copy_pipe, expect_rows, median, set_env};
+use crate::compare::{checkpoint, copy_pipe, expect_rows, median};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -66,13 +66,7 @@ const METHODS: [&str; 5] = [
 ];
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    crate::setup::ensure_postgres()?;
-    let bins = crate::setup::build_bins(true)?;
-    set_env("TRANSMISSOR_BIN_DIR", &bins);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(bench(args))
+    crate::setup::with_binaries(true, |_| bench(args))
 }
 
 /// Peak RSS (MiB) and CPU seconds of a running process, from /proc.

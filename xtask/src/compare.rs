@@ -18,7 +18,6 @@
 //! `transmissor / copy pipe` is the price of what the pipe does not do
 //! (spooling, compression, TLS, exactly-once commit, partition swap).
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -44,20 +43,7 @@ const TABLE: &str = "tb_fat_visita_domiciliar";
 const ANCHOR_TABLE: &str = "anchor.tb_fat_visita_domiciliar";
 
 pub fn run(args: CompareArgs) -> Result<()> {
-    crate::setup::ensure_postgres()?;
-    let bins = crate::setup::build_bins(true)?;
-    // Read by the harness to find the (release) binaries.
-    set_env("TRANSMISSOR_BIN_DIR", &bins);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(compare(args))
-}
-
-#[allow(unsafe_code)]
-pub(crate) fn set_env(k: &str, v: &Path) {
-    // SAFETY: called before the runtime starts, while no other thread runs.
-    unsafe { std::env::set_var(k, v) };
+    crate::setup::with_binaries(true, |_| compare(args))
 }
 
 async fn compare(args: CompareArgs) -> Result<()> {

@@ -66,20 +66,7 @@ pub fn jobs() -> Vec<Job> {
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
-    crate::setup::ensure_postgres()?;
-    let bins = crate::setup::build_bins(false)?;
-    // SAFETY: single-threaded at this point; read by the harness to find the binaries.
-    set_env("TRANSMISSOR_BIN_DIR", &bins);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(demo(args, bins))
-}
-
-#[allow(unsafe_code)]
-fn set_env(k: &str, v: &std::path::Path) {
-    // SAFETY: called before the runtime starts, while no other thread runs.
-    unsafe { std::env::set_var(k, v) };
+    crate::setup::with_binaries(false, |bins| demo(args, bins))
 }
 
 async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {

@@ -90,25 +90,7 @@ const TARGET: &str = "scale_t";
 const FIRST: &str = "first call";
 
 pub fn run(args: ScaleArgs) -> Result<()> {
-    if args.transmissions > args.agents {
-        bail!("--transmissions cannot exceed --agents");
-    }
-    if args.duration.is_zero() || args.heartbeat_every.is_zero() {
-        bail!("--duration and --heartbeat-every must be positive");
-    }
-    crate::setup::ensure_postgres()?;
-    let bins = crate::setup::build_bins(true)?;
-    set_env("TRANSMISSOR_BIN_DIR", &bins);
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(scale(args))
-}
-
-#[allow(unsafe_code)]
-fn set_env(k: &str, v: &Path) {
-    // SAFETY: called before the runtime starts, while no other thread runs.
-    unsafe { std::env::set_var(k, v) };
+    crate::setup::with_binaries(true, |_| scale(args))
 }
 
 struct Agent {

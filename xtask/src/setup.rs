@@ -69,6 +69,28 @@ pub fn build_bins(release: bool) -> Result<PathBuf> {
     Ok(target.join(if release { "release" } else { "debug" }))
 }
 
+/// Ensures PostgreSQL, builds the binaries, points the harness at them
+/// (`TRANSMISSOR_BIN_DIR`) and runs `task` on a fresh tokio runtime.
+pub fn with_binaries<F, Fut>(release: bool, task: F) -> Result<()>
+where
+    F: FnOnce(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    ensure_postgres()?;
+    let bins = build_bins(release)?;
+    set_bin_dir(&bins);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(task(bins))
+}
+
+#[allow(unsafe_code)]
+fn set_bin_dir(dir: &std::path::Path) {
+    // SAFETY: called before the runtime starts, while no other thread runs.
+    unsafe { std::env::set_var("TRANSMISSOR_BIN_DIR", dir) };
+}
+
 pub fn run_tests(extra: &[String]) -> Result<()> {
     ensure_postgres()?;
     let bins = build_bins(false)?;
