@@ -4,6 +4,7 @@
 //! | module     | responsibility                                                    |
 //! |------------|-------------------------------------------------------------------|
 //! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
+//! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
 //! | [`pg`]     | throwaway PostgreSQL clusters (system `initdb`/`pg_ctl`)          |
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
 //! | [`procs`]  | the project's binaries as real processes (to SIGKILL them)       |
@@ -11,6 +12,7 @@
 
 pub mod balancer;
 pub mod client;
+pub mod netns;
 pub mod pec;
 pub mod pg;
 pub mod procs;

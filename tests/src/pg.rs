@@ -51,6 +51,14 @@ pub struct ClusterOptions {
     /// agents and collectors but never the database server itself.
     pub fast: bool,
     pub extra: Vec<(String, String)>,
+    /// Run the server inside this network namespace (`ip netns`; needs root).
+    pub netns: Option<String>,
+    /// Where the harness connects (default 127.0.0.1); the server listens on
+    /// 127.0.0.1 (of its namespace), this address and `listen_extra`.
+    pub host: Option<String>,
+    pub listen_extra: Vec<String>,
+    /// Extra `pg_hba.conf` lines (e.g. `host all all 10.0.0.0/30 trust`).
+    pub hba_extra: Vec<String>,
 }
 
 impl Default for ClusterOptions {
@@ -58,12 +66,19 @@ impl Default for ClusterOptions {
         Self {
             fast: true,
             extra: Vec::new(),
+            netns: None,
+            host: None,
+            listen_extra: Vec::new(),
+            hba_extra: Vec::new(),
         }
     }
 }
 
 pub struct Cluster {
     pub port: u16,
+    /// The address the harness (and `psql`) connect to.
+    pub host: String,
+    netns: Option<String>,
     bin: PathBuf,
     data: PathBuf,
     run_as: Option<(u32, u32)>,
@@ -111,9 +126,21 @@ impl Cluster {
             "--no-sync",
         ]);
         run(&mut initdb, run_as).context("initdb")?;
+        if !opts.hba_extra.is_empty() {
+            use std::io::Write;
+            let mut hba = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("pg_hba.conf"))?;
+            writeln!(hba, "{}", opts.hba_extra.join("\n"))?;
+        }
+        let host = opts.host.clone().unwrap_or_else(|| "127.0.0.1".into());
+        let mut listen = vec!["127.0.0.1".to_string()];
+        listen.extend(opts.host.iter().cloned());
+        listen.extend(opts.listen_extra.iter().cloned());
+        listen.dedup();
 
         let mut settings = vec![
-            ("listen_addresses".to_string(), "127.0.0.1".to_string()),
+            ("listen_addresses".to_string(), listen.join(",")),
             (
                 "unix_socket_directories".into(),
                 dir.path().display().to_string(),
@@ -143,6 +170,8 @@ impl Cluster {
         for _ in 0..5 {
             let mut c = Self {
                 port: free_port(),
+                host: host.clone(),
+                netns: opts.netns.clone(),
                 bin: bin.clone(),
                 data: data.clone(),
                 run_as,
@@ -167,7 +196,7 @@ impl Cluster {
             .parent()
             .unwrap_or(Path::new("/tmp"))
             .join("server.log");
-        let mut cmd = Command::new(self.bin.join("pg_ctl"));
+        let mut cmd = self.server_command("pg_ctl");
         cmd.arg("-D")
             .arg(&self.data)
             .arg("-l")
@@ -175,7 +204,7 @@ impl Cluster {
             .args(["-w", "-t", "60", "-o"])
             .arg(format!("-p {} {}", self.port, self.options))
             .arg("start");
-        run(&mut cmd, self.run_as).with_context(|| {
+        run(&mut cmd, self.command_uid()).with_context(|| {
             format!(
                 "pg_ctl start on port {}: {}",
                 self.port,
@@ -184,6 +213,34 @@ impl Cluster {
         })?;
         self.running = true;
         Ok(())
+    }
+
+    /// `bin/<program>`, entering the cluster's network namespace (as root,
+    /// then dropping to the server's user with `setpriv`) when it has one.
+    fn server_command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        let Some(ns) = &self.netns else {
+            return Command::new(path);
+        };
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]);
+        if let Some((uid, gid)) = self.run_as {
+            cmd.arg("setpriv")
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups");
+        }
+        cmd.arg(path);
+        cmd
+    }
+
+    /// The uid/gid [`run`] switches to: none when `server_command` does it.
+    fn command_uid(&self) -> Option<(u32, u32)> {
+        if self.netns.is_some() {
+            None
+        } else {
+            self.run_as
+        }
     }
 
     /// Stops the server (fast shutdown).
@@ -214,16 +271,16 @@ impl Cluster {
         self.pg_ctl_start()
     }
 
-    /// `postgres://postgres@127.0.0.1:<port>/<db>`
+    /// `postgres://postgres@<host>:<port>/<db>`
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        format!("postgres://postgres@{}:{}/{db}", self.host, self.port)
     }
 
     pub async fn connect(&self, db: &str) -> Result<tokio_postgres::Client> {
         let (client, conn) = tokio_postgres::connect(
             &format!(
-                "host=127.0.0.1 port={} user=postgres dbname={db}",
-                self.port
+                "host={} port={} user=postgres dbname={db}",
+                self.host, self.port
             ),
             tokio_postgres::NoTls,
         )
@@ -250,7 +307,7 @@ impl Cluster {
             PathBuf::from("psql")
         };
         let mut cmd = Command::new(psql);
-        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", &self.host, "-p"])
             .arg(self.port.to_string())
             .args(["-U", "postgres", "-d", db]);
         cmd

@@ -46,8 +46,31 @@ impl Proc {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::spawn_via(&[], name, args, envs, log)
+    }
+
+    /// As [`Self::spawn`], through a prefix that execs the binary (e.g.
+    /// `ip netns exec <ns>`), so the pid is still the binary's own.
+    pub fn spawn_via<I, S>(
+        prefix: &[String],
+        name: &str,
+        args: I,
+        envs: &[(&str, &str)],
+        log: &Path,
+    ) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let out = File::options().create(true).append(true).open(log)?;
-        let mut cmd = Command::new(bin(name)?);
+        let mut cmd = match prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(bin(name)?);
+                c
+            }
+            None => Command::new(bin(name)?),
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -88,6 +88,11 @@ pub struct StackOptions {
     /// Extra lines for the collector's `[ca]` section.
     pub ca_extra: String,
     pub cluster: ClusterOptions,
+    /// Options for the source cluster when they differ from `cluster`'s.
+    pub source_cluster: Option<ClusterOptions>,
+    /// The collector listens on every address (not only 127.0.0.1), for
+    /// agents in another network namespace.
+    pub collector_listen_all: bool,
     pub collector_extra_toml: String,
 }
 
@@ -112,7 +117,7 @@ impl Stack {
             }
         };
         let analytic = Cluster::start_with(opts.cluster.clone())?;
-        let source = Cluster::start_with(opts.cluster)?;
+        let source = Cluster::start_with(opts.source_cluster.unwrap_or(opts.cluster))?;
         analytic.create_db(ANALYTIC_DB).await?;
         let codes: Vec<Ibge> = munis
             .iter()
@@ -158,11 +163,16 @@ impl Stack {
             };
         let port = free_port();
         let collector_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let listen = if opts.collector_listen_all {
+            format!("0.0.0.0:{port}")
+        } else {
+            collector_addr.to_string()
+        };
         let collector_config = dir.join("collector.toml");
         std::fs::write(
             &collector_config,
             format!(
-                "version = 1\n\n[server]\nlisten = \"{collector_addr}\"\ndrain_timeout = \"10s\"\n\n\
+                "version = 1\n\n[server]\nlisten = \"{listen}\"\ndrain_timeout = \"10s\"\n\n\
                  [tls]\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n\
                  [database]\nurl = \"{url}\"\nmax_connections = 16\n{extra}{ca_section}",
                 ca = client_trust.display(),
@@ -439,9 +449,20 @@ impl Stack {
 
     /// Starts `transmissor-agent run --once` for a config.
     pub fn spawn_agent(&self, config: &Path, log_name: &str) -> Result<Proc> {
+        self.spawn_agent_via(&[], config, log_name)
+    }
+
+    /// As [`Self::spawn_agent`], through a prefix such as `ip netns exec <ns>`.
+    pub fn spawn_agent_via(
+        &self,
+        prefix: &[String],
+        config: &Path,
+        log_name: &str,
+    ) -> Result<Proc> {
         let log = self.dir.join(log_name);
         let cfg = config.display().to_string();
-        Proc::spawn(
+        Proc::spawn_via(
+            prefix,
             "transmissor-agent",
             ["run", "--once", "--config", &cfg],
             &[],

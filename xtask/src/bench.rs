@@ -21,8 +21,13 @@
 //! "Wire bytes" are the compressed batch bytes the collector recorded (gRPC
 //! and TLS framing excluded) over the raw COPY text bytes.
 //!
-//! The slow-link variant (network namespaces + `tc tbf` at 20 Mbit/s) is not
-//! implemented yet: the command says so and prints `NaN` for its result.
+//! 5. the same over an emulated slow link: the municipal server and the agent
+//!    run in a network namespace joined to the host by a veth pair shaped
+//!    with `tc tbf` to 20 Mbit/s each way (see `transmissor_tests::netns`),
+//!    on a smaller dataset (`--slow-care`, `--slow-visits`); the agent uses
+//!    `zstd_level` `--slow-zstd-level`, as an operator would on such a link.
+//!    Where namespaces cannot be made (not root, no iproute2) the command
+//!    says why, skips it and prints `NaN` for its result.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -30,6 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use transmissor_tests::netns::SlowLink;
 use transmissor_tests::pec::Scale;
 use transmissor_tests::pg::ClusterOptions;
 use transmissor_tests::stack::{Job, Municipality, Stack, StackOptions};
@@ -47,6 +53,27 @@ pub struct BenchArgs {
     /// Timed runs of each method (the median is reported).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
+    /// Individual-care rows for the slow-link runs.
+    #[arg(long, default_value_t = 100_000)]
+    slow_care: u64,
+    /// Visit rows for the slow-link runs.
+    #[arg(long, default_value_t = 100_000)]
+    slow_visits: u64,
+    /// Link rate for the slow-link runs, Mbit/s.
+    #[arg(long, default_value_t = 20)]
+    slow_mbit: u32,
+    /// The agent's zstd level on the slow link.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=19))]
+    slow_zstd_level: i32,
+    /// Run only one of the two settings.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Only {
+    Loopback,
+    SlowLink,
 }
 
 const MUNICIPALITY: (&str, &str) = ("3550308", "São Paulo");
@@ -92,16 +119,74 @@ struct Run {
     cpu_s: f64,
 }
 
-async fn transmit(stack: &Stack, m: &Municipality, table: &str, log: &str) -> Result<Run> {
+/// Where the methods run: loopback, or across the slow link.
+struct Setting {
+    label: String,
+    stack: Stack,
+    m: Municipality,
+    rows: BTreeMap<&'static str, u64>,
+    /// Runs the agent inside the municipality's network namespace.
+    agent_prefix: Vec<String>,
+    /// The collector as the agent reaches it (`None`: the stack's endpoint).
+    endpoint: Option<String>,
+    /// Extra agent TOML.
+    agent_extra: String,
+}
+
+/// What one setting measured.
+struct Measured {
+    /// times[table][method] = seconds per run
+    times: BTreeMap<&'static str, BTreeMap<&'static str, Vec<f64>>>,
+    agent_rss: f64,
+    agent_cpu: Vec<f64>,
+    collector_rss: f64,
+    /// (compressed, raw) batch bytes of the committed transmissions.
+    wire: (i64, i64),
+}
+
+impl Measured {
+    fn total(&self, method: &str) -> f64 {
+        self.times
+            .values()
+            .map(|by| median(by.get(method).map(Vec::as_slice).unwrap_or(&[])))
+            .sum()
+    }
+
+    /// Sum over tables of the faster of the two pipes.
+    fn best_pipe(&self) -> f64 {
+        self.times
+            .values()
+            .map(|by| median(&by[METHODS[0]]).min(median(&by[METHODS[1]])))
+            .sum()
+    }
+}
+
+async fn transmit(setting: &Setting, table: &str, log: &str) -> Result<Run> {
     let job = Job::new(
         "bench",
         "snapshot",
         table,
         &format!("SELECT * FROM {table}"),
     );
-    let cfg = stack.agent_config(m, &[job], "")?;
+    let stack = &setting.stack;
+    let cfg = stack.agent_config(&setting.m, &[job], &setting.agent_extra)?;
+    if let Some(endpoint) = &setting.endpoint {
+        // Across the link: the collector's address there, its certificate's name.
+        let text = std::fs::read_to_string(&cfg)?;
+        let from = format!("endpoint = \"{}\"", stack.endpoint());
+        if !text.contains(&from) {
+            bail!("agent config without {from}");
+        }
+        std::fs::write(
+            &cfg,
+            text.replace(
+                &from,
+                &format!("endpoint = \"{endpoint}\"\nserver_name = \"localhost\""),
+            ),
+        )?;
+    }
     let t = Instant::now();
-    let mut agent = stack.spawn_agent(&cfg, log)?;
+    let mut agent = stack.spawn_agent_via(&setting.agent_prefix, &cfg, log)?;
     let pid = agent.pid().context("agent pid")?;
     let (mut rss, mut cpu) = (0.0f64, 0.0f64);
     while agent.is_running() {
@@ -126,57 +211,31 @@ async fn transmit(stack: &Stack, m: &Municipality, table: &str, log: &str) -> Re
     })
 }
 
-async fn bench(args: BenchArgs) -> Result<()> {
-    let repeat = args.repeat;
-    println!("==> starting PostgreSQL clusters (durable: fsync and synchronous_commit on)");
-    let mut stack = Stack::with_options(
-        &[MUNICIPALITY],
-        StackOptions {
-            cluster: ClusterOptions {
-                fast: false,
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-    )
-    .await?;
+fn durable() -> ClusterOptions {
+    ClusterOptions {
+        fast: false,
+        ..Default::default()
+    }
+}
+
+/// Loads the dataset, makes the anchor targets and the incumbent's foreign
+/// tables (`fdw_host`: the analytic server as the source server reaches
+/// it), and starts the collector.
+async fn prepare(mut stack: Stack, scale: &Scale, fdw_host: &str) -> Result<(Stack, Municipality)> {
     let m = stack.munis.first().context("no municipality")?.clone();
     println!(
         "==> loading {} individual-care rows and {} visits into {}",
-        args.care, args.visits, m.db
+        scale.care, scale.visits, m.db
     );
     let t = Instant::now();
-    stack
-        .load_pec(
-            &m,
-            1000,
-            &Scale {
-                visits: args.visits,
-                citizens: 50_000,
-                care: args.care,
-            },
-        )
-        .await?;
+    stack.load_pec(&m, 1000, scale).await?;
     let src = stack.source.connect(&m.db).await?;
-    let rows: BTreeMap<&str, u64> =
-        BTreeMap::from([(TABLES[0].0, args.care), (TABLES[1].0, args.visits)]);
-    for (table, _) in TABLES {
+    for ((table, _), n) in TABLES.iter().zip([scale.care, scale.visits]) {
         src.batch_execute(&format!("VACUUM ANALYZE {table}"))
             .await?;
-        expect_rows(
-            &src,
-            &format!("SELECT count(*) FROM {table}"),
-            rows[table],
-            "source",
-        )
-        .await?;
+        expect_rows(&src, &format!("SELECT count(*) FROM {table}"), n, "source").await?;
     }
     println!("    loaded in {:.1}s", t.elapsed().as_secs_f64());
-    let version: String = src
-        .query_one("SELECT current_setting('server_version')", &[])
-        .await?
-        .get(0);
-    let cpus = std::thread::available_parallelism().map_or(0, |c| c.get());
 
     // Anchor targets: the PEC tables in schema `anchor`, without primary keys.
     let analytic = stack.analytic_client().await?;
@@ -195,9 +254,9 @@ async fn bench(args: BenchArgs) -> Result<()> {
     src.batch_execute(&format!(
         "CREATE EXTENSION IF NOT EXISTS postgres_fdw;
          CREATE SERVER central1000 FOREIGN DATA WRAPPER postgres_fdw
-           OPTIONS (host '127.0.0.1', port '{p}', dbname 'analytic', batch_size '1000');
+           OPTIONS (host '{fdw_host}', port '{p}', dbname 'analytic', batch_size '1000');
          CREATE SERVER centraldefault FOREIGN DATA WRAPPER postgres_fdw
-           OPTIONS (host '127.0.0.1', port '{p}', dbname 'analytic');
+           OPTIONS (host '{fdw_host}', port '{p}', dbname 'analytic');
          CREATE USER MAPPING FOR postgres SERVER central1000 OPTIONS (user 'postgres');
          CREATE USER MAPPING FOR postgres SERVER centraldefault OPTIONS (user 'postgres');
          CREATE SCHEMA fdw1000; CREATE SCHEMA fdwdefault;
@@ -212,27 +271,45 @@ async fn bench(args: BenchArgs) -> Result<()> {
 
     println!("==> starting the collector on {}", stack.collector_addr);
     stack.start_collector().await?;
+    Ok((stack, m))
+}
+
+async fn measure(setting: &Setting, repeat: u32) -> Result<Measured> {
+    let (stack, m) = (&setting.stack, &setting.m);
+    let src = stack.source.connect(&m.db).await?;
+    let analytic = stack.analytic_client().await?;
     let collector_pid = stack
         .collector
         .as_ref()
         .and_then(|p| p.pid())
         .context("collector pid")?;
-
-    // times[table][method] = seconds per run
-    let mut times: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
-    let (mut agent_rss, mut agent_cpu) = (0.0f64, Vec::new());
-    println!("==> {repeat} timed run(s) of each method and table, alternating");
+    let mut out = Measured {
+        times: BTreeMap::new(),
+        agent_rss: 0.0,
+        agent_cpu: Vec::new(),
+        collector_rss: f64::NAN,
+        wire: (0, 0),
+    };
+    let tag = if setting.agent_prefix.is_empty() {
+        ""
+    } else {
+        "slow "
+    };
+    println!(
+        "==> {}: {repeat} timed run(s) of each method and table, alternating",
+        setting.label
+    );
     for i in 1..=repeat {
         for (table, pk) in TABLES {
-            let n = rows[table];
+            let n = setting.rows[table];
             let anchor = format!("anchor.{table}");
-            let entry = times.entry(table).or_default();
+            let entry = out.times.entry(table).or_default();
             for (method, binary) in [(METHODS[0], false), (METHODS[1], true)] {
                 analytic
                     .batch_execute(&format!("TRUNCATE {anchor}"))
                     .await?;
                 checkpoint(&src, &analytic).await?;
-                let s = copy_pipe(&stack, &m.db, table, &anchor, binary)?;
+                let s = copy_pipe(stack, &m.db, table, &anchor, binary)?;
                 expect_rows(
                     &analytic,
                     &format!("SELECT count(*) FROM {anchor}"),
@@ -240,7 +317,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
                     method,
                 )
                 .await?;
-                println!("    run {i} {table:<30} {method:<32} {s:>8.2}s");
+                println!("    {tag}run {i} {table:<30} {method:<32} {s:>8.2}s");
                 entry.entry(method).or_default().push(s);
             }
             for (method, schema, filter, factor) in [
@@ -265,12 +342,13 @@ async fn bench(args: BenchArgs) -> Result<()> {
                 let measured = t.elapsed().as_secs_f64();
                 let s = measured * factor;
                 println!(
-                    "    run {i} {table:<30} {method:<32} {s:>8.2}s (measured {measured:.2}s)"
+                    "    {tag}run {i} {table:<30} {method:<32} {s:>8.2}s (measured {measured:.2}s)"
                 );
                 entry.entry(method).or_default().push(s);
             }
             checkpoint(&src, &analytic).await?;
-            let r = transmit(&stack, &m, table, &format!("agent-bench-{i}-{table}.log")).await?;
+            let log = format!("agent-bench-{tag}{i}-{table}.log").replace(' ', "");
+            let r = transmit(setting, table, &log).await?;
             expect_rows(
                 &analytic,
                 &format!(
@@ -282,82 +360,209 @@ async fn bench(args: BenchArgs) -> Result<()> {
             )
             .await?;
             println!(
-                "    run {i} {table:<30} {:<32} {:>8.2}s (agent peak RSS {:.0} MiB, CPU {:.2}s)",
+                "    {tag}run {i} {table:<30} {:<32} {:>8.2}s (agent peak RSS {:.0} MiB, CPU {:.2}s)",
                 METHODS[4], r.seconds, r.peak_rss_mib, r.cpu_s
             );
             entry.entry(METHODS[4]).or_default().push(r.seconds);
-            agent_rss = agent_rss.max(r.peak_rss_mib);
-            agent_cpu.push(r.cpu_s);
+            out.agent_rss = out.agent_rss.max(r.peak_rss_mib);
+            out.agent_cpu.push(r.cpu_s);
         }
     }
-    let collector_rss = sample(collector_pid).map_or(f64::NAN, |s| s.0);
-    let wire: (i64, i64) = {
-        let r = analytic
-            .query_one(
-                "SELECT coalesce(sum(compressed_bytes), 0)::int8, coalesce(sum(raw_bytes), 0)::int8 \
-                 FROM transmissor.transmissions WHERE state = 'committed'",
-                &[],
-            )
-            .await?;
-        (r.get(0), r.get(1))
-    };
+    out.collector_rss = sample(collector_pid).map_or(f64::NAN, |s| s.0);
+    let r = analytic
+        .query_one(
+            "SELECT coalesce(sum(compressed_bytes), 0)::int8, coalesce(sum(raw_bytes), 0)::int8 \
+             FROM transmissor.transmissions WHERE state = 'committed'",
+            &[],
+        )
+        .await?;
+    out.wire = (r.get(0), r.get(1));
+    Ok(out)
+}
 
-    // Report.
-    println!(
-        "\nmachine: nproc {cpus}, PostgreSQL {version}; loopback; durable servers; median of {repeat}"
-    );
+fn report(setting: &Setting, m: &Measured, repeat: u32) {
+    println!("\n{}: median of {repeat}", setting.label);
     println!(
         "{:<30} {:<32} {:>10} {:>12}",
         "table", "method", "median (s)", "rows/s"
     );
-    let mut total: BTreeMap<&str, f64> = BTreeMap::new();
-    for (table, by_method) in &times {
+    for (table, by_method) in &m.times {
         for method in METHODS {
             let med = median(by_method.get(method).map(Vec::as_slice).unwrap_or(&[]));
-            *total.entry(method).or_default() += med;
             println!(
                 "{table:<30} {method:<32} {med:>10.2} {:>12.0}",
-                rows[table] as f64 / med
+                setting.rows[table] as f64 / med
             );
         }
     }
-    let best_pipe: f64 = times
-        .values()
-        .map(|by| median(&by[METHODS[0]]).min(median(&by[METHODS[1]])))
-        .sum();
-    let e2e = total[METHODS[4]];
-    let all_rows: u64 = rows.values().sum();
     println!(
-        "\nboth tables: best copy pipe {best_pipe:.2}s, postgres_fdw batch 1000 {:.2}s, transmissor {e2e:.2}s",
-        total[METHODS[2]]
+        "both tables: best copy pipe {:.2}s, postgres_fdw batch 1000 {:.2}s, transmissor {:.2}s",
+        m.best_pipe(),
+        m.total(METHODS[2]),
+        m.total(METHODS[4])
     );
     println!(
-        "agent peak RSS {agent_rss:.0} MiB, agent CPU {:.2}s per run (median), collector peak RSS {collector_rss:.0} MiB",
-        median(&agent_cpu)
-    );
-    println!("wire: {} compressed bytes for {} raw bytes", wire.0, wire.1);
-    println!("slow link (20 Mbit/s, network namespaces): not implemented yet — skipped");
-    println!();
-    println!("RESULT e2e_over_best_copy_pipe={:.3}", e2e / best_pipe);
-    println!(
-        "RESULT e2e_over_fdw_batch1000={:.3}",
-        e2e / total[METHODS[2]]
+        "agent peak RSS {:.0} MiB, agent CPU {:.2}s per run (median), collector peak RSS {:.0} MiB",
+        m.agent_rss,
+        median(&m.agent_cpu),
+        m.collector_rss
     );
     println!(
-        "RESULT fdw_batch1000_over_e2e={:.3}",
-        total[METHODS[2]] / e2e
+        "wire: {} compressed bytes for {} raw COPY bytes ({:.3})",
+        m.wire.0,
+        m.wire.1,
+        m.wire.0 as f64 / m.wire.1.max(1) as f64
     );
-    println!("RESULT slowlink_e2e_over_best_copy_pipe=NaN");
-    println!("RESULT agent_peak_rss_mib={agent_rss:.1}");
-    println!("RESULT agent_cpu_seconds={:.2}", median(&agent_cpu));
-    println!("RESULT collector_peak_rss_mib={collector_rss:.1}");
-    println!(
-        "RESULT wire_bytes_over_raw={:.3}",
-        wire.0 as f64 / wire.1.max(1) as f64
-    );
-    println!("RESULT rows_per_second={:.0}", all_rows as f64 / e2e);
+}
 
-    stack.stop_collector().await?;
-    drop(stack);
+async fn loopback(args: &BenchArgs) -> Result<Setting> {
+    println!(
+        "==> loopback: starting PostgreSQL clusters (durable: fsync and synchronous_commit on)"
+    );
+    let stack = Stack::with_options(
+        &[MUNICIPALITY],
+        StackOptions {
+            cluster: durable(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let scale = Scale {
+        visits: args.visits,
+        citizens: 50_000,
+        care: args.care,
+    };
+    let (stack, m) = prepare(stack, &scale, "127.0.0.1").await?;
+    Ok(Setting {
+        label: "loopback".into(),
+        stack,
+        m,
+        rows: BTreeMap::from([(TABLES[0].0, args.care), (TABLES[1].0, args.visits)]),
+        agent_prefix: Vec::new(),
+        endpoint: None,
+        agent_extra: String::new(),
+    })
+}
+
+async fn slow_link(args: &BenchArgs, link: &SlowLink) -> Result<Setting> {
+    println!(
+        "==> slow link: source PostgreSQL and agent in network namespace {} ({}), {} Mbit/s tbf each way to the host ({})",
+        link.netns, link.ns_ip, link.rate_mbit, link.host_ip
+    );
+    let source = ClusterOptions {
+        netns: Some(link.netns.clone()),
+        host: Some(link.ns_ip.clone()),
+        hba_extra: vec![link.hba_line()],
+        ..durable()
+    };
+    let analytic = ClusterOptions {
+        listen_extra: vec![link.host_ip.clone()],
+        hba_extra: vec![link.hba_line()],
+        ..durable()
+    };
+    let stack = Stack::with_options(
+        &[MUNICIPALITY],
+        StackOptions {
+            cluster: analytic,
+            source_cluster: Some(source),
+            collector_listen_all: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let scale = Scale {
+        visits: args.slow_visits,
+        citizens: 20_000,
+        care: args.slow_care,
+    };
+    let (stack, m) = prepare(stack, &scale, &link.host_ip).await?;
+    let endpoint = format!("https://{}:{}", link.host_ip, stack.collector_addr.port());
+    Ok(Setting {
+        label: format!("slow link ({} Mbit/s)", link.rate_mbit),
+        stack,
+        m,
+        rows: BTreeMap::from([
+            (TABLES[0].0, args.slow_care),
+            (TABLES[1].0, args.slow_visits),
+        ]),
+        agent_prefix: link.exec_prefix(),
+        endpoint: Some(endpoint),
+        agent_extra: format!("[spool]\nzstd_level = {}\n", args.slow_zstd_level),
+    })
+}
+
+async fn bench(args: BenchArgs) -> Result<()> {
+    let repeat = args.repeat;
+    let cpus = std::thread::available_parallelism().map_or(0, |c| c.get());
+    let mut lines = Vec::new();
+
+    if args.only != Some(Only::SlowLink) {
+        let mut setting = loopback(&args).await?;
+        let m = measure(&setting, repeat).await?;
+        let version: String = setting
+            .stack
+            .analytic_client()
+            .await?
+            .query_one("SELECT current_setting('server_version')", &[])
+            .await?
+            .get(0);
+        println!("\nmachine: nproc {cpus}, PostgreSQL {version}; durable servers");
+        report(&setting, &m, repeat);
+        let e2e = m.total(METHODS[4]);
+        let fdw = m.total(METHODS[2]);
+        let all_rows: u64 = setting.rows.values().sum();
+        lines.extend([
+            format!("e2e_over_best_copy_pipe={:.3}", e2e / m.best_pipe()),
+            format!("e2e_over_fdw_batch1000={:.3}", e2e / fdw),
+            format!("fdw_batch1000_over_e2e={:.3}", fdw / e2e),
+            format!("agent_peak_rss_mib={:.1}", m.agent_rss),
+            format!("agent_cpu_seconds={:.2}", median(&m.agent_cpu)),
+            format!("collector_peak_rss_mib={:.1}", m.collector_rss),
+            format!(
+                "wire_bytes_over_raw={:.3}",
+                m.wire.0 as f64 / m.wire.1.max(1) as f64
+            ),
+            format!("rows_per_second={:.0}", all_rows as f64 / e2e),
+        ]);
+        setting.stack.stop_collector().await?;
+    }
+
+    if args.only != Some(Only::Loopback) {
+        match SlowLink::create(args.slow_mbit) {
+            Err(e) => {
+                println!("\nslow link skipped: cannot make network namespaces here ({e:#})");
+                lines.push("slowlink_e2e_over_best_copy_pipe=NaN".into());
+            }
+            Ok(link) => {
+                let mut setting = slow_link(&args, &link).await?;
+                let m = measure(&setting, repeat).await?;
+                report(&setting, &m, repeat);
+                let e2e = m.total(METHODS[4]);
+                lines.extend([
+                    format!(
+                        "slowlink_e2e_over_best_copy_pipe={:.3}",
+                        e2e / m.best_pipe()
+                    ),
+                    format!(
+                        "slowlink_e2e_over_fdw_batch1000={:.3}",
+                        e2e / m.total(METHODS[2])
+                    ),
+                    format!(
+                        "slowlink_wire_bytes_over_raw={:.3}",
+                        m.wire.0 as f64 / m.wire.1.max(1) as f64
+                    ),
+                    format!("slowlink_agent_peak_rss_mib={:.1}", m.agent_rss),
+                ]);
+                setting.stack.stop_collector().await?;
+                drop(setting);
+                drop(link);
+            }
+        }
+    }
+
+    println!();
+    for l in lines {
+        println!("RESULT {l}");
+    }
     Ok(())
 }
