@@ -8,6 +8,7 @@
 //! | [`pg`]     | throwaway PostgreSQL clusters (system `initdb`/`pg_ctl`)          |
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
 //! | [`procs`]  | the project's binaries as real processes (to SIGKILL them)       |
+//! | [`proxy`]  | a TCP proxy whose link can be cut and restored                   |
 //! | [`stack`]  | a whole installation: clusters, PKI, collector, agent configs      |
 
 pub mod balancer;
@@ -16,4 +17,5 @@ pub mod netns;
 pub mod pec;
 pub mod pg;
 pub mod procs;
+pub mod proxy;
 pub mod stack;
