@@ -1,12 +1,15 @@
 //! Developer tasks: `cargo xtask demo` (the Quick start demo),
 //! `cargo xtask test` (the whole test suite, with its setup) and
 //! `cargo xtask compare` (a transmission timed next to a `psql` COPY pipe),
-//! `cargo xtask bench` (benchmarks against the anchors) and
-//! `cargo xtask scale` (load test with thousands of agents).
+//! `cargo xtask bench` (benchmarks against the anchors),
+//! `cargo xtask scale` (load test with thousands of agents) and
+//! `cargo xtask fault` (a bounded campaign of crashes, restarts, network
+//! cuts, a full and a corrupted spool, checked row for row).
 
 mod bench;
 mod compare;
 mod demo;
+mod fault;
 mod scale;
 mod setup;
 
@@ -33,6 +36,12 @@ enum Command {
     /// Load test: N agent identities heartbeating and concurrent small
     /// transmissions against one collector process; prints RESULT lines.
     Scale(scale::ScaleArgs),
+    /// Fault campaign: rounds of one random fault each (collector or agent
+    /// SIGKILL, analytic server restart, network cut, full spool, corrupted
+    /// spool file) at a random point of a transmission; after the system
+    /// recovers by itself, checks the targets against the source; prints
+    /// RESULT lines and fails when a round failed.
+    Fault(fault::FaultArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -48,6 +57,7 @@ fn main() -> Result<()> {
         Command::Compare(args) => compare::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Scale(args) => scale::run(args),
+        Command::Fault(args) => fault::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }
