@@ -113,6 +113,19 @@ pub struct SourceConfig {
     /// The agent never waits long for a lock on the municipal server.
     #[serde(default = "default_lock_timeout", with = "humantime_serde")]
     pub lock_timeout: Duration,
+    /// `auto`: COPY binary for jobs whose every column has a binary form the
+    /// analytic server reads back (cheaper on both servers), text otherwise;
+    /// `text`: always COPY text.
+    #[serde(default)]
+    pub copy_format: CopyFormatChoice,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyFormatChoice {
+    #[default]
+    Auto,
+    Text,
 }
 
 impl std::fmt::Debug for SourceConfig {

@@ -17,9 +17,11 @@ use uuid::Uuid;
 
 use transmissor_proto::checksum::TransmissionDigest;
 
+use crate::config::CopyFormatChoice;
 use crate::config::{AgentConfig, JobConfig};
 use crate::source::{self, SourceError};
-use crate::spool::{DoneMeta, JobDir, JobMeta, Spool, SpoolError};
+use crate::spool::{CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError};
+use transmissor_proto::copy_binary::{self, CopyBinaryError};
 
 /// How far a job's extraction has come; watched by its uploader.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub enum ExtractError {
     Cancelled,
     #[error("extraction stopped: the collector will not take this job's transmission")]
     Stopped,
+    #[error("the source sent malformed COPY binary data: {0}")]
+    Framing(#[from] CopyBinaryError),
 }
 
 /// Extracts every job of a run. `started` is called as soon as a job's spool
@@ -109,6 +113,7 @@ pub async fn extract_run(
             snapshot: snapshot.clone(),
             server_version,
             created_at: chrono::Utc::now(),
+            copy_format: CopyFormat::Text,
         };
         let result = extract_job(&tx, cfg, spool, job, base, &mut started, cancel).await;
         match result {
@@ -146,6 +151,11 @@ async fn extract_job(
     let described = source::describe(tx, query).await;
     if let Ok(cols) = &described {
         meta.columns = cols.clone();
+        if cfg.source.copy_format == CopyFormatChoice::Auto
+            && source::binary_capable(tx, query).await.unwrap_or(false)
+        {
+            meta.copy_format = CopyFormat::Binary;
+        }
     }
     let dir = spool.create_job(&meta)?;
     // A query that cannot even be described is failed before its upload
@@ -179,7 +189,17 @@ async fn extract_job(
     };
 
     let t0 = Instant::now();
-    match copy_job(tx, cfg, &dir, query, &progress_tx, cancel, &stop).await {
+    let copy = CopyOut {
+        statement: format!(
+            "COPY ({query}) TO STDOUT{}",
+            match meta.copy_format {
+                CopyFormat::Text => "",
+                CopyFormat::Binary => " (FORMAT binary)",
+            }
+        ),
+        framing: Framing::new(meta.copy_format, meta.columns.len()),
+    };
+    match copy_job(tx, cfg, &dir, copy, &progress_tx, cancel, &stop).await {
         Ok(done) => {
             dir.finish(&done)?;
             tracing::info!(job = %job.name, rows = done.rows, batches = done.batches, raw_bytes = done.raw_bytes,
@@ -205,7 +225,7 @@ async fn copy_job(
     tx: &tokio_postgres::Transaction<'_>,
     cfg: &AgentConfig,
     dir: &JobDir,
-    query: &str,
+    copy: CopyOut,
     progress: &watch::Sender<Progress>,
     cancel: &CancellationToken,
     stop: &CancellationToken,
@@ -221,12 +241,18 @@ async fn copy_job(
     let writer = tokio::task::spawn_blocking(move || -> Result<DoneMeta, SpoolError> {
         let mut digest = TransmissionDigest::new();
         let mut raw_bytes = 0u64;
+        let syncer = writer_dir.syncer();
         while let Some(b) = from_reader.blocking_recv() {
             let h = writer_dir.write_batch(b.seq, b.rows, &b.bytes, level)?;
+            syncer.submit(h.seq);
             digest.add(h.seq, h.rows, h.crc32c);
             raw_bytes += h.raw_len;
+            // Uploading a batch before it is durable is fine: if the agent's
+            // machine loses power first, the job was not finished and is
+            // aborted and extracted again.
             writer_progress.send_modify(|p| p.written = h.seq);
         }
+        syncer.wait()?;
         Ok(DoneMeta {
             batches: digest.batches(),
             rows: digest.rows(),
@@ -236,10 +262,11 @@ async fn copy_job(
     });
 
     let read = async {
-        let stream = tx
-            .copy_out(&format!("COPY ({query}) TO STDOUT"))
-            .await
-            .map_err(SourceError::from)?;
+        let CopyOut {
+            statement,
+            mut framing,
+        } = copy;
+        let stream = tx.copy_out(&statement).await.map_err(SourceError::from)?;
         futures::pin_mut!(stream);
         let mut buf = BytesMut::with_capacity(batch_size + 64 * 1024);
         let (mut rows, mut seq) = (0u64, 0u32);
@@ -252,7 +279,10 @@ async fn copy_job(
             match chunk {
                 Some(Ok(data)) => {
                     // One CopyData message per row in COPY TO: a row boundary.
-                    buf.extend_from_slice(&data);
+                    let Some(row) = framing.row(&data)? else {
+                        continue;
+                    };
+                    buf.extend_from_slice(row);
                     rows += 1;
                     if buf.len() >= batch_size {
                         seq += 1;
@@ -293,6 +323,66 @@ async fn copy_job(
     let done = written?;
     read_result?;
     Ok(done)
+}
+
+/// A job's `COPY ... TO STDOUT` statement and how to read its messages.
+struct CopyOut {
+    statement: String,
+    framing: Framing,
+}
+
+/// Turns COPY's CopyData messages into rows: text messages are rows as
+/// they are; binary ones lose the stream's header (first message) and
+/// trailer (last), and every tuple's structure is checked.
+enum Framing {
+    Text,
+    Binary {
+        fields: i16,
+        started: bool,
+        ended: bool,
+    },
+}
+
+impl Framing {
+    fn new(format: CopyFormat, columns: usize) -> Self {
+        match format {
+            CopyFormat::Text => Self::Text,
+            CopyFormat::Binary => Self::Binary {
+                fields: i16::try_from(columns).unwrap_or(i16::MAX),
+                started: false,
+                ended: false,
+            },
+        }
+    }
+
+    /// The row one message holds, if it holds one.
+    fn row<'a>(&mut self, msg: &'a [u8]) -> Result<Option<&'a [u8]>, CopyBinaryError> {
+        let Self::Binary {
+            fields,
+            started,
+            ended,
+        } = self
+        else {
+            return Ok(Some(msg));
+        };
+        let mut msg = msg;
+        if !*started {
+            msg = copy_binary::strip_header(msg)?;
+            *started = true;
+            if msg.is_empty() {
+                return Ok(None);
+            }
+        }
+        if *ended {
+            return Err(CopyBinaryError::Trailing(msg.len()));
+        }
+        if copy_binary::is_trailer(msg) {
+            *ended = true;
+            return Ok(None);
+        }
+        copy_binary::check_tuple(msg, *fields)?;
+        Ok(Some(msg))
+    }
 }
 
 /// Used by `transmissor-agent check`: describe every job without extracting.

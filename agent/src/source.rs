@@ -137,6 +137,57 @@ pub async fn describe(
     Ok(out)
 }
 
+/// Whether every column of a query's result can travel as COPY binary: its
+/// type has a binary form (`typsend`), and the analytic server reads it back
+/// as the column's target type. Arrays of enums or domains cannot: their
+/// binary form names the element type by an OID only the source knows.
+pub async fn binary_capable(client: &impl GenericClient, query: &str) -> Result<bool, SourceError> {
+    let stmt = client.prepare(query).await?;
+    for col in stmt.columns() {
+        if !Box::pin(binary_type(client, col.type_().oid(), 0)).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+async fn binary_type(
+    client: &impl GenericClient,
+    oid: u32,
+    depth: u32,
+) -> Result<bool, SourceError> {
+    if depth > 8 {
+        return Ok(false);
+    }
+    let row = client
+        .query_opt(
+            "SELECT t.typtype::text, t.typsend::oid <> 0, t.typbasetype, t.typelem, t.typcategory::text, \
+                    coalesce(e.typtype::text, ''), coalesce(e.typnamespace = 'pg_catalog'::regnamespace, false) \
+             FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid = $1::oid",
+            &[&oid],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let (typtype, has_send, base, elem): (String, bool, u32, u32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    let (category, elem_type, elem_catalog): (String, String, bool) =
+        (row.get(4), row.get(5), row.get(6));
+    if !has_send {
+        return Ok(false);
+    }
+    if typtype == "d" {
+        return Box::pin(binary_type(client, base, depth + 1)).await;
+    }
+    if category == "A" && elem != 0 {
+        return Ok(elem_catalog
+            && matches!(elem_type.as_str(), "b" | "r" | "m")
+            && Box::pin(binary_type(client, elem, depth + 1)).await?);
+    }
+    Ok(true)
+}
+
 async fn format_type(
     client: &impl GenericClient,
     oid: u32,

@@ -13,12 +13,16 @@
 //! crc32c(frame) u32 | crc32c(the 32 header bytes before it) u32`.
 //!
 //! # Invariants
-//! - Every file is written to a `.tmp` name, fsynced, then renamed; so a file
-//!   under its final name is complete and durable. Stray `.tmp` files are
-//!   leftovers of a crash and are ignored and removed.
+//! - Every file is written to a `.tmp` name, then renamed; so a file under
+//!   its final name is complete (unless the machine lost power before it
+//!   reached the disk, which its CRCs catch). Metadata files are fsynced
+//!   before the rename. Batch files are fsynced by a [`BatchSyncer`] thread
+//!   while the next batches are compressed, off the extraction's path.
+//!   Stray `.tmp` files are leftovers of a crash and are ignored and removed.
 //! - `done.json` is written only after batches `1..=n` are all durable and
 //!   the directory itself was fsynced; it is the only proof that the
-//!   extraction finished. A job directory with neither `done.json` nor
+//!   extraction finished (so a power loss can only damage the batches of an
+//!   interrupted extraction, which is aborted and extracted again anyway). A job directory with neither `done.json` nor
 //!   `failed.json` is an interrupted extraction: recovery aborts its
 //!   transmission and deletes it (the next run extracts again).
 //! - A job directory is deleted only after the collector committed (or
@@ -82,6 +86,20 @@ pub struct JobMeta {
     pub snapshot: String,
     pub server_version: i32,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// How the batches' rows are encoded (text in spools of older agents).
+    #[serde(default)]
+    pub copy_format: CopyFormat,
+}
+
+/// The COPY format of a job's batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyFormat {
+    /// Whole rows of COPY text, each ending in a newline.
+    #[default]
+    Text,
+    /// Whole COPY binary tuples, without the stream's header and trailer.
+    Binary,
 }
 
 /// `done.json`.
@@ -285,7 +303,7 @@ impl JobDir {
         head.extend_from_slice(&header.frame_crc32c.to_le_bytes());
         let head_crc = transmissor_proto::checksum::crc32c(&head);
         head.extend_from_slice(&head_crc.to_le_bytes());
-        if let Err(e) = write_atomic(&path, &[&head, &frame]) {
+        if let Err(e) = write_renamed(&path, &[&head, &frame], false) {
             self.spool.release(size);
             return Err(e);
         }
@@ -326,6 +344,27 @@ impl JobDir {
             return Err(corrupt("frame checksum mismatch"));
         }
         Ok(SpooledBatch { header, frame })
+    }
+
+    /// A thread that fsyncs this job's batch files as they are written.
+    pub fn syncer(&self) -> BatchSyncer {
+        let (tx, rx) = std::sync::mpsc::channel::<u32>();
+        let dir = self.clone();
+        let thread = std::thread::Builder::new().name("spool-sync".into()).spawn(
+            move || -> Result<(), SpoolError> {
+                for seq in rx {
+                    let path = dir.batch_path(seq);
+                    File::open(&path)
+                        .and_then(|f| f.sync_all())
+                        .map_err(io_err(&path))?;
+                }
+                Ok(())
+            },
+        );
+        BatchSyncer {
+            tx: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Marks the extraction complete (after all batches are durable).
@@ -376,14 +415,56 @@ impl JobDir {
     }
 }
 
+/// Fsyncs a job's batch files on its own thread, in the order written.
+pub struct BatchSyncer {
+    tx: Option<std::sync::mpsc::Sender<u32>>,
+    thread: Option<io::Result<std::thread::JoinHandle<Result<(), SpoolError>>>>,
+}
+
+impl BatchSyncer {
+    /// Queues batch `seq` (already renamed to its final name) for fsync.
+    pub fn submit(&self, seq: u32) {
+        if let Some(tx) = &self.tx {
+            // A send fails only when the thread has stopped on an error,
+            // which `wait` reports.
+            let _ = tx.send(seq);
+        }
+    }
+
+    /// Waits until every submitted batch is durable.
+    pub fn wait(mut self) -> Result<(), SpoolError> {
+        drop(self.tx.take());
+        match self.thread.take() {
+            Some(Ok(handle)) => handle.join().unwrap_or_else(|_| {
+                Err(SpoolError::Io {
+                    path: PathBuf::from("spool-sync"),
+                    source: io::Error::other("the fsync thread panicked"),
+                })
+            }),
+            Some(Err(e)) => Err(SpoolError::Io {
+                path: PathBuf::from("spool-sync"),
+                source: e,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// write to `<path>.tmp`, fsync, rename over `path`.
 fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), SpoolError> {
+    write_renamed(path, parts, true)
+}
+
+/// write to `<path>.tmp` (fsynced when `durable`), rename over `path`.
+fn write_renamed(path: &Path, parts: &[&[u8]], durable: bool) -> Result<(), SpoolError> {
     let tmp = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
     for p in parts {
         f.write_all(p).map_err(io_err(&tmp))?;
     }
-    f.sync_all().map_err(io_err(&tmp))?;
+    if durable {
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
     drop(f);
     fs::rename(&tmp, path).map_err(io_err(path))
 }
@@ -429,6 +510,7 @@ mod tests {
             snapshot: String::new(),
             server_version: 150000,
             created_at: chrono::Utc::now(),
+            copy_format: Default::default(),
         }
     }
 

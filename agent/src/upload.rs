@@ -20,7 +20,7 @@ use transmissor_proto::pb::transmission_client::TransmissionClient;
 use crate::config::{Mode, RetryConfig};
 use crate::extract::{Phase, Progress};
 use crate::retry::{Backoff, is_retriable};
-use crate::spool::{JobDir, JobMeta, SpoolError};
+use crate::spool::{CopyFormat, JobDir, JobMeta, SpoolError};
 use crate::transport::explain;
 
 /// How a job ended, as far as this agent run is concerned.
@@ -272,6 +272,10 @@ impl Uploader {
             source_server_version: meta.server_version,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),
             claimed_ibge: self.claimed_ibge.clone(),
+            copy_format: match meta.copy_format {
+                CopyFormat::Text => pb::CopyFormat::Text,
+                CopyFormat::Binary => pb::CopyFormat::Binary,
+            } as i32,
         };
         let begun = match self
             .call("begin", |mut c| {

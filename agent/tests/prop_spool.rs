@@ -48,6 +48,7 @@ fn fixture() -> Fixture {
             snapshot: String::new(),
             server_version: 150000,
             created_at: chrono::Utc::now(),
+            copy_format: Default::default(),
         })
         .unwrap();
     Fixture { _tmp: tmp, job }

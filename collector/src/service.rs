@@ -93,6 +93,7 @@ impl Transmission for TransmissionService {
                     snapshot: r.snapshot,
                     source_server_version: r.source_server_version,
                     agent_version: r.agent_version,
+                    copy_format: schema::copy_format_str(r.copy_format)?,
                 };
                 loader.begin(caller, spec).await
             })

@@ -4,6 +4,7 @@
 //! |--------------|----------------------------------------------------------------------|
 //! | [`pb`]       | gRPC messages and services generated from `transmissor/v1/*.proto`   |
 //! | [`batch`]    | compressing a batch of COPY rows, and decompressing it under caps    |
+//! | [`copy_binary`] | the COPY binary framing: header, trailer, one tuple's structure   |
 //! | [`checksum`] | CRC-32C of a batch and the digest of a whole transmission            |
 //! | [`identity`] | IBGE municipality codes and the agent identity URI in certificates   |
 //! | [`logging`]  | tracing set-up of both binaries (text or JSON, `TRANSMISSOR_LOG`)    |
@@ -16,6 +17,7 @@
 
 pub mod batch;
 pub mod checksum;
+pub mod copy_binary;
 pub mod identity;
 pub mod limits;
 pub mod logging;

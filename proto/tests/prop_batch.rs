@@ -420,3 +420,42 @@ proptest! {
         check_batches(&rows, &cuts, level)?;
     }
 }
+
+// COPY binary tuple checker (`copy_binary::check_tuple`), the agent's guard
+// on every binary row: arbitrary bytes never panic; any encoded tuple is
+// accepted with its own field count and refused with another; any strict
+// prefix of a tuple is refused.
+mod copy_binary_props {
+    use proptest::prelude::*;
+    use transmissor_proto::copy_binary::{check_tuple, encode_tuple, strip_header};
+
+    fn fields() -> impl Strategy<Value = Vec<Option<Vec<u8>>>> {
+        prop::collection::vec(
+            prop::option::of(prop::collection::vec(any::<u8>(), 0..40)),
+            0..12,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200), n in -2i16..20) {
+            let _ = check_tuple(&bytes, n);
+            let _ = strip_header(&bytes);
+        }
+
+        #[test]
+        fn encoded_tuples_check(f in fields()) {
+            let refs: Vec<Option<&[u8]>> = f.iter().map(|x| x.as_deref()).collect();
+            let mut t = Vec::new();
+            encode_tuple(&refs, &mut t);
+            let n = f.len() as i16;
+            prop_assert!(check_tuple(&t, n).is_ok());
+            prop_assert!(check_tuple(&t, n + 1).is_err());
+            for cut in 0..t.len() {
+                prop_assert!(check_tuple(&t[..cut], n).is_err(), "prefix of {} bytes accepted", cut);
+            }
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! Fidelity: every tricky value survives agent → gRPC → collector → analytic
-//! byte for byte (compared as ordered COPY text dumps of source and target).
+//! byte for byte (compared as ordered COPY text dumps of source and target),
+//! in both COPY formats: text (the job with an array of enums, which has no
+//! portable binary form) and binary (the same columns without it).
 
 use transmissor_tests::stack::{Job, Stack, copy_dump};
 
@@ -127,6 +129,12 @@ const COLUMNS: &str = "id, c_smallint, c_int, c_bigint, c_numeric, c_numeric_p, 
     c_json, c_jsonb, c_int_arr, c_text_arr, c_int_arr2, c_humor, c_humor_arr, c_posint, c_curto, c_inet, \
     c_bits, c_range";
 
+/// Every column but the array of enums: this job travels as COPY binary.
+const BINARY_COLUMNS: &str = "id, c_smallint, c_int, c_bigint, c_numeric, c_numeric_p, c_real, c_double, c_text, \
+    c_varchar, c_char, c_bytea, c_bool, c_date, c_ts, c_tstz, c_ts3, c_time, c_timetz, c_interval, c_uuid, \
+    c_json, c_jsonb, c_int_arr, c_text_arr, c_int_arr2, c_humor, c_posint, c_curto, c_inet, \
+    c_bits, c_range";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_survives_byte_for_byte() -> anyhow::Result<()> {
     let mut stack = Stack::new(&[MUNI]).await?;
@@ -138,12 +146,20 @@ async fn every_type_survives_byte_for_byte() -> anyhow::Result<()> {
 
     let cfg = stack.agent_config(
         &m,
-        &[Job::new(
-            "fidelidade",
-            "snapshot",
-            "fidelity",
-            "SELECT * FROM fidelity",
-        )],
+        &[
+            Job::new(
+                "fidelidade",
+                "snapshot",
+                "fidelity",
+                "SELECT * FROM fidelity",
+            ),
+            Job::new(
+                "fidelidade_binaria",
+                "snapshot",
+                "fidelity_bin",
+                &format!("SELECT {BINARY_COLUMNS} FROM fidelity"),
+            ),
+        ],
         "[spool]\nbatch_raw_bytes = \"1MiB\"\n",
     )?;
     let report = stack.run_agent_in_process(&cfg).await?;
@@ -172,38 +188,53 @@ async fn every_type_survives_byte_for_byte() -> anyhow::Result<()> {
         ]
     );
 
-    let source_dump =
-        copy_dump(&src, &format!("SELECT {COLUMNS} FROM fidelity ORDER BY id")).await?;
-    let target_dump = copy_dump(
-        &analytic,
-        &format!(
-            "SELECT {COLUMNS} FROM analytic.fidelity WHERE _ibge = '{}' ORDER BY id",
-            m.ibge
+    for (job, table, columns, format) in [
+        ("fidelidade", "fidelity", COLUMNS, "text"),
+        (
+            "fidelidade_binaria",
+            "fidelity_bin",
+            BINARY_COLUMNS,
+            "binary",
         ),
-    )
-    .await?;
-    assert_eq!(source_dump.len(), target_dump.len(), "dump sizes differ");
-    if source_dump != target_dump {
-        let s = String::from_utf8_lossy(&source_dump);
-        let t = String::from_utf8_lossy(&target_dump);
-        for (a, b) in s.lines().zip(t.lines()) {
-            assert_eq!(a, b, "first differing row");
-        }
-        panic!("dumps differ");
-    }
-    let rows: i64 = analytic
-        .query_one("SELECT count(*) FROM analytic.fidelity", &[])
-        .await?
-        .get(0);
-    assert_eq!(rows, 200_008);
-    let batches: i32 = analytic
-        .query_one(
-            "SELECT batches FROM transmissor.transmissions WHERE job = 'fidelidade'",
-            &[],
+    ] {
+        let source_dump =
+            copy_dump(&src, &format!("SELECT {columns} FROM fidelity ORDER BY id")).await?;
+        let target_dump = copy_dump(
+            &analytic,
+            &format!(
+                "SELECT {columns} FROM analytic.{table} WHERE _ibge = '{}' ORDER BY id",
+                m.ibge
+            ),
         )
-        .await?
-        .get(0);
-    assert!(batches > 20, "expected many batches, got {batches}");
+        .await?;
+        assert_eq!(
+            source_dump.len(),
+            target_dump.len(),
+            "{job}: dump sizes differ"
+        );
+        if source_dump != target_dump {
+            let s = String::from_utf8_lossy(&source_dump);
+            let t = String::from_utf8_lossy(&target_dump);
+            for (a, b) in s.lines().zip(t.lines()) {
+                assert_eq!(a, b, "{job}: first differing row");
+            }
+            panic!("{job}: dumps differ");
+        }
+        let rows: i64 = analytic
+            .query_one(&format!("SELECT count(*) FROM analytic.{table}"), &[])
+            .await?
+            .get(0);
+        assert_eq!(rows, 200_008, "{job}");
+        let (batches, used): (i32, String) = analytic
+            .query_one(
+                "SELECT batches, copy_format FROM transmissor.transmissions WHERE job = $1",
+                &[&job],
+            )
+            .await
+            .map(|r| (r.get(0), r.get(1)))?;
+        assert!(batches > 20, "{job}: expected many batches, got {batches}");
+        assert_eq!(used, format, "{job}: COPY format");
+    }
     stack.stop_collector().await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use super::schema::{self, ColumnSpec};
 use super::{Loader, TxState, staging_table};
 use crate::error::CollectorError;
 use crate::identity::Caller;
+use transmissor_proto::copy_binary;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BatchOutcome {
@@ -49,13 +50,28 @@ impl Loader {
         })?;
 
         let mut tx = self.pool.begin().await?;
-        let row: Option<(uuid::Uuid, String, sqlx::types::Json<Vec<ColumnSpec>>)> = sqlx::query_as(
-            "SELECT agent_id, state, columns FROM transmissor.transmissions WHERE id = $1 FOR SHARE",
+        // A batch need not wait for its own WAL flush: if the analytic server
+        // crashes and loses it, it loses its ledger row with it (same
+        // transaction; WAL is replayed in order), `Commit` then reports it
+        // missing and the agent resends it from its spool. `Commit` itself is
+        // synchronous, and its flush makes every earlier batch durable.
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        type Row = (
+            uuid::Uuid,
+            String,
+            sqlx::types::Json<Vec<ColumnSpec>>,
+            String,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT agent_id, state, columns, copy_format FROM transmissor.transmissions WHERE id = $1 FOR SHARE",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some((agent, state, cols)) = row.filter(|(agent, _, _)| *agent == caller.agent_id)
+        let Some((agent, state, cols, format)) =
+            row.filter(|(agent, _, _, _)| *agent == caller.agent_id)
         else {
             return Err(CollectorError::TransmissionNotFound(id));
         };
@@ -106,10 +122,24 @@ impl Loader {
             )));
         }
 
-        let copy = schema::copy_in_sql(&staging_table(id), &cols.0);
+        let binary = format == "binary";
+        let copy = schema::copy_in_sql(&staging_table(id), &cols.0, binary);
         let mut sink = (*tx).copy_in_raw(&copy).await?;
-        let loaded = match sink.send(raw.as_slice()).await {
-            Ok(_) => sink.finish().await,
+        // A binary batch is whole tuples: the stream's header and trailer
+        // are added here.
+        let sent = async {
+            if binary {
+                sink.send(&copy_binary::HEADER[..]).await?;
+            }
+            sink.send(raw.as_slice()).await?;
+            if binary {
+                sink.send(&copy_binary::TRAILER[..]).await?;
+            }
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
+        let loaded = match sent {
+            Ok(()) => sink.finish().await,
             Err(e) => {
                 let _ = sink.abort("transmissor: batch send failed").await;
                 Err(e)

@@ -22,6 +22,8 @@ pub struct BeginSpec {
     pub snapshot: String,
     pub source_server_version: i32,
     pub agent_version: String,
+    /// `text` or `binary`.
+    pub copy_format: &'static str,
 }
 
 #[derive(Debug, Clone)]
@@ -95,9 +97,9 @@ impl Loader {
         let inserted: Option<(i64,)> = sqlx::query_as(
             "INSERT INTO transmissor.transmissions \
                (ibge, agent_id, run_id, job, mode, target, plan_version, columns, source_snapshot, \
-                source_server_version, agent_version, state, error, finished_at) \
+                source_server_version, agent_version, state, error, finished_at, copy_format) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                     CASE WHEN $12 = 'open' THEN NULL ELSE now() END) \
+                     CASE WHEN $12 = 'open' THEN NULL ELSE now() END, $14) \
              ON CONFLICT (agent_id, run_id, job) DO NOTHING RETURNING id",
         )
         .bind(caller.ibge.as_str())
@@ -113,6 +115,7 @@ impl Loader {
         .bind(&spec.agent_version)
         .bind(state)
         .bind(&schema_error)
+        .bind(spec.copy_format)
         .fetch_optional(&mut *tx)
         .await?;
         let Some((id,)) = inserted else {

@@ -183,9 +183,20 @@ pub fn create_target_sql(qualified: &str, mode: &str, cols: &[ColumnSpec]) -> Ve
 }
 
 /// The `COPY ... FROM STDIN` statement for a transmission's staging table.
-pub fn copy_in_sql(staging: &str, cols: &[ColumnSpec]) -> String {
+pub fn copy_in_sql(staging: &str, cols: &[ColumnSpec], binary: bool) -> String {
     let list: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
-    format!("COPY {staging} ({}) FROM STDIN", list.join(", "))
+    let format = if binary { " (FORMAT binary)" } else { "" };
+    format!("COPY {staging} ({}) FROM STDIN{format}", list.join(", "))
+}
+
+pub fn copy_format_str(format: i32) -> Result<&'static str, CollectorError> {
+    match pb::CopyFormat::try_from(format) {
+        Ok(pb::CopyFormat::Text) => Ok("text"),
+        Ok(pb::CopyFormat::Binary) => Ok("binary"),
+        Err(_) => Err(CollectorError::InvalidArgument(format!(
+            "COPY format {format} is not supported (text or binary)"
+        ))),
+    }
 }
 
 pub fn mode_str(mode: i32) -> Result<&'static str, CollectorError> {
