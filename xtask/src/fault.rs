@@ -16,18 +16,21 @@
 //! transmission. The kinds are dealt in shuffled cycles, so every kind
 //! comes up once in the first six rounds:
 //! 1. `collector-kill`: SIGKILL of the collector after a random number of
-//!    batches is held (0 = before `Begin`), restarted after a random outage;
+//!    batches is held (0 = before `Begin`, all = about to commit), restarted
+//!    after a random outage;
 //! 2. `agent-kill`: SIGKILL of the agent after a random number of batches is
-//!    spooled (during extraction) or held (during upload);
+//!    spooled (during extraction) or held (during upload, up to the commit);
 //! 3. `analytic-restart`: the analytic server crashes (immediate stop) or
 //!    is stopped for a random while, mid-upload or mid-commit (an analyst's
 //!    open transaction holds the snapshot target, so the commit is caught
 //!    waiting inside its transaction);
 //! 4. `network-cut`: the proxy drops every live connection and refuses new
 //!    ones for 2–6 s, after a random number of batches is held;
-//! 5. `spool-full`: the agent runs with a random `spool.max_bytes` below the
-//!    snapshot job's size (it must stop with "spool full"); the limit is
-//!    then restored;
+//! 5. `spool-full`: the agent runs with a random `spool.max_bytes` between
+//!    10% and 102% of the snapshot job's size (it must stop with "spool
+//!    full": in the snapshot job, or near the top of the range in the
+//!    append job extracted while the snapshot still waits in the spool); the
+//!    limit is then restored;
 //! 6. `corrupt-spool`: the collector is killed mid-upload, the agent is
 //!    killed once the snapshot job is fully spooled, and bytes are flipped
 //!    in one spooled batch the collector does not hold (header or frame);
@@ -46,14 +49,19 @@
 //! list, and across all rounds the rows per `_transmission_id` are those of
 //! the committed transmissions (nothing doubled, nothing from a failed or
 //! aborted one); no open transmission, staging table or stray partition is
-//! left; the fault's own signs (the "spool full" stop, the transmission
-//! aborted for corruption). A concurrent reader polls the targets all along
+//! left; the collector process still runs (it reconnects to its database
+//! by itself); the fault's own signs (the "spool full" stop, the
+//! transmission aborted for corruption). A concurrent reader polls the targets all along
 //! and must only ever see the snapshot before or after the round, and only
 //! whole append transmissions.
 //!
-//! The campaign stops after `--rounds` rounds or once `--duration` has
-//! passed, whichever comes first; `--seed` replays the same choices. The
-//! last lines are `RESULT fault_rounds=N` and `RESULT fault_failures=N`.
+//! A failed check is printed under its round and the campaign goes on.
+//! It ends after `--rounds` rounds or, once every kind has had its round,
+//! when another round (at the mean round time so far) would pass
+//! `--duration`, whichever comes first. `--seed` replays the same choices
+//! (kinds, points, outages, flipped bytes, source changes); `--only` limits
+//! the kinds. The last lines are `RESULT fault_rounds=N` and
+//! `RESULT fault_failures=N`; the command fails when a round failed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -78,8 +86,8 @@ pub struct FaultArgs {
     /// Rounds to run (one fault each).
     #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
-    /// Time budget (e.g. 5m, 90s): no round starts that would, at the mean
-    /// round time so far, end after it.
+    /// Time budget (e.g. 5m, 90s): once every kind has had its round, no
+    /// round starts that would, at the mean round time so far, end after it.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Seed of every random choice (printed at start; default: random).
@@ -246,8 +254,11 @@ async fn campaign(args: FaultArgs) -> Result<()> {
     println!("    rounds: {}", names.join(", "));
     let mut c = Campaign::start(&args, rng).await?;
     let mut reports = Vec::new();
+    // The first cycle deals every kind once: it always runs.
+    let cycle = kinds.iter().collect::<BTreeSet<_>>().len();
     for (i, kind) in kinds.iter().enumerate() {
-        if let Some(mean) = over_budget(&reports, started.elapsed(), args.duration) {
+        let budget = (i >= cycle).then_some(args.duration);
+        if let Some(mean) = budget.and_then(|b| over_budget(&reports, started.elapsed(), b)) {
             println!(
                 "==> stopping: another round (mean {:.0} s) would pass --duration {}",
                 mean.as_secs_f64(),
@@ -447,6 +458,9 @@ impl Campaign {
         report.strike = injected.strike.describe();
         report.problems.extend(injected.problems);
         report.runs = Some(self.recover(n, injected.running).await?);
+        if !self.stack.collector.as_mut().is_some_and(Proc::is_running) {
+            report.problems.push("the collector process exited".into());
+        }
         if let Some(run) = &injected.corrupted_run {
             report
                 .problems
@@ -493,8 +507,15 @@ impl Campaign {
 
     // ---- the faults -------------------------------------------------------
 
+    /// A random batch count from `from` up to `pct`% of the snapshot job's
+    /// batches (about 100% is just before the commit).
+    fn point(&mut self, from: i64, pct: i64) -> i64 {
+        let upto = (self.batches * pct / 100).max(from);
+        self.rng.random_range(from..=upto)
+    }
+
     async fn collector_kill(&mut self, n: u32) -> Result<Injected> {
-        let k = self.rng.random_range(0..=self.batches * 9 / 10);
+        let k = self.point(0, 99);
         let outage = Duration::from_millis(self.rng.random_range(0..1500));
         let mut agent = self.spawn_agent(&format!("r{n:02}"))?;
         let t = Instant::now();
@@ -514,7 +535,7 @@ impl Campaign {
 
     async fn agent_kill(&mut self, n: u32) -> Result<Injected> {
         let extracting = self.rng.random_bool(0.5);
-        let k = self.rng.random_range(1..=(self.batches * 9 / 10).max(1));
+        let k = self.point(1, 99);
         let mark = if extracting {
             Mark::Spooled(k as u64)
         } else {
@@ -543,7 +564,7 @@ impl Campaign {
         let mid_commit = self.rng.random_bool(0.5);
         let crash = self.rng.random_bool(0.5);
         let down = Duration::from_millis(self.rng.random_range(500..3000));
-        let k = self.rng.random_range(1..=(self.batches * 9 / 10).max(1));
+        let k = self.point(1, 99);
         // An analyst's open transaction on the snapshot target: the commit
         // waits for it inside its own transaction.
         let blocker = if mid_commit {
@@ -595,7 +616,7 @@ impl Campaign {
     }
 
     async fn network_cut(&mut self, n: u32) -> Result<Injected> {
-        let k = self.rng.random_range(0..=self.batches * 9 / 10);
+        let k = self.point(0, 99);
         let cut = Duration::from_millis(self.rng.random_range(2000..6000));
         let mut agent = self.spawn_agent(&format!("r{n:02}"))?;
         let t = Instant::now();
@@ -618,7 +639,7 @@ impl Campaign {
     async fn spool_full(&mut self, n: u32) -> Result<Injected> {
         let limit = self
             .rng
-            .random_range(self.compressed / 10..=self.compressed * 8 / 10);
+            .random_range(self.compressed / 10..=self.compressed * 102 / 100);
         self.write_config(Some(limit))?;
         let mut agent = self.spawn_agent(&format!("r{n:02}"))?;
         let t = Instant::now();
@@ -645,7 +666,7 @@ impl Campaign {
     }
 
     async fn corrupt_spool(&mut self, n: u32) -> Result<Injected> {
-        let k = self.rng.random_range(1..=(self.batches * 8 / 10).max(1));
+        let k = self.point(1, 80);
         let mut agent = self.spawn_agent(&format!("r{n:02}"))?;
         let t = Instant::now();
         self.wait_mark(&mut agent, Mark::Held(k)).await?;
