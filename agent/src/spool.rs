@@ -40,6 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use transmissor_proto::batch::BatchCompressor;
 use uuid::Uuid;
 
 use crate::config::Mode;
@@ -283,14 +284,26 @@ impl JobDir {
         raw: &[u8],
         level: i32,
     ) -> Result<BatchHeader, SpoolError> {
+        let mut compressor = BatchCompressor::new(level).map_err(io_err(&self.dir))?;
+        self.write_batch_with(&mut compressor, seq, rows, raw)
+    }
+
+    /// As [`Self::write_batch`], with the job's compressor.
+    pub fn write_batch_with(
+        &self,
+        compressor: &mut BatchCompressor,
+        seq: u32,
+        rows: u64,
+        raw: &[u8],
+    ) -> Result<BatchHeader, SpoolError> {
         let path = self.batch_path(seq);
-        let frame = transmissor_proto::batch::compress(raw, level).map_err(io_err(&path))?;
+        let frame = compressor.compress_in_place(raw).map_err(io_err(&path))?;
         let header = BatchHeader {
             seq,
             rows,
             raw_len: raw.len() as u64,
             crc32c: transmissor_proto::checksum::crc32c(raw),
-            frame_crc32c: transmissor_proto::checksum::crc32c(&frame),
+            frame_crc32c: transmissor_proto::checksum::crc32c(frame),
         };
         let size = (HEADER_LEN + frame.len()) as u64;
         self.spool.reserve(size)?;
@@ -303,7 +316,7 @@ impl JobDir {
         head.extend_from_slice(&header.frame_crc32c.to_le_bytes());
         let head_crc = transmissor_proto::checksum::crc32c(&head);
         head.extend_from_slice(&head_crc.to_le_bytes());
-        if let Err(e) = write_renamed(&path, &[&head, &frame], false) {
+        if let Err(e) = write_renamed(&path, &[&head, frame], false) {
             self.spool.release(size);
             return Err(e);
         }

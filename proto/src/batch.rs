@@ -26,10 +26,39 @@ pub enum BatchError {
 
 /// Compresses raw COPY bytes into one zstd frame with the content size set.
 pub fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    let mut c = zstd::bulk::Compressor::new(level)?;
-    c.include_contentsize(true)?;
-    c.include_checksum(false)?;
-    c.compress(raw)
+    BatchCompressor::new(level)?.compress(raw)
+}
+
+/// A zstd context and output buffer kept across a job's batches (a new
+/// context per batch costs its workspace allocation each time).
+pub struct BatchCompressor {
+    zstd: zstd::bulk::Compressor<'static>,
+    out: Vec<u8>,
+}
+
+impl BatchCompressor {
+    pub fn new(level: i32) -> std::io::Result<Self> {
+        let mut zstd = zstd::bulk::Compressor::new(level)?;
+        zstd.include_contentsize(true)?;
+        zstd.include_checksum(false)?;
+        Ok(Self {
+            zstd,
+            out: Vec::new(),
+        })
+    }
+
+    /// One zstd frame with the content size set.
+    pub fn compress(&mut self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        Ok(self.compress_in_place(raw)?.to_vec())
+    }
+
+    /// As [`Self::compress`], into the compressor's own buffer.
+    pub fn compress_in_place(&mut self, raw: &[u8]) -> std::io::Result<&[u8]> {
+        self.out.clear();
+        self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+        let n = self.zstd.compress_to_buffer(raw, &mut self.out)?;
+        Ok(&self.out[..n])
+    }
 }
 
 /// Decompresses a batch under a cap, verifying its size and CRC-32C.
