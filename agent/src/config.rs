@@ -113,9 +113,12 @@ pub struct SourceConfig {
     /// The agent never waits long for a lock on the municipal server.
     #[serde(default = "default_lock_timeout", with = "humantime_serde")]
     pub lock_timeout: Duration,
-    /// `auto`: COPY binary for jobs whose every column has a binary form the
-    /// analytic server reads back (cheaper on both servers), text otherwise;
-    /// `text`: always COPY text.
+    /// `text` (default): COPY text. `binary`: COPY binary for the jobs
+    /// whose every column has a binary form the analytic server reads back,
+    /// text for the others. Binary is cheaper for both servers to produce
+    /// and parse, but on the PEC tables it is ~1.5× larger before
+    /// compression and ~1.2× after, so text was faster end to end on
+    /// loopback and on a 20 Mbit/s link (BENCHMARKS.md).
     #[serde(default)]
     pub copy_format: CopyFormatChoice,
 }
@@ -124,8 +127,8 @@ pub struct SourceConfig {
 #[serde(rename_all = "lowercase")]
 pub enum CopyFormatChoice {
     #[default]
-    Auto,
     Text,
+    Binary,
 }
 
 impl std::fmt::Debug for SourceConfig {

@@ -152,7 +152,7 @@ async fn extract_job(
     let described = source::describe(tx, query).await;
     if let Ok(cols) = &described {
         meta.columns = cols.clone();
-        if cfg.source.copy_format == CopyFormatChoice::Auto
+        if cfg.source.copy_format == CopyFormatChoice::Binary
             && source::binary_capable(tx, query).await.unwrap_or(false)
         {
             meta.copy_format = CopyFormat::Binary;

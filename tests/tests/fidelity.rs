@@ -144,26 +144,31 @@ async fn every_type_survives_byte_for_byte() -> anyhow::Result<()> {
     stack.grant_reader(&m.db).await?;
     stack.start_collector_in_process().await?;
 
-    let cfg = stack.agent_config(
-        &m,
-        &[
-            Job::new(
-                "fidelidade",
-                "snapshot",
-                "fidelity",
-                "SELECT * FROM fidelity",
-            ),
-            Job::new(
-                "fidelidade_binaria",
-                "snapshot",
-                "fidelity_bin",
-                &format!("SELECT {BINARY_COLUMNS} FROM fidelity"),
-            ),
-        ],
-        "[spool]\nbatch_raw_bytes = \"1MiB\"\n",
-    )?;
-    let report = stack.run_agent_in_process(&cfg).await?;
-    assert!(report.all_committed(), "{report}");
+    // The same agent runs twice: in the default COPY text, then with
+    // `copy_format = "binary"` on the columns that allow it.
+    let text_job = Job::new(
+        "fidelidade",
+        "snapshot",
+        "fidelity",
+        "SELECT * FROM fidelity",
+    );
+    let binary_job = Job::new(
+        "fidelidade_binaria",
+        "snapshot",
+        "fidelity_bin",
+        &format!("SELECT {BINARY_COLUMNS} FROM fidelity"),
+    );
+    for (job, format) in [(text_job, "text"), (binary_job, "binary")] {
+        let cfg = stack.agent_config(&m, &[job], "[spool]\nbatch_raw_bytes = \"1MiB\"\n")?;
+        let toml = std::fs::read_to_string(&cfg)?.replacen(
+            "[source]\n",
+            &format!("[source]\ncopy_format = \"{format}\"\n"),
+            1,
+        );
+        std::fs::write(&cfg, toml)?;
+        let report = stack.run_agent_in_process(&cfg).await?;
+        assert!(report.all_committed(), "{report}");
+    }
 
     let analytic = stack.analytic_client().await?;
     // Enum and domain columns arrive as text / their base type.

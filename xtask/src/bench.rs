@@ -68,6 +68,16 @@ pub struct BenchArgs {
     /// Run only one of the two settings.
     #[arg(long, value_enum)]
     only: Option<Only>,
+    /// The agent's zstd level on loopback (default: the agent's default, 3).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    zstd_level: Option<i32>,
+    /// The agent's `[source] copy_format` (binary: where every column allows it).
+    #[arg(long, default_value = "text", value_parser = ["text", "binary"])]
+    copy_format: String,
+    /// Skip the slow incumbent variant (postgres_fdw default batch size), for
+    /// quick experiments; its figures are then missing from the report.
+    #[arg(long)]
+    skip_fdw_default: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -131,6 +141,9 @@ struct Setting {
     endpoint: Option<String>,
     /// Extra agent TOML.
     agent_extra: String,
+    /// `[source] copy_format` of the agent.
+    copy_format: String,
+    skip_fdw_default: bool,
 }
 
 /// What one setting measured.
@@ -170,6 +183,15 @@ async fn transmit(setting: &Setting, table: &str, log: &str) -> Result<Run> {
     );
     let stack = &setting.stack;
     let cfg = stack.agent_config(&setting.m, &[job], &setting.agent_extra)?;
+    let text = std::fs::read_to_string(&cfg)?;
+    std::fs::write(
+        &cfg,
+        text.replacen(
+            "[source]\n",
+            &format!("[source]\ncopy_format = \"{}\"\n", setting.copy_format),
+            1,
+        ),
+    )?;
     if let Some(endpoint) = &setting.endpoint {
         // Across the link: the collector's address there, its certificate's name.
         let text = std::fs::read_to_string(&cfg)?;
@@ -329,6 +351,9 @@ async fn measure(setting: &Setting, repeat: u32) -> Result<Measured> {
                     10.0,
                 ),
             ] {
+                if setting.skip_fdw_default && method == METHODS[3] {
+                    continue;
+                }
                 analytic
                     .batch_execute(&format!("TRUNCATE {anchor}"))
                     .await?;
@@ -440,7 +465,12 @@ async fn loopback(args: &BenchArgs) -> Result<Setting> {
         rows: BTreeMap::from([(TABLES[0].0, args.care), (TABLES[1].0, args.visits)]),
         agent_prefix: Vec::new(),
         endpoint: None,
-        agent_extra: String::new(),
+        agent_extra: args
+            .zstd_level
+            .map(|l| format!("[spool]\nzstd_level = {l}\n"))
+            .unwrap_or_default(),
+        copy_format: args.copy_format.clone(),
+        skip_fdw_default: args.skip_fdw_default,
     })
 }
 
@@ -488,6 +518,8 @@ async fn slow_link(args: &BenchArgs, link: &SlowLink) -> Result<Setting> {
         agent_prefix: link.exec_prefix(),
         endpoint: Some(endpoint),
         agent_extra: format!("[spool]\nzstd_level = {}\n", args.slow_zstd_level),
+        copy_format: args.copy_format.clone(),
+        skip_fdw_default: args.skip_fdw_default,
     })
 }
 
