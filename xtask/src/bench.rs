@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// quick experiments; its figures are then missing from the report.
     #[arg(long)]
     skip_fdw_default: bool,
+    /// Keep the loopback setting's working directory (configs, agent and
+    /// collector logs) here instead of a temporary directory.
+    #[arg(long)]
+    keep: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -448,6 +452,7 @@ async fn loopback(args: &BenchArgs) -> Result<Setting> {
         &[MUNICIPALITY],
         StackOptions {
             cluster: durable(),
+            dir: args.keep.clone(),
             ..Default::default()
         },
     )
