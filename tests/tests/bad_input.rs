@@ -1,7 +1,7 @@
 //! Bad input gets a precise error, loads nothing, and harms nobody else:
 //! identities (no certificate, another CA, unknown/revoked agent, claimed
 //! municipality) and payloads (oversized, decompression bomb, corrupted,
-//! conflicting, schema change).
+//! conflicting, schema change, malformed COPY binary).
 
 use std::time::Duration;
 
@@ -368,6 +368,81 @@ async fn payload_refusals() -> anyhow::Result<()> {
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 
     others_still_served(&s).await?;
+    s.stop_collector().await?;
+    Ok(())
+}
+
+/// COPY binary batches: malformed tuples and data after the trailer are
+/// refused with the database's words and load nothing; an unknown format is
+/// refused at `Begin`; well-formed tuples load and commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_batch_refusals() -> anyhow::Result<()> {
+    use transmissor_proto::copy_binary::{TRAILER, encode_tuple};
+    let mut s = stack().await?;
+    let a = s.munis[0].clone();
+    let mut c = client::transmission(&s.endpoint(), &s.pki.ca_cert, Some((&a.cert, &a.key)))?;
+    let cols = [("id", "integer"), ("nome", "text")];
+
+    let mut unknown = begin(Uuid::now_v7(), "bin", "t_bin", &cols);
+    unknown.copy_format = 7;
+    let e = c.begin(unknown).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("COPY format 7"), "{e:?}");
+
+    let mut req = begin(Uuid::now_v7(), "bin", "t_bin", &cols);
+    req.copy_format = pb::CopyFormat::Binary as i32;
+    let id = c.begin(req).await?.into_inner().transmission_id;
+
+    let tuple = |id: i32, nome: &str| {
+        let mut t = Vec::new();
+        encode_tuple(&[Some(&id.to_be_bytes()), Some(nome.as_bytes())], &mut t);
+        t
+    };
+    // A field whose length runs past the end of the batch.
+    let mut truncated = tuple(1, "um");
+    truncated.truncate(truncated.len() - 1);
+    let e = c.put_batch(batch(id, 1, &truncated, 1)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // An integer field of the wrong width.
+    let mut wrong = Vec::new();
+    encode_tuple(&[Some(&[0u8, 1][..]), Some(b"x")], &mut wrong);
+    let e = c.put_batch(batch(id, 1, &wrong, 1)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // Tuples smuggled after an early trailer.
+    let mut smuggled = tuple(1, "um");
+    smuggled.extend_from_slice(&TRAILER);
+    smuggled.extend_from_slice(&tuple(2, "dois"));
+    let e = c.put_batch(batch(id, 1, &smuggled, 1)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+
+    // Well-formed tuples load; the commit makes exactly them visible.
+    let mut good = tuple(1, "um");
+    good.extend_from_slice(&tuple(2, "dois"));
+    assert!(
+        !c.put_batch(batch(id, 1, &good, 2))
+            .await?
+            .into_inner()
+            .duplicate
+    );
+    let mut d = TransmissionDigest::new();
+    d.add(1, 2, crc32c(&good));
+    let r = c
+        .commit(pb::CommitRequest {
+            transmission_id: id,
+            total_batches: 1,
+            total_rows: 2,
+            digest: d.finish(),
+        })
+        .await?;
+    assert_eq!(r.into_inner().rows, 2);
+    let analytic = s.analytic_client().await?;
+    let rows: Vec<(i32, String)> = analytic
+        .query("SELECT id, nome FROM analytic.t_bin ORDER BY id", &[])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows, vec![(1, "um".to_string()), (2, "dois".to_string())]);
     s.stop_collector().await?;
     Ok(())
 }
