@@ -134,6 +134,18 @@ pub struct LoadConfig {
     /// Largest gRPC message accepted.
     #[serde(default = "default_max_message")]
     pub max_message_bytes: ByteSize,
+    /// Hash partitions by `_ibge` of a new snapshot target (fixed when the
+    /// target is created; 1 to 256).
+    #[serde(default = "default_target_partitions")]
+    pub target_partitions: u16,
+    /// How long a schema change (adding a column) waits for its brief
+    /// exclusive lock before it gives way to readers and tries again.
+    #[serde(default = "default_ddl_lock_timeout", with = "humantime_serde")]
+    pub ddl_lock_timeout: Duration,
+    /// How long a `Begin` keeps trying that lock before it answers
+    /// `UNAVAILABLE` (the agent retries later, with backoff).
+    #[serde(default = "default_ddl_retry_for", with = "humantime_serde")]
+    pub ddl_retry_for: Duration,
 }
 
 impl Default for LoadConfig {
@@ -142,6 +154,9 @@ impl Default for LoadConfig {
             target_schema: default_target_schema(),
             max_batch_raw_bytes: default_max_batch(),
             max_message_bytes: default_max_message(),
+            target_partitions: default_target_partitions(),
+            ddl_lock_timeout: default_ddl_lock_timeout(),
+            ddl_retry_for: default_ddl_retry_for(),
         }
     }
 }
@@ -178,6 +193,15 @@ fn default_target_schema() -> String {
 }
 fn default_max_batch() -> ByteSize {
     ByteSize::b(limits::DEFAULT_MAX_BATCH_RAW_BYTES)
+}
+fn default_target_partitions() -> u16 {
+    16
+}
+fn default_ddl_lock_timeout() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_ddl_retry_for() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_max_message() -> ByteSize {
     ByteSize::b(limits::DEFAULT_MAX_MESSAGE_BYTES as u64)
@@ -224,6 +248,23 @@ impl CollectorConfig {
         if self.load.max_batch_raw_bytes.as_u64() < 1024 {
             return Err(ConfigError::Invalid(
                 "load.max_batch_raw_bytes must be at least 1KiB".into(),
+            ));
+        }
+        if !(1..=256).contains(&self.load.target_partitions) {
+            return Err(ConfigError::Invalid(format!(
+                "load.target_partitions is {}; it must be between 1 and 256",
+                self.load.target_partitions
+            )));
+        }
+        let t = self.load.ddl_lock_timeout;
+        if t < Duration::from_millis(10) || t > Duration::from_secs(10) {
+            return Err(ConfigError::Invalid(
+                "load.ddl_lock_timeout must be between 10ms and 10s: it is how long readers may queue behind a schema change".into(),
+            ));
+        }
+        if self.load.ddl_retry_for < t {
+            return Err(ConfigError::Invalid(
+                "load.ddl_retry_for must be at least load.ddl_lock_timeout".into(),
             ));
         }
         // postgres://user:password@host/... — the userinfo must not carry a password.

@@ -2,24 +2,37 @@
 //!
 //! | file               | responsibility                                                   |
 //! |--------------------|------------------------------------------------------------------|
-//! | `load/schema.rs`   | column specs, type allow-list, target DDL, schema-change errors  |
+//! | `load/schema.rs`   | column specs, type allow-list, modes and COPY formats            |
+//! | `load/evolve.rs`   | the schema-evolution policy across PEC versions                  |
+//! | `load/layout.rs`   | target DDL: hash partitions, added columns, staging tables       |
+//! | `load/targets.rs`  | the target registry: columns, per-municipality slices            |
 //! | `load/begin.rs`    | opening (or finding) a transmission and its staging table        |
 //! | `load/batch.rs`    | one batch = one DB transaction: ledger row + `COPY` into staging |
 //! | `load/commit.rs`   | making a transmission visible at once; abort; status             |
+//! | `load/queries/`    | the control-schema SQL they run                                  |
 //!
 //! Guarantees (see ARCHITECTURE.md): a batch is acknowledged only after the
 //! transaction holding its rows and its ledger row has committed; a repeated
 //! batch is recognised by `(transmission, seq)` and not loaded again; nothing
 //! of a transmission is visible in the target until its commit, which either
-//! swaps the municipality's partition (`snapshot`) or inserts the staged rows
-//! (`append`) in one transaction with the state change.
+//! replaces the municipality's rows (`snapshot`: `DELETE` + `INSERT`, row
+//! locks only) or inserts the staged rows (`append`) in one transaction with
+//! the state change. Commits of different municipalities never wait for each
+//! other; analysts' reads never wait for a commit.
 
 pub mod batch;
 mod begin;
 mod commit;
+pub mod evolve;
+pub mod layout;
 pub mod schema;
+pub mod targets;
+
+use std::time::Duration;
 
 use sqlx::PgPool;
+
+use crate::config::LoadConfig;
 
 pub use batch::BatchOutcome;
 pub use begin::{BeginOutcome, BeginSpec};
@@ -70,14 +83,23 @@ pub struct Loader {
     pool: PgPool,
     target_schema: String,
     max_batch_raw_bytes: u64,
+    /// Hash partitions of a new snapshot target.
+    target_partitions: u16,
+    /// Schema changes: how long one attempt waits for its lock, and how
+    /// long a `Begin` keeps attempting.
+    ddl_lock_timeout: Duration,
+    ddl_retry_for: Duration,
 }
 
 impl Loader {
-    pub fn new(pool: PgPool, target_schema: String, max_batch_raw_bytes: u64) -> Self {
+    pub fn new(pool: PgPool, cfg: &LoadConfig) -> Self {
         Self {
             pool,
-            target_schema,
-            max_batch_raw_bytes,
+            target_schema: cfg.target_schema.clone(),
+            max_batch_raw_bytes: cfg.max_batch_raw_bytes.as_u64(),
+            target_partitions: cfg.target_partitions,
+            ddl_lock_timeout: cfg.ddl_lock_timeout,
+            ddl_retry_for: cfg.ddl_retry_for,
         }
     }
 
@@ -100,5 +122,5 @@ pub fn staging_table(transmission_id: i64) -> String {
     format!("transmissor_staging.t_{transmission_id}")
 }
 
-/// Schema that holds the attached partitions of snapshot targets.
+/// Schema that holds the hash partitions of snapshot targets.
 pub const PARTS_SCHEMA: &str = "transmissor_parts";

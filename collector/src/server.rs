@@ -162,11 +162,7 @@ pub async fn run(
         AgentLifecycleServer::new(LifecycleService::new(auth.clone(), enroller, heartbeats));
     let svc = TransmissionServer::new(TransmissionService::new(
         auth,
-        Loader::new(
-            pool.clone(),
-            cfg.load.target_schema.clone(),
-            cfg.load.max_batch_raw_bytes.as_u64(),
-        ),
+        Loader::new(pool.clone(), &cfg.load),
     ))
     .max_decoding_message_size(max_msg)
     .max_encoding_message_size(max_msg);

@@ -1,5 +1,7 @@
 //! `transmissor-collector status`: the last transmission of every
-//! municipality and job, for people watching many municipalities at once.
+//! municipality and job, for people watching many municipalities at once,
+//! with each municipality's column set against its target's (PEC-version
+//! drift).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -10,6 +12,7 @@ pub struct LastTransmission {
     pub ibge: String,
     pub municipality: String,
     pub job: String,
+    pub target: String,
     pub transmission_id: i64,
     pub state: String,
     pub rows: i64,
@@ -19,18 +22,17 @@ pub struct LastTransmission {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// Target columns this municipality's current rows lack (its PEC
+    /// version sends fewer columns than the target has).
+    pub missing_columns: Vec<String>,
+    /// Columns of its last committed transmission (0: nothing committed).
+    pub slice_columns: i32,
 }
 
 pub async fn last_transmissions(pool: &PgPool) -> Result<Vec<LastTransmission>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT DISTINCT ON (t.ibge, t.job) \
-           t.ibge::text AS ibge, m.name AS municipality, t.job, t.id AS transmission_id, t.state, \
-           t.rows, t.raw_bytes, t.compressed_bytes, t.batches, t.started_at, t.finished_at, t.error \
-         FROM transmissor.transmissions t JOIN transmissor.municipalities m USING (ibge) \
-         ORDER BY t.ibge, t.job, t.started_at DESC, t.id DESC",
-    )
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(include_str!("status/last_transmissions.sql"))
+        .fetch_all(pool)
+        .await
 }
 
 fn human_bytes(n: i64) -> String {
@@ -38,6 +40,32 @@ fn human_bytes(n: i64) -> String {
         .display()
         .iec()
         .to_string()
+}
+
+/// The municipality's column set against its target's: `41`, or `41, lacks
+/// 2: a, b` when its PEC version sends fewer columns than the target has.
+fn columns_cell(r: &LastTransmission) -> String {
+    if r.slice_columns == 0 {
+        return "-".into();
+    }
+    if r.missing_columns.is_empty() {
+        return r.slice_columns.to_string();
+    }
+    let mut shown: Vec<&str> = r
+        .missing_columns
+        .iter()
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    if r.missing_columns.len() > 3 {
+        shown.push("...");
+    }
+    format!(
+        "{}, lacks {}: {}",
+        r.slice_columns,
+        r.missing_columns.len(),
+        shown.join(", ")
+    )
 }
 
 /// Renders the table shown by `status`.
@@ -53,6 +81,7 @@ pub fn render(rows: &[LastTransmission]) -> String {
         "COMPRESSED",
         "DURATION",
         "FINISHED (UTC)",
+        "COLUMNS",
         "ERROR",
     ];
     let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
@@ -83,6 +112,7 @@ pub fn render(rows: &[LastTransmission]) -> String {
             r.finished_at
                 .map(|f| f.format("%Y-%m-%d %H:%M:%S").to_string())
                 .unwrap_or_else(|| "-".into()),
+            columns_cell(r),
             error,
         ]);
     }

@@ -94,6 +94,9 @@ pub struct StackOptions {
     /// agents in another network namespace.
     pub collector_listen_all: bool,
     pub collector_extra_toml: String,
+    /// Apply the control schema's migrations only up to this version (to
+    /// build an older installation and test its upgrade).
+    pub migrate_to: Option<i64>,
 }
 
 impl Stack {
@@ -184,7 +187,13 @@ impl Stack {
         )?;
         let cfg = transmissor_collector::config::CollectorConfig::load(&collector_config)?;
         let pool = transmissor_collector::db::connect(&cfg.database).await?;
-        transmissor_collector::db::migrate(&pool, &cfg.load.target_schema).await?;
+        match opts.migrate_to {
+            Some(v) => {
+                transmissor_collector::db::MIGRATOR.run_to(v, &pool).await?;
+                transmissor_collector::db::ensure_schemas(&pool, &cfg.load.target_schema).await?;
+            }
+            None => transmissor_collector::db::migrate(&pool, &cfg.load.target_schema).await?,
+        }
 
         let src = source.connect("postgres").await?;
         src.batch_execute(&format!(

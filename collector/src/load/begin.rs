@@ -1,14 +1,25 @@
-//! Opening a transmission: validate the job, create or check the target,
-//! record the transmission and create its staging table, in one transaction.
+//! Opening a transmission: validate the job, create the target or evolve its
+//! columns (see [`super::evolve`]), record the transmission and create its
+//! staging table, in one transaction. Only a `Begin` that creates or alters
+//! the target takes a lock of the target (briefly, with a short
+//! `lock_timeout`, retried); every other `Begin` takes none.
 
+use std::time::Duration;
+
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use transmissor_proto::names::{check_plain, quote_literal};
+use transmissor_proto::names::check_plain;
 
 use super::schema::{self, ColumnSpec};
-use super::{Loader, TxState, staging_table};
+use super::{Loader, TxState, evolve, layout, staging_table, targets};
 use crate::error::CollectorError;
 use crate::identity::Caller;
+
+/// `lock_not_available`: the schema change's `lock_timeout` expired.
+fn is_lock_timeout(e: &CollectorError) -> bool {
+    matches!(e, CollectorError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03"))
+}
 
 /// What an agent asks to open.
 #[derive(Debug, Clone)]
@@ -50,74 +61,98 @@ impl Loader {
         }
         schema::check_types(&self.pool, &spec.columns).await?;
 
-        let columns_json = serde_json::to_value(&spec.columns)
-            .map_err(|e| CollectorError::Internal(e.to_string()))?;
+        // A schema change needs a brief exclusive lock on the target: it is
+        // tried with a short lock_timeout, so readers queue behind it for
+        // at most that long, and tried again after a jittered pause while
+        // the target is busy.
+        let deadline = Instant::now() + self.ddl_retry_for;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.open(caller, &spec).await {
+                Err(e) if is_lock_timeout(&e) => {
+                    if Instant::now() >= deadline {
+                        tracing::warn!(ibge = %caller.ibge, job = %spec.job, target_table = %spec.target, "schema change gave way to readers until the deadline; the agent will retry");
+                        return Err(CollectorError::DatabaseUnavailable(format!(
+                            "target {} is busy: adding the columns this transmission brings needs a moment without long-running readers, and none came within {:?}; retry later",
+                            spec.target, self.ddl_retry_for
+                        )));
+                    }
+                    tracing::debug!(target_table = %spec.target, "schema change gave way to readers; retrying");
+                    let jittered = rand::random_range(Duration::ZERO..=pause);
+                    tokio::time::sleep(jittered).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One attempt at opening the transmission: one database transaction.
+    async fn open(&self, caller: Caller, spec: &BeginSpec) -> Result<BeginOutcome, CollectorError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('transmissor.target:' || $1))")
-            .bind(&spec.target)
+        let mut registered = targets::read(&mut tx, &spec.target).await?;
+        let needs_ddl = match &registered {
+            None => true,
+            Some(t) => evolve::evolve(&t.columns, &spec.columns).is_ok_and(|e| !e.added.is_empty()),
+        };
+        if needs_ddl {
+            // Creating or altering the target: one Begin at a time per
+            // target, and never a long wait in front of readers.
+            sqlx::query(audited_sql!(
+                "SET LOCAL lock_timeout = '{}ms'",
+                self.ddl_lock_timeout.as_millis()
+            ))
             .execute(&mut *tx)
             .await?;
-
-        let registered: Option<(String, sqlx::types::Json<Vec<ColumnSpec>>)> =
-            sqlx::query_as("SELECT mode, columns FROM transmissor.targets WHERE name = $1")
+            sqlx::query(include_str!("queries/target_ddl_lock.sql"))
                 .bind(&spec.target)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let qualified = self.qualified_target(&spec.target);
-        let schema_error = match registered {
-            None => {
-                for stmt in schema::create_target_sql(&qualified, spec.mode, &spec.columns) {
-                    sqlx::query(sqlx::AssertSqlSafe(stmt))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                sqlx::query(
-                    "INSERT INTO transmissor.targets (name, mode, columns) VALUES ($1, $2, $3)",
-                )
-                .bind(&spec.target)
-                .bind(spec.mode)
-                .bind(&columns_json)
                 .execute(&mut *tx)
                 .await?;
-                tracing::info!(target_table = %spec.target, mode = spec.mode, columns = spec.columns.len(), "target table created");
-                None
-            }
-            Some((mode, _)) if mode != spec.mode => Some(format!(
-                "target {} holds {mode} data but job {} sends {}; use another target",
-                spec.target, spec.job, spec.mode
-            )),
-            Some((_, cols)) => schema::diff(&spec.target, &cols.0, &spec.columns),
+            registered = targets::read(&mut tx, &spec.target).await?;
+        }
+        let (schema_error, added) = match &registered {
+            None => (None, Vec::new()),
+            Some(t) if t.mode != spec.mode => (
+                Some(format!(
+                    "target {} holds {} data but job {} sends {}; use another target",
+                    spec.target, t.mode, spec.job, spec.mode
+                )),
+                Vec::new(),
+            ),
+            Some(t) => match evolve::evolve(&t.columns, &spec.columns) {
+                Ok(e) => (None, e.added),
+                Err(changes) => (
+                    Some(evolve::type_change_message(&spec.target, &changes)),
+                    Vec::new(),
+                ),
+            },
         };
 
+        let columns_json = serde_json::to_value(&spec.columns)
+            .map_err(|e| CollectorError::Internal(e.to_string()))?;
         let state = if schema_error.is_some() {
             "failed"
         } else {
             "open"
         };
-        let inserted: Option<(i64,)> = sqlx::query_as(
-            "INSERT INTO transmissor.transmissions \
-               (ibge, agent_id, run_id, job, mode, target, plan_version, columns, source_snapshot, \
-                source_server_version, agent_version, state, error, finished_at, copy_format) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                     CASE WHEN $12 = 'open' THEN NULL ELSE now() END, $14) \
-             ON CONFLICT (agent_id, run_id, job) DO NOTHING RETURNING id",
-        )
-        .bind(caller.ibge.as_str())
-        .bind(caller.agent_id)
-        .bind(spec.run_id)
-        .bind(&spec.job)
-        .bind(spec.mode)
-        .bind(&spec.target)
-        .bind(&spec.plan_version)
-        .bind(&columns_json)
-        .bind(&spec.snapshot)
-        .bind(spec.source_server_version)
-        .bind(&spec.agent_version)
-        .bind(state)
-        .bind(&schema_error)
-        .bind(spec.copy_format)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let inserted: Option<(i64,)> =
+            sqlx::query_as(include_str!("queries/transmission_insert.sql"))
+                .bind(caller.ibge.as_str())
+                .bind(caller.agent_id)
+                .bind(spec.run_id)
+                .bind(&spec.job)
+                .bind(spec.mode)
+                .bind(&spec.target)
+                .bind(&spec.plan_version)
+                .bind(&columns_json)
+                .bind(&spec.snapshot)
+                .bind(spec.source_server_version)
+                .bind(&spec.agent_version)
+                .bind(state)
+                .bind(&schema_error)
+                .bind(spec.copy_format)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some((id,)) = inserted else {
             // A concurrent Begin for the same run and job won the race.
             tx.rollback().await?;
@@ -133,21 +168,41 @@ impl Loader {
             return Err(CollectorError::FailedPrecondition(msg));
         }
 
-        let staging = staging_table(id);
-        let ibge = quote_literal(caller.ibge.as_str());
-        sqlx::query(audited_sql!(
-            "CREATE TABLE {staging} (LIKE {qualified} INCLUDING DEFAULTS)"
-        ))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(audited_sql!(
-            "ALTER TABLE {staging} \
-               ALTER COLUMN {ic} SET DEFAULT {ibge}, \
-               ALTER COLUMN {tc} SET DEFAULT {id}, \
-               ADD CONSTRAINT t_{id}_ibge CHECK ({ic} = {ibge})",
-            ic = schema::IBGE_COLUMN,
-            tc = schema::TRANSMISSION_COLUMN,
-        ))
+        let qualified = self.qualified_target(&spec.target);
+        if registered.is_none() {
+            let partitions = if spec.mode == "snapshot" {
+                self.target_partitions
+            } else {
+                0
+            };
+            for stmt in layout::create_target(&qualified, &spec.target, &spec.columns, partitions) {
+                sqlx::query(sqlx::AssertSqlSafe(stmt))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            targets::register(
+                &mut tx,
+                &spec.target,
+                spec.mode,
+                partitions,
+                &spec.columns,
+                id,
+            )
+            .await?;
+            tracing::info!(transmission = id, target_table = %spec.target, mode = spec.mode, columns = spec.columns.len(), partitions, "target table created");
+        } else if !added.is_empty() {
+            sqlx::query(sqlx::AssertSqlSafe(layout::add_columns(&qualified, &added)))
+                .execute(&mut *tx)
+                .await?;
+            targets::add_columns(&mut tx, &spec.target, &added, id).await?;
+            let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
+            tracing::info!(transmission = id, ibge = %caller.ibge, target_table = %spec.target, added = ?names, "target columns added");
+        }
+
+        sqlx::query(sqlx::AssertSqlSafe(layout::create_staging(
+            &staging_table(id),
+            &spec.columns,
+        )))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

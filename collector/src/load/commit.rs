@@ -3,8 +3,8 @@
 use transmissor_proto::checksum::TransmissionDigest;
 use transmissor_proto::names::{check_plain, quote_literal};
 
-use super::schema::{self, ColumnSpec};
-use super::{Loader, PARTS_SCHEMA, TxState, staging_table};
+use super::schema::ColumnSpec;
+use super::{Loader, TxState, layout, staging_table, targets};
 use crate::error::CollectorError;
 use crate::identity::Caller;
 
@@ -140,59 +140,34 @@ impl Loader {
             return Err(CollectorError::FailedPrecondition(msg));
         }
 
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('transmissor.target:' || $1))")
-            .bind(&t.target)
-            .execute(&mut *tx)
-            .await?;
-        let parent = self.qualified_target(&t.target);
+        // Commits of one municipality into one target queue on its slice's
+        // row; other municipalities' commits and analysts' reads never wait.
+        targets::lock_slice(&mut tx, &t.target, &t.ibge).await?;
+        let qualified = self.qualified_target(&t.target);
         let staging = staging_table(id);
+        let ibge = quote_literal(&t.ibge);
         if t.mode == "snapshot" {
-            let bound = format!("FOR VALUES IN ({})", quote_literal(&t.ibge));
-            let old: Vec<(String,)> = sqlx::query_as(
-                "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
-                 WHERE i.inhparent = to_regclass($1) AND pg_get_expr(c.relpartbound, c.oid) = $2",
-            )
-            .bind(&parent)
-            .bind(&bound)
-            .fetch_all(&mut *tx)
-            .await?;
-            for (old,) in old {
-                sqlx::query(audited_sql!("ALTER TABLE {parent} DETACH PARTITION {old}"))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(audited_sql!("DROP TABLE {old}"))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            sqlx::query(audited_sql!(
-                "ALTER TABLE {staging} SET SCHEMA {PARTS_SCHEMA}"
-            ))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(audited_sql!(
-                "ALTER TABLE {parent} ATTACH PARTITION {PARTS_SCHEMA}.t_{id} {bound}"
-            ))
-            .execute(&mut *tx)
-            .await?;
-        } else {
-            let cols: Vec<String> = std::iter::once(schema::IBGE_COLUMN.to_string())
-                .chain(std::iter::once(schema::TRANSMISSION_COLUMN.to_string()))
-                .chain(
-                    t.columns
-                        .iter()
-                        .map(|c| transmissor_proto::names::quote_ident(&c.name)),
-                )
-                .collect();
-            let cols = cols.join(", ");
-            sqlx::query(audited_sql!(
-                "INSERT INTO {parent} ({cols}) SELECT {cols} FROM {staging}"
-            ))
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(audited_sql!("DROP TABLE {staging}"))
+            let deleted = sqlx::query(sqlx::AssertSqlSafe(layout::delete_slice(&qualified, &ibge)))
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            tracing::debug!(transmission = id, deleted, "previous slice removed");
         }
+        let inserted = sqlx::query(sqlx::AssertSqlSafe(layout::insert_from_staging(
+            &qualified, &staging, &t.columns, &ibge, id,
+        )))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted != rows {
+            return Err(CollectorError::Internal(format!(
+                "transmission {id}: staging holds {inserted} rows where the ledger counts {rows}"
+            )));
+        }
+        targets::record_slice(&mut tx, &t.target, &t.ibge, id, &t.columns).await?;
+        sqlx::query(audited_sql!("DROP TABLE {staging}"))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE transmissor.transmissions SET state = 'committed', finished_at = now(), \
                batches = $2, rows = $3, raw_bytes = $4, compressed_bytes = $5, error = NULL \

@@ -1,10 +1,9 @@
-//! Columns of a job, the target table they define, and schema changes.
+//! Columns of a job, modes and COPY formats, as the collector accepts them.
 //!
-//! A target's columns are `_ibge` (set by the collector from the caller's
-//! certificate), `_transmission_id`, then the job's columns in order. Column
-//! types must be built-in PostgreSQL types (schema `pg_catalog`): the agent
-//! maps enums to `text` and domains to their base type; anything else is
-//! refused with an error that names the column and its type.
+//! Column types must be built-in PostgreSQL types (schema `pg_catalog`): the
+//! agent maps enums to `text` and domains to their base type; anything else
+//! is refused with an error that names the column and its type. What a
+//! target's columns become is [`super::layout`] and [`super::evolve`].
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -105,83 +104,6 @@ pub async fn check_types(pool: &PgPool, cols: &[ColumnSpec]) -> Result<(), Colle
     Ok(())
 }
 
-/// Describes how `new` differs from the target's `old` columns, naming them.
-pub fn diff(target: &str, old: &[ColumnSpec], new: &[ColumnSpec]) -> Option<String> {
-    let mut parts = Vec::new();
-    let added: Vec<_> = new
-        .iter()
-        .filter(|n| !old.iter().any(|o| o.name == n.name))
-        .map(|n| format!("{} {}", n.name, n.target_type))
-        .collect();
-    let removed: Vec<_> = old
-        .iter()
-        .filter(|o| !new.iter().any(|n| n.name == o.name))
-        .map(|o| format!("{} {}", o.name, o.target_type))
-        .collect();
-    let changed: Vec<_> = new
-        .iter()
-        .filter_map(|n| {
-            old.iter()
-                .find(|o| o.name == n.name && o.target_type != n.target_type)
-                .map(|o| format!("{} {} -> {}", n.name, o.target_type, n.target_type))
-        })
-        .collect();
-    if !added.is_empty() {
-        parts.push(format!("added columns: {}", added.join(", ")));
-    }
-    if !removed.is_empty() {
-        parts.push(format!("removed columns: {}", removed.join(", ")));
-    }
-    if !changed.is_empty() {
-        parts.push(format!("changed types: {}", changed.join(", ")));
-    }
-    let same_set = added.is_empty() && removed.is_empty() && changed.is_empty();
-    if same_set && old.iter().map(|c| &c.name).ne(new.iter().map(|c| &c.name)) {
-        parts.push(format!(
-            "column order changed: was ({}), now ({})",
-            old.iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            new.iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
-    if parts.is_empty() {
-        None
-    } else {
-        Some(format!(
-            "schema of target {target} changed: {}; the transmission was refused (update the target or the job's query)",
-            parts.join("; ")
-        ))
-    }
-}
-
-/// `CREATE TABLE` for a new target.
-pub fn create_target_sql(qualified: &str, mode: &str, cols: &[ColumnSpec]) -> Vec<String> {
-    let mut defs = vec![
-        format!("{IBGE_COLUMN} char(7) NOT NULL"),
-        format!("{TRANSMISSION_COLUMN} bigint NOT NULL"),
-    ];
-    defs.extend(
-        cols.iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), c.target_type)),
-    );
-    let body = defs.join(", ");
-    if mode == "snapshot" {
-        vec![format!(
-            "CREATE TABLE {qualified} ({body}) PARTITION BY LIST ({IBGE_COLUMN})"
-        )]
-    } else {
-        vec![
-            format!("CREATE TABLE {qualified} ({body})"),
-            format!("CREATE INDEX ON {qualified} ({IBGE_COLUMN}, {TRANSMISSION_COLUMN})"),
-        ]
-    }
-}
-
 /// The `COPY ... FROM STDIN` statement for a transmission's staging table.
 pub fn copy_in_sql(staging: &str, cols: &[ColumnSpec], binary: bool) -> String {
     let list: Vec<String> = cols.iter().map(|c| quote_ident(&c.name)).collect();
@@ -219,19 +141,6 @@ mod tests {
             source_type: t.into(),
             target_type: t.into(),
         }
-    }
-
-    #[test]
-    fn diff_names_columns() {
-        let old = vec![col("a", "integer"), col("b", "text")];
-        assert_eq!(diff("t", &old, &old), None);
-        let new = vec![col("a", "bigint"), col("c", "date")];
-        let d = diff("t", &old, &new).unwrap();
-        assert!(d.contains("added columns: c date"), "{d}");
-        assert!(d.contains("removed columns: b text"), "{d}");
-        assert!(d.contains("changed types: a integer -> bigint"), "{d}");
-        let swapped = vec![col("b", "text"), col("a", "integer")];
-        assert!(diff("t", &old, &swapped).unwrap().contains("order"));
     }
 
     #[test]
