@@ -88,7 +88,7 @@ BEGIN
             EXECUTE format(
                 'CREATE TABLE transmissor_parts.%I PARTITION OF %I.%I '
                 'FOR VALUES WITH (MODULUS %s, REMAINDER %s) '
-                'WITH (autovacuum_vacuum_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05)',
+                'WITH (autovacuum_vacuum_scale_factor = 0.1, autovacuum_analyze_scale_factor = 0.05)',
                 left(t.name, 58) || '_p' || lpad(i::text, 3, '0'), t.schema, t.name, parts, i);
         END LOOP;
         EXECUTE format('CREATE INDEX ON %I.%I (_ibge)', t.schema, t.name);

@@ -13,9 +13,10 @@
 //! - **append** targets are one plain table indexed on
 //!   `(_ibge, _transmission_id)`.
 //!
-//! Both layouts keep per-partition autovacuum settings: a snapshot target
-//! turns over completely every day, so its partitions are vacuumed at 5%
-//! dead rows rather than PostgreSQL's default 20%.
+//! Both layouts carry their own autovacuum settings: a snapshot target turns
+//! over completely every day, so its partitions are vacuumed at 10% dead
+//! rows rather than PostgreSQL's default 20% (at most ~10% bloat, about ten
+//! vacuums of each partition a day; see ARCHITECTURE.md).
 
 use transmissor_proto::names::quote_ident;
 
@@ -24,7 +25,7 @@ use super::schema::{ColumnSpec, IBGE_COLUMN, TRANSMISSION_COLUMN};
 
 /// Storage parameters of every target table (or partition).
 pub const AUTOVACUUM: &str =
-    "autovacuum_vacuum_scale_factor = 0.05, autovacuum_analyze_scale_factor = 0.05";
+    "autovacuum_vacuum_scale_factor = 0.1, autovacuum_analyze_scale_factor = 0.05";
 
 /// Name (in `transmissor_parts`) of partition `i` of `target`: at most 63
 /// bytes, like every PostgreSQL identifier.
