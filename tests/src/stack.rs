@@ -521,15 +521,15 @@ impl Stack {
     }
 }
 
+/// The session settings the agent pins (`agent/src/source.rs`), so a COPY
+/// text dump reads like the agent's batches.
+const DUMP_SETTINGS: &str = "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; \
+    SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'";
+
 /// COPY text dump of a query's result (ordered by the query), for byte-for-byte comparison.
 pub async fn copy_dump(client: &tokio_postgres::Client, query: &str) -> Result<Vec<u8>> {
     use futures::StreamExt;
-    client
-        .batch_execute(
-            "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
-             SET TimeZone = 'UTC'; SET bytea_output = 'hex'",
-        )
-        .await?;
+    client.batch_execute(DUMP_SETTINGS).await?;
     let stream = client
         .copy_out(&format!("COPY ({query}) TO STDOUT"))
         .await?;
@@ -539,4 +539,17 @@ pub async fn copy_dump(client: &tokio_postgres::Client, query: &str) -> Result<V
         out.extend_from_slice(&chunk?);
     }
     Ok(out)
+}
+
+/// Loads a COPY text dump (as [`copy_dump`] makes it, possibly from another
+/// server) into `table`, under the same session settings; returns the rows.
+pub async fn copy_load(client: &tokio_postgres::Client, table: &str, data: &[u8]) -> Result<u64> {
+    use futures::SinkExt;
+    client.batch_execute(DUMP_SETTINGS).await?;
+    let sink = client
+        .copy_in::<_, bytes::Bytes>(&format!("COPY {table} FROM STDIN"))
+        .await?;
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::copy_from_slice(data)).await?;
+    Ok(sink.finish().await?)
 }

