@@ -4,8 +4,10 @@
 //! The agent never writes: every run is one `REPEATABLE READ READ ONLY`
 //! transaction, and the session pins what changes COPY text output
 //! (`extra_float_digits`, `DateStyle`, `IntervalStyle`, `TimeZone`,
-//! `client_encoding`, `bytea_output`) so the bytes are the same on
-//! PostgreSQL 9.6 to 17.
+//! `client_encoding`, `bytea_output`) so the values are the same from
+//! PostgreSQL 9.6 to 18 (tested on 10 to 18; servers before 12 print floats
+//! with 18 significant digits instead of the shortest exact form, which
+//! reads back to the same value — ARCHITECTURE.md, section 1b).
 
 use std::time::Duration;
 
