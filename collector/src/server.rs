@@ -52,6 +52,11 @@ pub struct Prepared {
     pub pool: PgPool,
     /// Small pool used only by the per-call identity check.
     pub auth_pool: PgPool,
+    /// One connection for the health probe: it asks whether the database
+    /// answers, so it must never queue behind loads for a pooled connection
+    /// (found by the scale test: a burst of commits made a probe on the
+    /// load pool time out and the collector report NOT_SERVING).
+    pub health_pool: PgPool,
     pub revoked: Arc<RevokedAgents>,
     pub enroller: Option<Arc<Enroller>>,
 }
@@ -99,10 +104,12 @@ pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
     };
     let auth_pool =
         crate::db::connect_sized(&cfg.database, crate::db::AUTH_POOL_CONNECTIONS).await?;
+    let health_pool = crate::db::connect_sized(&cfg.database, 1).await?;
     Ok(Prepared {
         tls: tls_config,
         pool,
         auth_pool,
+        health_pool,
         revoked,
         enroller,
     })
@@ -120,6 +127,7 @@ pub async fn run(
         tls: tls_config,
         pool,
         auth_pool,
+        health_pool,
         revoked,
         enroller,
     } = prepared;
@@ -151,7 +159,7 @@ pub async fn run(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(health::watch(
         reporter,
-        pool.clone(),
+        health_pool.clone(),
         Duration::from_secs(2),
         shutdown.clone(),
     ));
@@ -210,6 +218,7 @@ pub async fn run(
     background.cancel();
     while tasks.join_next().await.is_some() {}
     auth_pool.close().await;
+    health_pool.close().await;
     pool.close().await;
     tracing::info!("collector stopped");
     result
