@@ -2,9 +2,11 @@
 //! `cargo xtask test` (the whole test suite, with its setup) and
 //! `cargo xtask compare` (a transmission timed next to a `psql` COPY pipe),
 //! `cargo xtask bench` (benchmarks against the anchors),
-//! `cargo xtask scale` (load test with thousands of agents) and
+//! `cargo xtask scale` (load test with thousands of agents and the national
+//! layout at 5,570 municipalities) and
 //! `cargo xtask fault` (a bounded campaign of crashes, restarts, network
-//! cuts, a full and a corrupted spool, checked row for row).
+//! cuts, a full and a corrupted spool, kills inside a commit and schema
+//! changes, checked row for row).
 
 mod bench;
 mod compare;
@@ -33,14 +35,21 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Benchmarks against the anchors (COPY pipes, postgres_fdw) in one run.
     Bench(bench::BenchArgs),
-    /// Load test: N agent identities heartbeating and concurrent small
-    /// transmissions against one collector process; prints RESULT lines.
+    /// Load test against one collector process and a default-configured
+    /// analytic PostgreSQL: N agent identities heartbeating with a burst of
+    /// small transmissions; then every municipality's snapshot of two
+    /// targets (bounded concurrency), analyst queries over all of them
+    /// (count, filters, join: timings and locks) and one municipality's
+    /// 100k-row commit into the full target next to an empty one; prints
+    /// RESULT lines.
     Scale(scale::ScaleArgs),
     /// Fault campaign: rounds of one random fault each (collector or agent
-    /// SIGKILL, analytic server restart, network cut, full spool, corrupted
-    /// spool file) at a random point of a transmission; after the system
-    /// recovers by itself, checks the targets against the source; prints
-    /// RESULT lines and fails when a round failed.
+    /// SIGKILL, analytic server restart mid-upload or mid-commit, network
+    /// cut, full spool, corrupted spool file, collector SIGKILL while its
+    /// commit waits inside its transaction, a column added to or dropped
+    /// from the source while an analyst reads) at a random point of a
+    /// transmission; after the system recovers by itself, checks the targets
+    /// against the source; prints RESULT lines and fails when a round failed.
     Fault(fault::FaultArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
