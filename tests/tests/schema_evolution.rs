@@ -26,6 +26,21 @@ const ODD_TABLE: &str = "CREATE TABLE tb_fat_visita_domiciliar AS \
     SELECT g AS co_seq, (g % 7)::text AS nu_visitas, md5(g::text) AS ds_obs \
     FROM generate_series(1, 10) g";
 
+/// A municipality's rows of the target, as COPY text.
+async fn slice(
+    analytic: &tokio_postgres::Client,
+    cols: &str,
+    ibge: &str,
+) -> anyhow::Result<Vec<u8>> {
+    copy_dump(
+        analytic,
+        &format!(
+            "SELECT {cols} FROM analytic.tb_fat_visita_domiciliar WHERE _ibge = '{ibge}' ORDER BY co_seq"
+        ),
+    )
+    .await
+}
+
 /// The target's columns and types, in order.
 async fn columns(analytic: &tokio_postgres::Client) -> anyhow::Result<String> {
     let q = "SELECT string_agg(column_name::text || ' ' || data_type::text, ', ' ORDER BY ordinal_position) \
@@ -111,14 +126,7 @@ async fn targets_follow_pec_versions() -> anyhow::Result<()> {
     let all = "co_seq, nu_visitas, ds_obs, st_nao_possui_cpf, co_dim_just_nao_possui_cpf";
     let src_new = stack.source.connect(&new.db).await?;
     assert_eq!(
-        copy_dump(
-            &analytic,
-            &format!(
-                "SELECT {all} FROM analytic.tb_fat_visita_domiciliar WHERE _ibge = '{}' ORDER BY co_seq",
-                NEW.0
-            )
-        )
-        .await?,
+        slice(&analytic, all, NEW.0).await?,
         copy_dump(
             &src_new,
             &format!("SELECT {all} FROM tb_fat_visita_domiciliar ORDER BY co_seq")
@@ -132,14 +140,7 @@ async fn targets_follow_pec_versions() -> anyhow::Result<()> {
     src_old
         .batch_execute("DELETE FROM tb_fat_visita_domiciliar WHERE co_seq > 1800")
         .await?;
-    let new_before = copy_dump(
-        &analytic,
-        &format!(
-            "SELECT {all} FROM analytic.tb_fat_visita_domiciliar WHERE _ibge = '{}' ORDER BY co_seq",
-            NEW.0
-        ),
-    )
-    .await?;
+    let new_before = slice(&analytic, all, NEW.0).await?;
     let r = stack
         .run_agent_in_process(&stack.agent_config(&old, &[job()], "")?)
         .await?;
@@ -160,17 +161,7 @@ async fn targets_follow_pec_versions() -> anyhow::Result<()> {
         )
         .await?
     );
-    assert_eq!(
-        copy_dump(
-            &analytic,
-            &format!(
-                "SELECT {all} FROM analytic.tb_fat_visita_domiciliar WHERE _ibge = '{}' ORDER BY co_seq",
-                NEW.0
-            )
-        )
-        .await?,
-        new_before
-    );
+    assert_eq!(slice(&analytic, all, NEW.0).await?, new_before);
 
     // A changed type fails, naming the column and both types; nothing changes.
     let before = copy_dump(

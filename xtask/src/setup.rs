@@ -19,6 +19,17 @@ pub fn workspace_root() -> PathBuf {
 
 const APT_PACKAGES: &[&str] = &["postgresql", "postgresql-contrib"];
 
+/// Runs an `apt-get` command line non-interactively; true when it succeeded.
+fn run_apt(cmd: &str) -> Result<bool> {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .context("running apt-get")?;
+    Ok(status.success())
+}
+
 pub fn ensure_postgres() -> Result<()> {
     if transmissor_tests::pg::find_bin_dir().is_some() {
         return Ok(());
@@ -31,13 +42,7 @@ pub fn ensure_postgres() -> Result<()> {
         bail!("PostgreSQL server binaries are missing; install them with:\n  sudo sh -c '{cmd}'");
     }
     eprintln!("==> installing PostgreSQL from Debian's packages: {cmd}");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(&cmd)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get")?;
-    if !status.success() || transmissor_tests::pg::find_bin_dir().is_none() {
+    if !run_apt(&cmd)? || transmissor_tests::pg::find_bin_dir().is_none() {
         bail!("installing PostgreSQL failed; run by hand:\n  {cmd}");
     }
     Ok(())
@@ -84,13 +89,7 @@ fn ensure_npm() -> Result<()> {
         );
     }
     eprintln!("==> installing Node.js and npm from Debian's packages: {cmd}");
-    let status = Command::new("sh")
-        .arg("-c")
-        .arg(&cmd)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get")?;
-    if !status.success() || !works() {
+    if !run_apt(&cmd)? || !works() {
         bail!("installing npm failed; run by hand:\n  {cmd}");
     }
     Ok(())

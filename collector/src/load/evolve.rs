@@ -81,11 +81,7 @@ mod tests {
     use super::*;
 
     fn col(n: &str, t: &str) -> ColumnSpec {
-        ColumnSpec {
-            name: n.into(),
-            source_type: t.into(),
-            target_type: t.into(),
-        }
+        ColumnSpec::builtin(n, t)
     }
 
     #[test]

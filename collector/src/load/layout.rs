@@ -126,11 +126,7 @@ mod tests {
 
     #[test]
     fn snapshot_targets_are_hash_partitioned() {
-        let cols = [ColumnSpec {
-            name: "Co".into(),
-            source_type: "integer".into(),
-            target_type: "integer".into(),
-        }];
+        let cols = [ColumnSpec::builtin("Co", "integer")];
         let sql = create_target("analytic.t", "t", &cols, 4);
         assert_eq!(sql.len(), 6);
         assert!(sql[0].ends_with("PARTITION BY HASH (_ibge)"), "{}", sql[0]);

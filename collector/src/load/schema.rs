@@ -24,6 +24,17 @@ pub struct ColumnSpec {
     pub target_type: String,
 }
 
+impl ColumnSpec {
+    /// A column whose source and target types are the same built-in type.
+    pub fn builtin(name: &str, ty: &str) -> Self {
+        Self {
+            name: name.into(),
+            source_type: ty.into(),
+            target_type: ty.into(),
+        }
+    }
+}
+
 impl From<&pb::Column> for ColumnSpec {
     fn from(c: &pb::Column) -> Self {
         Self {
@@ -136,11 +147,7 @@ mod tests {
     use super::*;
 
     fn col(n: &str, t: &str) -> ColumnSpec {
-        ColumnSpec {
-            name: n.into(),
-            source_type: t.into(),
-            target_type: t.into(),
-        }
+        ColumnSpec::builtin(n, t)
     }
 
     #[test]
