@@ -49,6 +49,9 @@ pub enum CollectorError {
     RateLimited(String),
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(String),
+    /// A schema change kept giving way to readers; the caller retries later.
+    #[error("{0}")]
+    TargetBusy(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("internal error: {0}")]
@@ -70,7 +73,7 @@ impl CollectorError {
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::BatchConflict { .. } => Code::AlreadyExists,
             Self::RateLimited(_) => Code::ResourceExhausted,
-            Self::DatabaseUnavailable(_) => Code::Unavailable,
+            Self::DatabaseUnavailable(_) | Self::TargetBusy(_) => Code::Unavailable,
             Self::Database(e) => {
                 if is_transient_db_error(e) {
                     Code::Unavailable

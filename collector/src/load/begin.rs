@@ -72,7 +72,7 @@ impl Loader {
                 Err(e) if is_lock_timeout(&e) => {
                     if Instant::now() >= deadline {
                         tracing::warn!(ibge = %caller.ibge, job = %spec.job, target_table = %spec.target, "schema change gave way to readers until the deadline; the agent will retry");
-                        return Err(CollectorError::DatabaseUnavailable(format!(
+                        return Err(CollectorError::TargetBusy(format!(
                             "target {} is busy: adding the columns this transmission brings needs a moment without long-running readers, and none came within {:?}; retry later",
                             spec.target, self.ddl_retry_for
                         )));
