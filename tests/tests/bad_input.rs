@@ -304,6 +304,23 @@ async fn payload_refusals() -> anyhow::Result<()> {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("batches missing"), "{e:?}");
+    // A hostile total costs the collector nothing: what is missing is
+    // counted from the ledger, never by walking 1..=total.
+    let e = c
+        .commit(pb::CommitRequest {
+            transmission_id: id,
+            total_batches: u32::MAX,
+            total_rows: 3,
+            digest: digest.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message()
+            .contains("4294967294 of 4294967295 batches missing (2, 3, 4,"),
+        "{e:?}"
+    );
     let r = c
         .commit(pb::CommitRequest {
             transmission_id: id,

@@ -39,6 +39,32 @@ struct Locked {
     rows: i64,
 }
 
+/// Missing sequence numbers shown in a refused commit.
+const SHOWN_MISSING: usize = 20;
+
+/// How many of `1..=total` are not in `held` (ascending, distinct), and the
+/// first [`SHOWN_MISSING`] of them. Work and memory are bounded by the
+/// ledger's length, whatever `total` the caller declares.
+fn missing_batches(held: impl IntoIterator<Item = u32>, total: u32) -> (u64, Vec<u32>) {
+    let mut shown = Vec::new();
+    let mut present = 0u64;
+    let mut next = 1u64;
+    let show_gap = |from: u64, to: u64, shown: &mut Vec<u32>| {
+        let room = SHOWN_MISSING.saturating_sub(shown.len()) as u64;
+        shown.extend((from..to).take(room as usize).map(|s| s as u32));
+    };
+    for seq in held.into_iter().map(u64::from) {
+        if seq > u64::from(total) {
+            break;
+        }
+        show_gap(next, seq, &mut shown);
+        present += 1;
+        next = seq + 1;
+    }
+    show_gap(next, u64::from(total) + 1, &mut shown);
+    (u64::from(total) - present, shown)
+}
+
 impl Loader {
     /// Locks the caller's transmission row for the rest of `tx`.
     async fn lock(
@@ -110,15 +136,19 @@ impl Loader {
         .bind(id)
         .fetch_all(&mut *tx)
         .await?;
-        let held: std::collections::HashSet<u32> = ledger.iter().map(|r| r.0 as u32).collect();
-        let missing: Vec<u32> = (1..=total_batches).filter(|s| !held.contains(s)).collect();
-        if !missing.is_empty() {
-            let shown: Vec<String> = missing.iter().take(20).map(u32::to_string).collect();
+        // What is missing is computed from the ledger, never by walking
+        // 1..=total_batches: the total is the caller's number.
+        let (missing, shown) = missing_batches(ledger.iter().map(|r| r.0 as u32), total_batches);
+        if missing > 0 {
+            let shown: Vec<String> = shown.iter().map(u32::to_string).collect();
             return Err(CollectorError::FailedPrecondition(format!(
-                "transmission {id} cannot commit: {} of {total_batches} batches missing ({}{})",
-                missing.len(),
+                "transmission {id} cannot commit: {missing} of {total_batches} batches missing ({}{})",
                 shown.join(", "),
-                if missing.len() > 20 { ", ..." } else { "" }
+                if missing > shown.len() as u64 {
+                    ", ..."
+                } else {
+                    ""
+                }
             )));
         }
         let mut d = TransmissionDigest::new();
@@ -309,5 +339,23 @@ impl Loader {
             }),
             _ => Err(CollectorError::TransmissionNotFound(id)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::missing_batches;
+
+    #[test]
+    fn missing_batches_are_counted_from_the_ledger() {
+        assert_eq!(missing_batches([1, 2, 3], 3), (0, vec![]));
+        assert_eq!(missing_batches([1, 3], 4), (2, vec![2, 4]));
+        assert_eq!(missing_batches([], 0), (0, vec![]));
+        // Held batches beyond the declared total do not count as present.
+        assert_eq!(missing_batches([1, 2, 9], 3), (1, vec![3]));
+        // A huge total costs nothing: only the first 20 are listed.
+        let (n, shown) = missing_batches([1, 2], u32::MAX);
+        assert_eq!(n, u64::from(u32::MAX) - 2);
+        assert_eq!(shown, (3..23).collect::<Vec<u32>>());
     }
 }
