@@ -84,7 +84,6 @@ async fn a_long_report_holds_back_no_commit_and_no_reader() -> anyhow::Result<()
                     .await
                     .map_err(|e| anyhow::anyhow!("a quick read was held behind a lock: {e}"))?;
                 reads.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             anyhow::Ok(())
         })
