@@ -138,6 +138,10 @@ pub struct LoadConfig {
     /// target is created; 1 to 256).
     #[serde(default = "default_target_partitions")]
     pub target_partitions: u16,
+    /// Columns a target may grow to as municipalities bring new ones (1 to
+    /// 1,500; PostgreSQL allows 1,600 per table, dropped ones included).
+    #[serde(default = "default_max_target_columns")]
+    pub max_target_columns: u16,
     /// How long a schema change (adding a column) waits for its brief
     /// exclusive lock before it gives way to readers and tries again.
     #[serde(default = "default_ddl_lock_timeout", with = "humantime_serde")]
@@ -155,6 +159,7 @@ impl Default for LoadConfig {
             max_batch_raw_bytes: default_max_batch(),
             max_message_bytes: default_max_message(),
             target_partitions: default_target_partitions(),
+            max_target_columns: default_max_target_columns(),
             ddl_lock_timeout: default_ddl_lock_timeout(),
             ddl_retry_for: default_ddl_retry_for(),
         }
@@ -196,6 +201,9 @@ fn default_max_batch() -> ByteSize {
 }
 fn default_target_partitions() -> u16 {
     16
+}
+fn default_max_target_columns() -> u16 {
+    400
 }
 fn default_ddl_lock_timeout() -> Duration {
     Duration::from_millis(200)
@@ -254,6 +262,12 @@ impl CollectorConfig {
             return Err(ConfigError::Invalid(format!(
                 "load.target_partitions is {}; it must be between 1 and 256",
                 self.load.target_partitions
+            )));
+        }
+        if !(1..=1500).contains(&self.load.max_target_columns) {
+            return Err(ConfigError::Invalid(format!(
+                "load.max_target_columns is {}; it must be between 1 and 1500",
+                self.load.max_target_columns
             )));
         }
         let t = self.load.ddl_lock_timeout;

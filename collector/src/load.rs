@@ -85,6 +85,8 @@ pub struct Loader {
     max_batch_raw_bytes: u64,
     /// Hash partitions of a new snapshot target.
     target_partitions: u16,
+    /// Columns a target may grow to (schema evolution).
+    max_target_columns: usize,
     /// Schema changes: how long one attempt waits for its lock, and how
     /// long a `Begin` keeps attempting.
     ddl_lock_timeout: Duration,
@@ -98,6 +100,7 @@ impl Loader {
             target_schema: cfg.target_schema.clone(),
             max_batch_raw_bytes: cfg.max_batch_raw_bytes.as_u64(),
             target_partitions: cfg.target_partitions,
+            max_target_columns: usize::from(cfg.max_target_columns),
             ddl_lock_timeout: cfg.ddl_lock_timeout,
             ddl_retry_for: cfg.ddl_retry_for,
         }

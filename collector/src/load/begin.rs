@@ -16,6 +16,59 @@ use super::{Loader, TxState, evolve, layout, staging_table, targets};
 use crate::error::CollectorError;
 use crate::identity::Caller;
 
+/// What a `Begin` does to the target, decided from its registry entry.
+enum Plan {
+    /// The target does not exist yet: create it.
+    Create,
+    /// Load into it, adding these columns first (none: the daily case).
+    Load { added: Vec<ColumnSpec> },
+    /// Refuse the transmission (other mode, changed column type).
+    Refuse(String),
+}
+
+impl Plan {
+    /// `max_columns` bounds what a target may grow to: one agent (perhaps a
+    /// compromised one) must not spend the columns PostgreSQL allows a
+    /// table (1,600, dropped ones included) for all municipalities.
+    fn of(registered: Option<targets::Target>, spec: &BeginSpec, max_columns: usize) -> Self {
+        let Some(t) = registered else {
+            if spec.columns.len() > max_columns {
+                return Self::Refuse(format!(
+                    "job {} sends {} columns; a target holds at most {max_columns} (load.max_target_columns)",
+                    spec.job,
+                    spec.columns.len()
+                ));
+            }
+            return Self::Create;
+        };
+        if t.mode != spec.mode {
+            return Self::Refuse(format!(
+                "target {} holds {} data but job {} sends {}; use another target",
+                spec.target, t.mode, spec.job, spec.mode
+            ));
+        }
+        match evolve::evolve(&t.columns, &spec.columns) {
+            Ok(e) if t.columns.len() + e.added.len() > max_columns => Self::Refuse(format!(
+                "target {} has {} columns and this transmission would add {} more; a target holds at most {max_columns} (load.max_target_columns)",
+                spec.target,
+                t.columns.len(),
+                e.added.len()
+            )),
+            Ok(e) => Self::Load { added: e.added },
+            Err(changes) => Self::Refuse(evolve::type_change_message(&spec.target, &changes)),
+        }
+    }
+
+    /// Creating or altering the target (a lock of the target) is needed.
+    fn needs_ddl(&self) -> bool {
+        match self {
+            Self::Create => true,
+            Self::Load { added } => !added.is_empty(),
+            Self::Refuse(_) => false,
+        }
+    }
+}
+
 /// `lock_not_available`: the schema change's `lock_timeout` expired.
 fn is_lock_timeout(e: &CollectorError) -> bool {
     matches!(e, CollectorError::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("55P03"))
@@ -90,12 +143,12 @@ impl Loader {
     /// One attempt at opening the transmission: one database transaction.
     async fn open(&self, caller: Caller, spec: &BeginSpec) -> Result<BeginOutcome, CollectorError> {
         let mut tx = self.pool.begin().await?;
-        let mut registered = targets::read(&mut tx, &spec.target).await?;
-        let needs_ddl = match &registered {
-            None => true,
-            Some(t) => evolve::evolve(&t.columns, &spec.columns).is_ok_and(|e| !e.added.is_empty()),
-        };
-        if needs_ddl {
+        let mut plan = Plan::of(
+            targets::read(&mut tx, &spec.target).await?,
+            spec,
+            self.max_target_columns,
+        );
+        if plan.needs_ddl() {
             // Creating or altering the target: one Begin at a time per
             // target, and never a long wait in front of readers.
             sqlx::query(audited_sql!(
@@ -108,24 +161,15 @@ impl Loader {
                 .bind(&spec.target)
                 .execute(&mut *tx)
                 .await?;
-            registered = targets::read(&mut tx, &spec.target).await?;
+            plan = Plan::of(
+                targets::read(&mut tx, &spec.target).await?,
+                spec,
+                self.max_target_columns,
+            );
         }
-        let (schema_error, added) = match &registered {
-            None => (None, Vec::new()),
-            Some(t) if t.mode != spec.mode => (
-                Some(format!(
-                    "target {} holds {} data but job {} sends {}; use another target",
-                    spec.target, t.mode, spec.job, spec.mode
-                )),
-                Vec::new(),
-            ),
-            Some(t) => match evolve::evolve(&t.columns, &spec.columns) {
-                Ok(e) => (None, e.added),
-                Err(changes) => (
-                    Some(evolve::type_change_message(&spec.target, &changes)),
-                    Vec::new(),
-                ),
-            },
+        let schema_error = match &plan {
+            Plan::Refuse(msg) => Some(msg.clone()),
+            _ => None,
         };
 
         let columns_json = serde_json::to_value(&spec.columns)
@@ -169,34 +213,40 @@ impl Loader {
         }
 
         let qualified = self.qualified_target(&spec.target);
-        if registered.is_none() {
-            let partitions = if spec.mode == "snapshot" {
-                self.target_partitions
-            } else {
-                0
-            };
-            for stmt in layout::create_target(&qualified, &spec.target, &spec.columns, partitions) {
-                sqlx::query(sqlx::AssertSqlSafe(stmt))
+        match &plan {
+            Plan::Create => {
+                let partitions = if spec.mode == "snapshot" {
+                    self.target_partitions
+                } else {
+                    0
+                };
+                for stmt in
+                    layout::create_target(&qualified, &spec.target, &spec.columns, partitions)
+                {
+                    sqlx::query(sqlx::AssertSqlSafe(stmt))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                targets::register(
+                    &mut tx,
+                    &spec.target,
+                    spec.mode,
+                    partitions,
+                    &spec.columns,
+                    id,
+                )
+                .await?;
+                tracing::info!(transmission = id, target_table = %spec.target, mode = spec.mode, columns = spec.columns.len(), partitions, "target table created");
+            }
+            Plan::Load { added } if !added.is_empty() => {
+                sqlx::query(sqlx::AssertSqlSafe(layout::add_columns(&qualified, added)))
                     .execute(&mut *tx)
                     .await?;
+                targets::add_columns(&mut tx, &spec.target, added, id).await?;
+                let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
+                tracing::info!(transmission = id, ibge = %caller.ibge, target_table = %spec.target, added = ?names, "target columns added");
             }
-            targets::register(
-                &mut tx,
-                &spec.target,
-                spec.mode,
-                partitions,
-                &spec.columns,
-                id,
-            )
-            .await?;
-            tracing::info!(transmission = id, target_table = %spec.target, mode = spec.mode, columns = spec.columns.len(), partitions, "target table created");
-        } else if !added.is_empty() {
-            sqlx::query(sqlx::AssertSqlSafe(layout::add_columns(&qualified, &added)))
-                .execute(&mut *tx)
-                .await?;
-            targets::add_columns(&mut tx, &spec.target, &added, id).await?;
-            let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
-            tracing::info!(transmission = id, ibge = %caller.ibge, target_table = %spec.target, added = ?names, "target columns added");
+            Plan::Load { .. } | Plan::Refuse(_) => {}
         }
 
         sqlx::query(sqlx::AssertSqlSafe(layout::create_staging(
@@ -257,5 +307,60 @@ impl Loader {
         .fetch_all(&self.pool)
         .await?;
         Ok(seqs.into_iter().map(|(s,)| s as u32).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(cols: &[&str]) -> BeginSpec {
+        BeginSpec {
+            run_id: Uuid::nil(),
+            job: "j".into(),
+            mode: "snapshot",
+            target: "t".into(),
+            columns: cols
+                .iter()
+                .map(|c| ColumnSpec::builtin(c, "integer"))
+                .collect(),
+            plan_version: String::new(),
+            snapshot: String::new(),
+            source_server_version: 0,
+            agent_version: String::new(),
+            copy_format: "text",
+        }
+    }
+
+    fn target(cols: &[&str]) -> Option<targets::Target> {
+        Some(targets::Target {
+            mode: "snapshot".into(),
+            partitions: 16,
+            columns: spec(cols).columns,
+        })
+    }
+
+    #[test]
+    fn a_target_grows_only_to_its_column_limit() {
+        assert!(matches!(
+            Plan::of(None, &spec(&["a", "b"]), 2),
+            Plan::Create
+        ));
+        assert!(matches!(
+            Plan::of(None, &spec(&["a", "b", "c"]), 2),
+            Plan::Refuse(_)
+        ));
+        let plan = Plan::of(target(&["a"]), &spec(&["a", "b"]), 2);
+        assert!(matches!(&plan, Plan::Load { added } if added.len() == 1));
+        assert!(plan.needs_ddl());
+        let Plan::Refuse(msg) = Plan::of(target(&["a", "b"]), &spec(&["c"]), 2) else {
+            panic!("a third column was accepted");
+        };
+        assert!(
+            msg.contains("has 2 columns and this transmission would add 1 more"),
+            "{msg}"
+        );
+        // Sending fewer columns than the target has is always fine.
+        assert!(!Plan::of(target(&["a", "b"]), &spec(&["a"]), 2).needs_ddl());
     }
 }
