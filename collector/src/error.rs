@@ -47,6 +47,15 @@ pub enum CollectorError {
     /// Too many failed attempts (enrollment).
     #[error("{0}")]
     RateLimited(String),
+    /// A per-agent quota is used up (open transmissions, staged bytes,
+    /// transmissions per day, batches per transmission): retrying the same
+    /// call does not help until the agent's earlier work ends.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A momentary limit (the agent's concurrent calls, the decompression
+    /// budget): the caller retries after a pause.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("database unavailable: {0}")]
     DatabaseUnavailable(String),
     /// A schema change kept giving way to readers; the caller retries later.
@@ -72,8 +81,10 @@ impl CollectorError {
             Self::TransmissionNotFound(_) => Code::NotFound,
             Self::FailedPrecondition(_) => Code::FailedPrecondition,
             Self::BatchConflict { .. } => Code::AlreadyExists,
-            Self::RateLimited(_) => Code::ResourceExhausted,
-            Self::DatabaseUnavailable(_) | Self::TargetBusy(_) => Code::Unavailable,
+            Self::RateLimited(_) | Self::QuotaExceeded(_) => Code::ResourceExhausted,
+            Self::DatabaseUnavailable(_) | Self::TargetBusy(_) | Self::Overloaded(_) => {
+                Code::Unavailable
+            }
             Self::Database(e) => {
                 if is_transient_db_error(e) {
                     Code::Unavailable

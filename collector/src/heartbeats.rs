@@ -14,13 +14,49 @@ use uuid::Uuid;
 
 use transmissor_proto::pb;
 
-#[derive(Default)]
+/// Longest text kept of an agent-reported error or warning.
+const MAX_REPORTED_TEXT: usize = 1000;
+
 pub struct Heartbeats {
     pending: Mutex<HashMap<Uuid, (DateTime<Utc>, pb::HeartbeatRequest)>>,
+    /// Job statuses kept per heartbeat (`limits.max_heartbeat_runs`).
+    max_runs: usize,
+}
+
+/// Cuts `s` to at most `max` bytes, on a character boundary.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
 }
 
 impl Heartbeats {
-    pub fn record(&self, agent: Uuid, report: pb::HeartbeatRequest) {
+    pub fn new(max_runs: usize) -> Self {
+        Self {
+            pending: Mutex::default(),
+            max_runs,
+        }
+    }
+
+    /// Keeps the agent's newest report, bounded: at most `max_runs` job
+    /// statuses, and short texts (the message size limit bounds the rest).
+    pub fn record(&self, agent: Uuid, mut report: pb::HeartbeatRequest) {
+        if report.last_runs.len() > self.max_runs {
+            tracing::warn!(%agent, reported = report.last_runs.len(), kept = self.max_runs, "heartbeat reports too many jobs; the rest are dropped");
+            report.last_runs.truncate(self.max_runs);
+        }
+        for run in &mut report.last_runs {
+            truncate(&mut run.error, MAX_REPORTED_TEXT);
+            truncate(&mut run.job, 63);
+            truncate(&mut run.outcome, 32);
+        }
+        truncate(&mut report.warning, MAX_REPORTED_TEXT);
+        truncate(&mut report.agent_version, 100);
+        truncate(&mut report.os, 200);
         if let Ok(mut m) = self.pending.lock() {
             m.insert(agent, (Utc::now(), report));
         }

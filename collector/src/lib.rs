@@ -3,6 +3,7 @@
 //!
 //! | module       | responsibility                                                   |
 //! |--------------|------------------------------------------------------------------|
+//! | [`admission`]| who may start work now: certificate from headers, per-agent slots, decompression budget |
 //! | [`ca`]       | the CA directory: offline root, issuing CA, rotation, server cert |
 //! | [`enroll`]   | one-time tokens, enrollment, renewal, rate limits                |
 //! | [`lifecycle`]| gRPC `Enrollment` (no client cert) and `AgentLifecycle` services  |
@@ -30,6 +31,7 @@ macro_rules! audited_sql {
     };
 }
 
+pub mod admission;
 pub mod audit;
 pub mod ca;
 pub mod config;

@@ -9,6 +9,8 @@
 //! | `load/begin.rs`    | opening (or finding) a transmission and its staging table        |
 //! | `load/batch.rs`    | one batch = one DB transaction: ledger row + `COPY` into staging |
 //! | `load/commit.rs`   | making a transmission visible at once; abort; status             |
+//! | `load/quota.rs`    | per-agent quotas: open, per day, staged bytes, batches           |
+//! | `load/reaper.rs`   | aborting transmissions nobody will finish                        |
 //! | `load/queries/`    | the control-schema SQL they run                                  |
 //!
 //! Guarantees (see ARCHITECTURE.md): a batch is acknowledged only after the
@@ -25,6 +27,8 @@ mod begin;
 mod commit;
 pub mod evolve;
 pub mod layout;
+mod quota;
+pub mod reaper;
 pub mod schema;
 pub mod targets;
 
@@ -32,7 +36,8 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::config::LoadConfig;
+use crate::admission::DecompressBudget;
+use crate::config::{LimitsConfig, LoadConfig};
 
 pub use batch::BatchOutcome;
 pub use begin::{BeginOutcome, BeginSpec};
@@ -91,10 +96,13 @@ pub struct Loader {
     /// long a `Begin` keeps attempting.
     ddl_lock_timeout: Duration,
     ddl_retry_for: Duration,
+    quotas: quota::Quotas,
+    /// Decompressed bytes held at once over all calls.
+    budget: DecompressBudget,
 }
 
 impl Loader {
-    pub fn new(pool: PgPool, cfg: &LoadConfig) -> Self {
+    pub fn new(pool: PgPool, cfg: &LoadConfig, limits: &LimitsConfig) -> Self {
         Self {
             pool,
             target_schema: cfg.target_schema.clone(),
@@ -103,6 +111,13 @@ impl Loader {
             max_target_columns: usize::from(cfg.max_target_columns),
             ddl_lock_timeout: cfg.ddl_lock_timeout,
             ddl_retry_for: cfg.ddl_retry_for,
+            quotas: quota::Quotas::from(limits),
+            // A batch waits in line for the budget at most a minute, then
+            // the agent retries.
+            budget: DecompressBudget::new(
+                limits.decompress_budget.as_u64(),
+                Duration::from_secs(60),
+            ),
         }
     }
 

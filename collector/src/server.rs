@@ -19,6 +19,9 @@ use crate::heartbeats::Heartbeats;
 use crate::lifecycle::{EnrollmentService, LifecycleService};
 use crate::tls::RevokedAgents;
 
+use tonic::service::interceptor::InterceptedService;
+
+use crate::admission::{self, Admission};
 use crate::config::CollectorConfig;
 use crate::health;
 use crate::identity::Authenticator;
@@ -135,7 +138,8 @@ pub async fn run(
     let background = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(revoked.watch(pool.clone(), Duration::from_secs(2), background.clone()));
-    let heartbeats = Arc::new(Heartbeats::default());
+    let limits = &cfg.limits;
+    let heartbeats = Arc::new(Heartbeats::new(limits.max_heartbeat_runs));
     tasks.spawn(
         heartbeats
             .clone()
@@ -164,16 +168,39 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let loader = Loader::new(pool.clone(), &cfg.load, limits);
+    tasks.spawn(loader.clone().run_reaper(
+        limits.stale_transmission_after,
+        limits.reap_every,
+        background.clone(),
+    ));
+
+    // Every service's message limit is explicit; tonic's default is never
+    // relied upon. Enrollment and lifecycle carry tokens, CSRs and
+    // heartbeats: small.
     let max_msg = cfg.load.max_message_bytes.as_u64() as usize;
-    let enrollment = EnrollmentServer::new(EnrollmentService::new(enroller.clone()));
-    let lifecycle =
-        AgentLifecycleServer::new(LifecycleService::new(auth.clone(), enroller, heartbeats));
-    let svc = TransmissionServer::new(TransmissionService::new(
-        auth,
-        Loader::new(pool.clone(), &cfg.load),
-    ))
-    .max_decoding_message_size(max_msg)
-    .max_encoding_message_size(max_msg);
+    let small = limits.max_small_message_bytes.as_u64() as usize;
+    let enrollment = EnrollmentServer::new(EnrollmentService::new(enroller.clone()))
+        .max_decoding_message_size(small)
+        .max_encoding_message_size(small);
+    // The lifecycle and data services need a client certificate: a call
+    // without one is refused from its headers, before its body is read.
+    let lifecycle = InterceptedService::new(
+        AgentLifecycleServer::new(LifecycleService::new(auth.clone(), enroller, heartbeats))
+            .max_decoding_message_size(small)
+            .max_encoding_message_size(small),
+        admission::require_certificate,
+    );
+    let svc = InterceptedService::new(
+        TransmissionServer::new(TransmissionService::new(
+            auth,
+            loader,
+            Arc::new(Admission::new(limits)),
+        ))
+        .max_decoding_message_size(max_msg)
+        .max_encoding_message_size(max_msg),
+        admission::require_certificate,
+    );
 
     // The accept loop stops with `accept_stop`; in-flight calls then drain.
     let accept_stop = CancellationToken::new();
@@ -199,7 +226,14 @@ pub async fn run(
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_connection_age(cfg.server.max_connection_age)
+        .max_connection_age_grace(limits.connection_age_grace)
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        .timeout(limits.request_timeout)
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .http2_max_header_list_size(16 * 1024)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(health_service)
         .add_service(enrollment)
         .add_service(lifecycle)

@@ -9,6 +9,7 @@
 //! the batch already held.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 use transmissor_proto::pb;
 use transmissor_proto::pb::transmission_server::Transmission;
 
+use crate::admission::Admission;
 use crate::error::CollectorError;
 use crate::identity::{Authenticator, Peer};
 use crate::load::batch::IncomingBatch;
@@ -25,24 +27,47 @@ use crate::load::{BatchOutcome, BeginSpec, Loader, NeverBegun, schema};
 pub struct TransmissionService {
     auth: Authenticator,
     loader: Loader,
+    admission: Arc<Admission>,
+}
+
+/// What a call holds while it runs, beyond its per-agent call slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holds {
+    Control,
+    /// A batch: decompressed data, so also a per-agent batch slot.
+    Data,
 }
 
 impl TransmissionService {
-    pub fn new(auth: Authenticator, loader: Loader) -> Self {
-        Self { auth, loader }
+    pub fn new(auth: Authenticator, loader: Loader, admission: Arc<Admission>) -> Self {
+        Self {
+            auth,
+            loader,
+            admission,
+        }
     }
 
-    /// Authenticates the request's peer and runs `work` to completion in its
-    /// own task, whatever happens to the call.
-    async fn detached<T, F, Fut>(&self, peer: Peer, work: F) -> Result<T, Status>
+    /// Authenticates the request's peer, admits the call against the
+    /// agent's slots, and runs `work` to completion in its own task,
+    /// whatever happens to the call.
+    async fn detached<T, F, Fut>(&self, peer: Peer, holds: Holds, work: F) -> Result<T, Status>
     where
         T: Send + 'static,
         F: FnOnce(Loader, crate::identity::Caller) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, CollectorError>> + Send + 'static,
     {
-        let (auth, loader) = (self.auth.clone(), self.loader.clone());
+        let (auth, loader, admission) = (
+            self.auth.clone(),
+            self.loader.clone(),
+            self.admission.clone(),
+        );
         run_detached(async move {
             let caller = auth.authenticate_peer(peer).await?;
+            let _call = admission.call(caller.agent_id)?;
+            let _batch = match holds {
+                Holds::Data => Some(admission.batch(caller.agent_id)?),
+                Holds::Control => None,
+            };
             work(loader, caller).await
         })
         .await
@@ -62,8 +87,10 @@ where
 }
 
 fn parse_run_id(s: &str) -> Result<Uuid, CollectorError> {
-    Uuid::parse_str(s)
-        .map_err(|_| CollectorError::InvalidArgument(format!("run_id {s:?} is not a UUID")))
+    Uuid::parse_str(s).map_err(|_| {
+        let shown: String = s.chars().take(40).collect();
+        CollectorError::InvalidArgument(format!("run_id {shown:?} is not a UUID"))
+    })
 }
 
 #[tonic::async_trait]
@@ -75,7 +102,8 @@ impl Transmission for TransmissionService {
         let peer = Peer::of(&request);
         let r = request.into_inner();
         let out = self
-            .detached(peer, move |loader, caller| async move {
+            .detached(peer, Holds::Control, move |loader, caller| async move {
+                schema::check_len("claimed_ibge", &r.claimed_ibge, 7)?;
                 if !r.claimed_ibge.is_empty() && r.claimed_ibge != caller.ibge.as_str() {
                     tracing::warn!(ibge = %caller.ibge, agent = %caller.agent_id, claimed = %r.claimed_ibge, "payload claims another municipality");
                     return Err(CollectorError::PermissionDenied(format!(
@@ -120,7 +148,7 @@ impl Transmission for TransmissionService {
             data: r.data,
         };
         let out = self
-            .detached(peer, move |loader, caller| async move {
+            .detached(peer, Holds::Data, move |loader, caller| async move {
                 loader.put_batch(caller, batch).await
             })
             .await?;
@@ -136,7 +164,7 @@ impl Transmission for TransmissionService {
         let peer = Peer::of(&request);
         let r = request.into_inner();
         let out = self
-            .detached(peer, move |loader, caller| async move {
+            .detached(peer, Holds::Control, move |loader, caller| async move {
                 loader
                     .commit(
                         caller,
@@ -161,7 +189,7 @@ impl Transmission for TransmissionService {
         let peer = Peer::of(&request);
         let id = request.into_inner().transmission_id;
         let out = self
-            .detached(peer, move |loader, caller| async move {
+            .detached(peer, Holds::Control, move |loader, caller| async move {
                 loader.status(caller, id).await
             })
             .await?;
@@ -180,7 +208,7 @@ impl Transmission for TransmissionService {
         let peer = Peer::of(&request);
         let r = request.into_inner();
         let state = self
-            .detached(peer, move |loader, caller| async move {
+            .detached(peer, Holds::Control, move |loader, caller| async move {
                 let id = (r.transmission_id > 0).then_some(r.transmission_id);
                 let run_job = match id {
                     Some(_) => None,

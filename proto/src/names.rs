@@ -26,7 +26,8 @@ pub fn check_plain(what: &'static str, name: &str) -> Result<(), NameError> {
     } else {
         Err(NameError {
             what,
-            name: name.to_string(),
+            // The name is the caller's: only its start is kept for the message.
+            name: name.chars().take(80).collect(),
         })
     }
 }

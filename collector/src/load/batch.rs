@@ -35,8 +35,13 @@ impl Loader {
                 "batch of transmission {id}: sequence numbers start at 1"
             )));
         }
-        // Decompress under the cap, off the async threads, before touching the database.
+        // Nothing is decompressed before the transmission is known to be
+        // the caller's and the agent's quotas leave room for the batch.
+        self.admit_batch(caller, id, b.seq, b.raw_len).await?;
+        // Decompress under the cap, off the async threads, within the
+        // collector-wide budget held until the rows are in the database.
         let max = self.max_batch_raw_bytes;
+        let _budget = self.budget.reserve(b.raw_len.min(max)).await?;
         let (data, raw_len, crc) = (b.data.clone(), b.raw_len, b.crc32c);
         let raw = tokio::task::spawn_blocking(move || {
             transmissor_proto::batch::decompress_checked(&data, raw_len, crc, max)

@@ -107,12 +107,15 @@ impl Loader {
             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
         check_plain("target", &spec.target)
             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
-        schema::check_columns(&spec.columns)?;
+        schema::check_columns(&spec.columns, self.max_target_columns)?;
+        schema::check_len("plan_version", &spec.plan_version, 200)?;
+        schema::check_len("snapshot", &spec.snapshot, 8192)?;
+        schema::check_len("agent_version", &spec.agent_version, 100)?;
 
         if let Some(found) = self.find(caller, spec.run_id, &spec.job).await? {
             return Ok(found);
         }
-        schema::check_types(&self.pool, &spec.columns).await?;
+        self.admit_transmission(caller).await?;
 
         // A schema change needs a brief exclusive lock on the target: it is
         // tried with a short lock_timeout, so readers queue behind it for

@@ -111,6 +111,12 @@ impl Loader {
         total_rows: u64,
         digest: &str,
     ) -> Result<CommitOutcome, CollectorError> {
+        if total_batches > self.quotas.batches_per_transmission {
+            return Err(CollectorError::InvalidArgument(format!(
+                "transmission {id} declares {total_batches} batches; a transmission holds at most {} (limits.max_batches_per_transmission)",
+                self.quotas.batches_per_transmission
+            )));
+        }
         let mut tx = self.pool.begin().await?;
         let t = Self::lock(&mut tx, caller, id).await?;
         match t.state {
@@ -255,12 +261,14 @@ impl Loader {
                 match found {
                     Some((id,)) => id,
                     None => {
+                        self.admit_transmission(caller).await?;
                         // Never begun (e.g. the query failed while being described):
                         // record it so the failure shows like any transmission.
                         check_plain("job", &job)
                             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
                         check_plain("target", &target)
                             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
+                        super::schema::check_len("plan_version", &plan_version, 200)?;
                         sqlx::query(
                             "INSERT INTO transmissor.transmissions \
                                (ibge, agent_id, run_id, job, mode, target, plan_version, columns, state, error, finished_at) \
@@ -300,7 +308,7 @@ impl Loader {
         Ok(state)
     }
 
-    async fn finish(
+    pub(super) async fn finish(
         &self,
         tx: &mut sqlx::PgConnection,
         id: i64,

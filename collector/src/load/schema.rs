@@ -1,12 +1,12 @@
 //! Columns of a job, modes and COPY formats, as the collector accepts them.
 //!
-//! Column types must be built-in PostgreSQL types (schema `pg_catalog`): the
-//! agent maps enums to `text` and domains to their base type; anything else
-//! is refused with an error that names the column and its type. What a
+//! Column types must be among the data types of [`ALLOWED_TYPES`] (the
+//! agent maps enums to `text` and domains to their base type); anything else
+//! is refused with an error that names the column and its type, decided
+//! without a query, however many columns a `Begin` lists. What a
 //! target's columns become is [`super::layout`] and [`super::evolve`].
 
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 
 use transmissor_proto::names::quote_ident;
 use transmissor_proto::pb;
@@ -45,19 +45,158 @@ impl From<&pb::Column> for ColumnSpec {
     }
 }
 
-/// Checks names and the shape of type names (no database needed).
-pub fn check_columns(cols: &[ColumnSpec]) -> Result<(), CollectorError> {
+/// Data types a target column may have, as PostgreSQL's `format_type`
+/// spells them (typmods and array brackets removed), plus their internal
+/// names. Only types that hold data: no `reg*` (`regclass`, `regrole`, …),
+/// `aclitem`, `oid`, `pg_lsn`, `xid` or `txid_snapshot`, whose input
+/// functions look up the analytic database's catalog or whose values mean
+/// nothing there, so an agent cannot probe that catalog through the errors
+/// its values cause.
+const ALLOWED_TYPES: &[&str] = &[
+    "boolean",
+    "bool",
+    "smallint",
+    "int2",
+    "integer",
+    "int",
+    "int4",
+    "bigint",
+    "int8",
+    "numeric",
+    "decimal",
+    "real",
+    "float4",
+    "double precision",
+    "float8",
+    "money",
+    "text",
+    "character varying",
+    "varchar",
+    "character",
+    "char",
+    "bpchar",
+    "\"char\"",
+    "name",
+    "bytea",
+    "date",
+    "time without time zone",
+    "time",
+    "time with time zone",
+    "timetz",
+    "timestamp without time zone",
+    "timestamp",
+    "timestamp with time zone",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+    "xml",
+    "inet",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "bit",
+    "bit varying",
+    "varbit",
+    "point",
+    "line",
+    "lseg",
+    "box",
+    "path",
+    "polygon",
+    "circle",
+    "tsvector",
+    "tsquery",
+    "int4range",
+    "int8range",
+    "numrange",
+    "daterange",
+    "tsrange",
+    "tstzrange",
+];
+
+/// Interval field qualifiers (`interval year to month`).
+const INTERVAL_FIELDS: &[&str] = &[
+    "year",
+    "month",
+    "day",
+    "hour",
+    "minute",
+    "second",
+    "year to month",
+    "day to hour",
+    "day to minute",
+    "day to second",
+    "hour to minute",
+    "hour to second",
+    "minute to second",
+];
+
+/// Whether `ty` (a `format_type` spelling) is one of [`ALLOWED_TYPES`],
+/// with or without typmods and array brackets. Decided without the
+/// database: a name that passes resolves to that built-in type.
+pub fn is_allowed_type(ty: &str) -> bool {
+    // Remove "(…)" typmods: "numeric(10,2)", "timestamp(3) with time zone".
+    let mut base = String::with_capacity(ty.len());
+    let mut depth = 0u32;
+    for ch in ty.chars() {
+        match ch {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            ')' => return false,
+            _ if depth == 0 => base.push(ch),
+            c if c.is_ascii_digit() || c == ',' || c == ' ' => {}
+            _ => return false,
+        }
+    }
+    if depth != 0 {
+        return false;
+    }
+    let mut base = base.trim();
+    while let Some(inner) = base.strip_suffix("[]") {
+        base = inner.trim_end();
+    }
+    let words: Vec<&str> = base.split_whitespace().collect();
+    let base = words.join(" ");
+    if ALLOWED_TYPES.contains(&base.as_str()) {
+        return true;
+    }
+    base.strip_prefix("interval ")
+        .is_some_and(|fields| INTERVAL_FIELDS.contains(&fields))
+}
+
+/// A string from the wire, bounded before it is stored or logged.
+pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), CollectorError> {
+    if value.len() > max {
+        return Err(CollectorError::InvalidArgument(format!(
+            "{field} is {} bytes long; at most {max} are accepted",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks the column list: its length first (at most `max_columns`, so a
+/// huge list costs nothing), then names and types, without the database.
+pub fn check_columns(cols: &[ColumnSpec], max_columns: usize) -> Result<(), CollectorError> {
     if cols.is_empty() {
         return Err(CollectorError::InvalidArgument(
             "a job must return at least one column".into(),
         ));
+    }
+    if cols.len() > max_columns {
+        return Err(CollectorError::InvalidArgument(format!(
+            "the job sends {} columns; a target holds at most {max_columns} (load.max_target_columns)",
+            cols.len()
+        )));
     }
     let mut seen = std::collections::HashSet::new();
     for c in cols {
         if c.name.is_empty() || c.name.len() > 63 || c.name.contains('\0') {
             return Err(CollectorError::InvalidArgument(format!(
                 "column name {:?} is empty, longer than 63 bytes or contains NUL",
-                c.name
+                c.name.chars().take(80).collect::<String>()
             )));
         }
         if c.name == IBGE_COLUMN || c.name == TRANSMISSION_COLUMN {
@@ -72,43 +211,13 @@ pub fn check_columns(cols: &[ColumnSpec]) -> Result<(), CollectorError> {
                 c.name
             )));
         }
-        let ok_chars = c.target_type.bytes().all(|b| {
-            b.is_ascii_lowercase()
-                || b.is_ascii_digit()
-                || matches!(b, b' ' | b'_' | b'(' | b')' | b',' | b'[' | b']' | b'"')
-        });
-        if c.target_type.is_empty() || c.target_type.len() > 100 || !ok_chars {
+        check_len("a column's source type", &c.source_type, 200)?;
+        if c.target_type.len() > 100 || !is_allowed_type(&c.target_type) {
             return Err(CollectorError::InvalidArgument(format!(
-                "column {:?} has type {:?}, which is not a built-in type name",
-                c.name, c.target_type
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Checks that every target type resolves to a built-in (pg_catalog) type.
-pub async fn check_types(pool: &PgPool, cols: &[ColumnSpec]) -> Result<(), CollectorError> {
-    for c in cols {
-        let row: Result<Option<(bool, String)>, sqlx::Error> = sqlx::query_as(
-            "SELECT t.typnamespace = 'pg_catalog'::regnamespace, t.typtype::text \
-             FROM pg_type t WHERE t.oid = to_regtype($1)",
-        )
-        .bind(&c.target_type)
-        .fetch_optional(pool)
-        .await;
-        let builtin = match row {
-            Ok(Some((in_catalog, typtype))) => {
-                in_catalog && matches!(typtype.as_str(), "b" | "r" | "m")
-            }
-            Ok(None) => false,
-            Err(sqlx::Error::Database(_)) => false,
-            Err(e) => return Err(CollectorError::DatabaseUnavailable(e.to_string())),
-        };
-        if !builtin {
-            return Err(CollectorError::InvalidArgument(format!(
-                "column {:?} has type {:?} (source type {:?}), which is not a built-in PostgreSQL type the analytic database can hold",
-                c.name, c.target_type, c.source_type
+                "column {:?} has type {:?} (source type {:?}), which is not among the data types the analytic database accepts",
+                c.name,
+                c.target_type.chars().take(100).collect::<String>(),
+                c.source_type
             )));
         }
     }
@@ -150,12 +259,67 @@ mod tests {
         ColumnSpec::builtin(n, t)
     }
 
+    fn check(cols: &[ColumnSpec]) -> Result<(), CollectorError> {
+        check_columns(cols, 400)
+    }
+
     #[test]
     fn injection_in_types_refused() {
-        assert!(check_columns(&[col("a", "integer); drop table x; --")]).is_err());
-        assert!(check_columns(&[col("a", "numeric(10,2)")]).is_ok());
-        assert!(check_columns(&[col("a", "timestamp(3) with time zone")]).is_ok());
-        assert!(check_columns(&[col("_ibge", "text")]).is_err());
-        assert!(check_columns(&[col("a", "text"), col("a", "text")]).is_err());
+        assert!(check(&[col("a", "integer); drop table x; --")]).is_err());
+        assert!(check(&[col("a", "numeric(10,2)")]).is_ok());
+        assert!(check(&[col("a", "timestamp(3) with time zone")]).is_ok());
+        assert!(check(&[col("_ibge", "text")]).is_err());
+        assert!(check(&[col("a", "text"), col("a", "text")]).is_err());
+    }
+
+    #[test]
+    fn only_data_types_are_allowed() {
+        for ok in [
+            "integer",
+            "character varying(255)",
+            "character varying(10)[]",
+            "numeric(10,2)",
+            "timestamp(3) without time zone",
+            "interval year to month",
+            "interval(3)",
+            "\"char\"",
+            "bit varying(5)",
+            "jsonb",
+            "text[][]",
+            "tstzrange",
+        ] {
+            assert!(is_allowed_type(ok), "{ok} refused");
+        }
+        for bad in [
+            "regclass",
+            "regrole",
+            "regprocedure",
+            "aclitem",
+            "oid",
+            "pg_lsn",
+            "xid",
+            "txid_snapshot",
+            "regclass[]",
+            "public.text",
+            "integer(",
+            "numeric(1)2)",
+            "interval forever",
+            "pg_catalog.regtype",
+            "text(abc)",
+        ] {
+            assert!(!is_allowed_type(bad), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn the_column_count_is_checked_before_anything_else() {
+        let many: Vec<ColumnSpec> = (0..401)
+            .map(|i| col(&format!("c{i}"), "regclass"))
+            .collect();
+        let e = check(&many).unwrap_err().to_string();
+        assert!(
+            e.contains("sends 401 columns; a target holds at most 400"),
+            "{e}"
+        );
     }
 }
