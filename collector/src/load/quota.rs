@@ -77,17 +77,21 @@ impl Loader {
                 q.batches_per_transmission
             )));
         }
-        let row: Option<(Uuid, String, i64)> =
+        let row: Option<(Uuid, String, bool, i64)> =
             sqlx::query_as(include_str!("queries/batch_admit.sql"))
                 .bind(id)
+                .bind(seq as i32)
                 .fetch_optional(&self.pool)
                 .await?;
-        let Some((_, state, staged)) = row.filter(|(agent, _, _)| *agent == caller.agent_id) else {
+        let Some((_, state, held, staged)) =
+            row.filter(|(agent, _, _, _)| *agent == caller.agent_id)
+        else {
             return Err(CollectorError::TransmissionNotFound(id));
         };
-        // A batch of a finished transmission goes on: it may be a repeat the
-        // agent never saw acknowledged, answered from the ledger.
-        if TxState::parse(&state) == TxState::Open
+        // A repeat of a held batch, or a batch of a finished transmission,
+        // goes on: it is answered from the ledger and stages nothing.
+        if !held
+            && TxState::parse(&state) == TxState::Open
             && (staged.max(0) as u64).saturating_add(raw_len) > q.staged_bytes_per_agent
         {
             tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, staged, "staged bytes quota reached");
