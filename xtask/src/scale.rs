@@ -61,6 +61,7 @@
 mod agents;
 mod analyst;
 mod heartbeat;
+mod hostile;
 mod national;
 mod stats;
 mod sys;
@@ -117,6 +118,12 @@ pub struct ScaleArgs {
     /// like the rest of the test harness).
     #[arg(long)]
     durable: bool,
+    /// Run phase 1 a second time while the last agent, compromised, and a
+    /// host without a certificate attack the collector (see
+    /// `xtask/src/scale/hostile.rs`); the normal agents' results of both
+    /// runs are compared.
+    #[arg(long)]
+    hostile: bool,
     /// Keep the configs, certificates and logs in DIR (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -137,6 +144,9 @@ pub fn run(args: ScaleArgs) -> Result<()> {
 async fn scale(args: ScaleArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let (n, m) = (args.agents as usize, args.municipalities as usize);
+    if args.hostile && n < 2 {
+        bail!("--hostile needs at least 2 agents (one of them turns hostile)");
+    }
     if m > n {
         bail!("--municipalities {m} needs as many agents; --agents is {n}");
     }
@@ -202,6 +212,20 @@ async fn scale(args: ScaleArgs) -> Result<()> {
 
     let mut results: Vec<(String, String)> = Vec::new();
     let mut result = |name: &str, value: String| results.push((name.to_string(), value));
+    if args.hostile {
+        let (normal, hostile) = agents.split_at(n - 1);
+        let under = hostile::run(&stack, normal, &hostile[0], &pid, &plan).await?;
+        errors += under.errors;
+        result("scale_hostile_errors", under.errors.to_string());
+        result(
+            "scale_hostile_heartbeat_p99_ms",
+            format!("{:.1}", under.heartbeat_p99_ms),
+        );
+        result(
+            "scale_hostile_batch_p99_ms",
+            format!("{:.1}", under.batch_p99_ms),
+        );
+    }
     if m > 0 {
         let plan = national::LoadPlan {
             municipalities: m,
