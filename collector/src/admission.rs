@@ -93,7 +93,6 @@ impl Admission {
             .try_acquire_owned()
             .map(Slot)
             .map_err(|_| {
-                tracing::warn!(%agent, max = self.max_calls, "agent has too many calls in progress");
                 CollectorError::Overloaded(format!(
                     "agent {agent} already has {} calls in progress (limits.max_calls_per_agent); retry later",
                     self.max_calls
@@ -109,7 +108,6 @@ impl Admission {
             .try_acquire_owned()
             .map(Slot)
             .map_err(|_| {
-                tracing::warn!(%agent, max = self.max_batches, "agent has too many batches in flight");
                 CollectorError::Overloaded(format!(
                     "agent {agent} already has {} batches in flight (half of limits.max_calls_per_agent); retry later",
                     self.max_batches

@@ -1,5 +1,7 @@
 //! The collector's errors, and the one place where they become gRPC statuses.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use thiserror::Error;
 use tonic::{Code, Status};
 
@@ -111,13 +113,58 @@ fn is_transient_db_error(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Refusals logged per second at most: a caller sending junk in a loop
+/// (a compromised agent, an anonymous host) must not fill the disk with
+/// log lines. Each refusal still reaches its caller, and what concerns a
+/// transmission is recorded with it; how many lines were left out is
+/// logged with the next one written.
+const REFUSALS_LOGGED_PER_SECOND: u64 = 50;
+
+struct RefusalLog {
+    second: AtomicU64,
+    in_second: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+static REFUSALS: RefusalLog = RefusalLog {
+    second: AtomicU64::new(0),
+    in_second: AtomicU64::new(0),
+    suppressed: AtomicU64::new(0),
+};
+
+impl RefusalLog {
+    /// Whether this refusal may be logged now, and how many were left out
+    /// before it.
+    fn admit(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.second.swap(now, Ordering::Relaxed) != now {
+            self.in_second.store(0, Ordering::Relaxed);
+        }
+        if self.in_second.fetch_add(1, Ordering::Relaxed) < REFUSALS_LOGGED_PER_SECOND {
+            Some(self.suppressed.swap(0, Ordering::Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 impl From<CollectorError> for Status {
     fn from(e: CollectorError) -> Self {
         let code = e.code();
         match code {
             Code::Internal => tracing::error!(error = %e, "request failed"),
-            Code::Unavailable => tracing::warn!(error = %e, "request failed, caller will retry"),
-            _ => tracing::warn!(code = ?code, error = %e, "request refused"),
+            _ => {
+                if let Some(left_out) = REFUSALS.admit() {
+                    if code == Code::Unavailable {
+                        tracing::warn!(error = %e, left_out, "request failed, caller will retry");
+                    } else {
+                        tracing::warn!(code = ?code, error = %e, left_out, "request refused");
+                    }
+                }
+            }
         }
         Status::new(code, e.to_string())
     }

@@ -44,14 +44,12 @@ impl Loader {
                 .await?;
         let q = &self.quotas;
         if open >= i64::from(q.open_per_agent) {
-            tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, open, "open transmissions quota reached");
             return Err(CollectorError::QuotaExceeded(format!(
                 "agent {} already holds {open} open transmissions (limits.max_open_transmissions_per_agent = {}); commit or abort them first",
                 caller.agent_id, q.open_per_agent
             )));
         }
         if today >= i64::from(q.per_agent_per_day) {
-            tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, today, "daily transmissions quota reached");
             return Err(CollectorError::QuotaExceeded(format!(
                 "agent {} started {today} transmissions in the last 24 hours (limits.max_transmissions_per_agent_per_day = {})",
                 caller.agent_id, q.per_agent_per_day
@@ -94,7 +92,6 @@ impl Loader {
             && TxState::parse(&state) == TxState::Open
             && (staged.max(0) as u64).saturating_add(raw_len) > q.staged_bytes_per_agent
         {
-            tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, staged, "staged bytes quota reached");
             return Err(CollectorError::QuotaExceeded(format!(
                 "agent {} holds {staged} raw bytes staged in open transmissions; this batch would pass limits.max_staged_bytes_per_agent ({} bytes)",
                 caller.agent_id, q.staged_bytes_per_agent
