@@ -1,7 +1,7 @@
 //! The agent's identity on disk, and the key and CSR behind it.
 //!
 //! ```text
-//! <state_dir>/identity/            0700
+//! <state_dir>/identity/            0700 (tightened to it if found wider)
 //!   agent.key    private key (PKCS#8 PEM, ECDSA P-256), 0600, never leaves the machine
 //!   agent.pem    certificate chain: the agent's certificate, then the issuing CA
 //!   trust.pem    the collector's trust bundle (its root CA)
@@ -266,7 +266,7 @@ pub fn read_info(paths: &IdentityPaths) -> Result<Option<AgentInfo>, IdentityErr
 
 pub fn write_info(paths: &IdentityPaths, info: &AgentInfo) -> Result<(), IdentityError> {
     let json = serde_json::to_vec_pretty(info).map_err(|e| invalid(&paths.info, e))?;
-    create_parent(&paths.info)?;
+    ensure_identity_dir(paths)?;
     write_atomic(&paths.info, &json, false).map_err(io_err(&paths.info))
 }
 
@@ -283,17 +283,18 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-/// Creates a missing parent directory (owner-only on unix).
+/// Creates a missing parent directory (0700 on unix, whatever the umask).
+/// An existing one is left alone: explicit paths may point anywhere.
 fn create_parent(path: &Path) -> Result<(), IdentityError> {
     let dir = parent(path);
-    if dir.exists() {
-        return Ok(());
-    }
-    let mut b = fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir).map_err(io_err(dir))
+    crate::private_fs::create_dir_all(dir).map_err(io_err(dir))
+}
+
+/// The identity directory (where `agent.json` lives, the agent's own):
+/// created, or tightened to 0700 when it is open to other users.
+fn ensure_identity_dir(paths: &IdentityPaths) -> Result<(), IdentityError> {
+    let dir = parent(&paths.info);
+    crate::private_fs::ensure_private_dir(dir).map_err(io_err(dir))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -334,7 +335,8 @@ pub fn store(
     chain_pem: &str,
     trust_pem: &str,
 ) -> Result<(), IdentityError> {
-    for p in [&paths.key, &paths.cert, &paths.trust, &paths.info] {
+    ensure_identity_dir(paths)?;
+    for p in [&paths.key, &paths.cert, &paths.trust] {
         create_parent(p)?;
     }
     let next_key = with_suffix(&paths.key, ".next");

@@ -8,6 +8,7 @@
 //! | [`source`]    | read-only session with pinned settings; column description      |
 //! | [`extract`]   | snapshot transaction, `COPY TO STDOUT` → batches → spool         |
 //! | [`spool`]     | crash-safe on-disk batches (format and invariants in its doc)   |
+//! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
 //! | [`transport`] | rustls (TLS 1.3, client certificate) + tonic channel            |
 //! | [`retry`]     | retriable-or-not classification; full-jitter backoff            |
 //! | [`upload`]    | begin / put batches (windowed) / commit, resumable              |
@@ -31,6 +32,7 @@ pub mod extract;
 pub mod heartbeat;
 pub mod identity;
 pub mod pin;
+pub mod private_fs;
 pub mod renew;
 pub mod retry;
 pub mod run;

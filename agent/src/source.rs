@@ -12,7 +12,8 @@
 use std::time::Duration;
 
 use thiserror::Error;
-use tokio_postgres::{Client, GenericClient, NoTls};
+use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
+use transmissor_proto::redact::{PgErrorFields, RedactedDbError};
 
 use crate::config::SourceConfig;
 use crate::spool::ColumnMeta;
@@ -34,23 +35,28 @@ pub enum SourceError {
     Column(String),
 }
 
+/// A PostgreSQL error without its data values ([`transmissor_proto::redact`]).
+pub fn redact_db_error(db: &tokio_postgres::error::DbError) -> RedactedDbError {
+    RedactedDbError::new(PgErrorFields {
+        code: db.code().code(),
+        message: db.message(),
+        detail: db.detail(),
+        hint: db.hint(),
+        schema: db.schema(),
+        table: db.table(),
+        column: db.column(),
+        datatype: db.datatype(),
+        constraint: db.constraint(),
+    })
+}
+
 /// Formats a PostgreSQL error the way an operator wants to read it:
-/// severity, SQLSTATE, message, detail, hint and position.
+/// severity, then SQLSTATE, condition, message, detail and hint as far as
+/// [`redact_db_error`] keeps them, and the position in the query.
 pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
-            // Messages and details can quote row values (personal data).
-            let message = transmissor_proto::redact::pg_message(db.message());
-            let mut s = format!("{} {}: {message}", db.severity(), db.code().code());
-            if let Some(d) = db.detail().filter(|d| !d.contains("Key (")) {
-                s.push_str(&format!(
-                    " (detail: {})",
-                    transmissor_proto::redact::pg_message(d)
-                ));
-            }
-            if let Some(h) = db.hint() {
-                s.push_str(&format!(" (hint: {h})"));
-            }
+            let mut s = format!("{} {}", db.severity(), redact_db_error(db));
             if let Some(tokio_postgres::error::ErrorPosition::Original(p)) = db.position() {
                 s.push_str(&format!(" (at character {p})"));
             }
@@ -89,8 +95,21 @@ pub async fn connect(cfg: &SourceConfig) -> Result<Client, SourceError> {
         message: describe_pg_error(&e),
     })?;
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %describe_pg_error(&e), "source connection ended");
+        // Drive the connection ourselves: tokio-postgres would log notices
+        // (`RAISE NOTICE` texts built from rows) as the server sent them.
+        let mut connection = connection;
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(n))) => {
+                    tracing::info!(notice = %redact_db_error(&n), "source database notice");
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %describe_pg_error(&e), "source connection ended");
+                    break;
+                }
+                None => break,
+            }
         }
     });
     client

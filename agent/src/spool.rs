@@ -29,6 +29,9 @@
 //!   definitively refused) its transmission.
 //! - The spool's total size never exceeds its limit: a batch that would pass
 //!   it is refused with [`SpoolError::Full`] and the extraction stops.
+//! - The spool directory is 0700 and every directory and file in it 0700 /
+//!   0600 whatever the umask ([`private_fs`]); a spool directory found open
+//!   to other users is tightened, with a warning.
 //! - Reading a batch verifies the frame's CRC, so a corrupted file is caught
 //!   before it is sent.
 
@@ -44,6 +47,7 @@ use transmissor_proto::batch::BatchCompressor;
 use uuid::Uuid;
 
 use crate::config::Mode;
+use crate::private_fs;
 
 const MAGIC: &[u8; 4] = b"TXB2";
 const HEADER_LEN: usize = 36;
@@ -150,9 +154,10 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Opens (creating) the spool and measures what it holds.
+    /// Opens (creating, or tightening to 0700) the spool and measures what
+    /// it holds.
     pub fn open(root: &Path, limit: u64) -> Result<Self, SpoolError> {
-        fs::create_dir_all(root).map_err(io_err(root))?;
+        private_fs::ensure_private_dir(root).map_err(io_err(root))?;
         let used = dir_size(root).map_err(io_err(root))?;
         Ok(Self {
             root: root.to_path_buf(),
@@ -172,7 +177,7 @@ impl Spool {
     /// Creates a job directory and its `job.json`.
     pub fn create_job(&self, meta: &JobMeta) -> Result<JobDir, SpoolError> {
         let dir = self.root.join(meta.run_id.to_string()).join(&meta.job);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        private_fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let jd = JobDir {
             dir,
             spool: self.clone(),
@@ -471,7 +476,7 @@ fn write_atomic(path: &Path, parts: &[&[u8]]) -> Result<(), SpoolError> {
 /// write to `<path>.tmp` (fsynced when `durable`), rename over `path`.
 fn write_renamed(path: &Path, parts: &[&[u8]], durable: bool) -> Result<(), SpoolError> {
     let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut f = private_fs::create_file(&tmp).map_err(io_err(&tmp))?;
     for p in parts {
         f.write_all(p).map_err(io_err(&tmp))?;
     }

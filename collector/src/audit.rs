@@ -104,8 +104,9 @@ pub async fn latest(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<Entry>, sqlx:
 pub fn render(rows: &[Entry]) -> String {
     let mut out = String::new();
     for r in rows {
-        out.push_str(&format!(
-            "{}  {:<18} {:<45} ibge={} agent={} from={} {}\n",
+        // The detail may carry what an agent sent: escaped for the terminal.
+        let line = format!(
+            "{}  {:<18} {:<45} ibge={} agent={} from={} {}",
             r.at.format("%Y-%m-%d %H:%M:%S"),
             r.action,
             r.actor,
@@ -119,7 +120,9 @@ pub fn render(rows: &[Entry]) -> String {
             } else {
                 r.detail.to_string()
             },
-        ));
+        );
+        out.push_str(&transmissor_proto::terminal::printable(&line));
+        out.push('\n');
     }
     if rows.is_empty() {
         out.push_str("(audit log is empty)\n");

@@ -63,8 +63,10 @@ pub enum CollectorError {
     /// A schema change kept giving way to readers; the caller retries later.
     #[error("{0}")]
     TargetBusy(String),
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    /// Printed redacted ([`crate::pg_error`]), and not a `source`: an error
+    /// chain walked by a caller would print the database's own words.
+    #[error("database error: {}", crate::pg_error::describe(.0))]
+    Database(sqlx::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -96,6 +98,12 @@ impl CollectorError {
             }
             Self::Internal(_) => Code::Internal,
         }
+    }
+}
+
+impl From<sqlx::Error> for CollectorError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Database(e)
     }
 }
 

@@ -16,6 +16,7 @@
 //! | [`service`]  | the gRPC `Transmission` service: thin translation layer          |
 //! | [`load`]     | begin / batch / commit / abort / status against PostgreSQL       |
 //! | [`error`]    | error type and its single mapping to gRPC status                 |
+//! | [`pg_error`] | database errors as text without data values (by SQLSTATE)        |
 //! | [`health`]   | `grpc.health.v1` driven by real database reachability            |
 //! | [`server`]   | `prepare` (checks before binding) and `run` (serve, drain, stop) |
 //! | [`status`]   | the per-municipality status report                               |
@@ -44,6 +45,7 @@ pub mod heartbeats;
 pub mod identity;
 pub mod lifecycle;
 pub mod load;
+pub mod pg_error;
 pub mod pki;
 pub mod registry;
 pub mod server;

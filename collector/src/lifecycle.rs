@@ -96,7 +96,7 @@ impl AgentLifecycle for LifecycleService {
         let caller = run_detached(async move { auth.authenticate_peer(peer).await }).await?;
         let report = request.into_inner();
         if !report.warning.is_empty() {
-            tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, warning = %report.warning, "agent reports a warning");
+            tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, warning = %transmissor_proto::terminal::printable(&report.warning), "agent reports a warning");
         }
         self.heartbeats.record(caller.agent_id, report);
         Ok(Response::new(pb::HeartbeatResponse {

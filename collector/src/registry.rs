@@ -129,8 +129,9 @@ pub fn render_agents(rows: &[AgentRow]) -> String {
             _ => "-".into(),
         };
         let muni: String = r.municipality.chars().take(16).collect();
-        out.push_str(&format!(
-            "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<20}  {:<10}  {:>8}  {:<9}  {}{}\n",
+        // Version, runs and warning come from the agent: escaped for the terminal.
+        let line = format!(
+            "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<20}  {:<10}  {:>8}  {:<9}  {}{}",
             r.id,
             r.ibge,
             muni,
@@ -153,7 +154,9 @@ pub fn render_agents(rows: &[AgentRow]) -> String {
                 .as_deref()
                 .map(|w| format!("  WARNING: {w}"))
                 .unwrap_or_default(),
-        ));
+        );
+        out.push_str(&transmissor_proto::terminal::printable(&line));
+        out.push('\n');
     }
     if rows.is_empty() {
         out.push_str("(no agents)\n");
@@ -196,4 +199,38 @@ pub async fn revoke(
     }
     tx.commit().await?;
     Ok(revoked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_strings_reach_the_terminal_without_control_characters() {
+        let bad = "\x1b[2J\x1b]0;pwned\x07\u{9b}1m\u{202e}";
+        let row = AgentRow {
+            id: Uuid::nil(),
+            ibge: "3550308".into(),
+            municipality: "São Paulo".into(),
+            created_at: chrono::Utc::now(),
+            revoked_at: None,
+            hostname: Some(format!("host{bad}")),
+            agent_version: Some(format!("1.0{bad}")),
+            os: Some(format!("linux{bad}")),
+            cert_not_after: None,
+            heartbeat_at: None,
+            clock_offset_ms: None,
+            spool_used_bytes: None,
+            spool_limit_bytes: None,
+            last_runs: Some(
+                serde_json::json!([{"job": format!("j{bad}"), "outcome": format!("ok{bad}")}]),
+            ),
+            warning: Some(format!("warning{bad}")),
+        };
+        let out = render_agents(&[row]);
+        assert!(out.contains("WARNING: warning\\u{1b}[2J"), "{out}");
+        for c in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+            assert!(!out.contains(c), "{c:?} in {out:?}");
+        }
+    }
 }

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
+use transmissor_proto::terminal::printable;
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct LastTransmission {
@@ -68,7 +69,8 @@ fn columns_cell(r: &LastTransmission) -> String {
     )
 }
 
-/// Renders the table shown by `status`.
+/// Renders the table shown by `status`, every cell made safe for a
+/// terminal ([`printable`]).
 pub fn render(rows: &[LastTransmission]) -> String {
     let header = [
         "IBGE",
@@ -99,7 +101,7 @@ pub fn render(rows: &[LastTransmission]) -> String {
         if error.chars().count() > 120 {
             error = error.chars().take(117).collect::<String>() + "...";
         }
-        table.push(vec![
+        let cells = vec![
             r.ibge.clone(),
             r.municipality.clone(),
             r.job.clone(),
@@ -114,7 +116,9 @@ pub fn render(rows: &[LastTransmission]) -> String {
                 .unwrap_or_else(|| "-".into()),
             columns_cell(r),
             error,
-        ]);
+        ];
+        // Job, target, columns and error texts come from agents.
+        table.push(cells.iter().map(|c| printable(c).into_owned()).collect());
     }
     let widths: Vec<usize> = (0..header.len())
         .map(|i| {
@@ -139,4 +143,39 @@ pub fn render(rows: &[LastTransmission]) -> String {
         out.push_str("(no transmissions yet)\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a hostile agent may put in any string it sends.
+    const INJECTION: &str = "\x1b[2J\x1b]0;pwned\x07\u{9b}1m\u{202e}";
+
+    #[test]
+    fn agent_strings_reach_the_terminal_without_control_characters() {
+        let t = Utc::now();
+        let row = LastTransmission {
+            ibge: "3550308".into(),
+            municipality: "São Paulo".into(),
+            job: format!("job{INJECTION}"),
+            target: format!("target{INJECTION}"),
+            transmission_id: 1,
+            state: "failed".into(),
+            rows: 0,
+            raw_bytes: 0,
+            compressed_bytes: 0,
+            batches: 0,
+            started_at: t,
+            finished_at: Some(t),
+            error: Some(format!("error{INJECTION}")),
+            missing_columns: vec![format!("col{INJECTION}")],
+            slice_columns: 2,
+        };
+        let out = render(&[row]);
+        assert!(out.contains("job\\u{1b}[2J"), "{out}");
+        for c in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
+            assert!(!out.contains(c), "{c:?} in {out:?}");
+        }
+    }
 }

@@ -10,9 +10,10 @@
 //! | [`logging`]  | tracing set-up of both binaries (text or JSON, `TRANSMISSOR_LOG`)    |
 //! | [`limits`]   | message and batch size limits both sides agree on                     |
 //! | [`names`]    | validation and quoting of SQL identifiers carried on the wire        |
-//! | [`redact`]   | keeping data values (personal data) out of logged error messages     |
+//! | [`redact`]   | PostgreSQL errors without data values (personal data), by SQLSTATE   |
 //! | [`secret`]   | passwords from owner-only files or the environment                   |
 //! | [`token`]    | one-time enrollment tokens and CA public-key pins                    |
+//! | [`terminal`] | agent-supplied text made safe to print on an operator's terminal     |
 //! | [`shutdown`] | SIGINT/SIGTERM → cancellation token (both binaries)                  |
 
 pub mod batch;
@@ -25,6 +26,7 @@ pub mod names;
 pub mod redact;
 pub mod secret;
 pub mod shutdown;
+pub mod terminal;
 pub mod token;
 
 /// Generated protobuf and gRPC code (package `transmissor.v1`).

