@@ -139,11 +139,11 @@ impl Heartbeats {
                 () = tokio::time::sleep(every) => {}
             }
             if let Err(e) = self.flush(&pool).await {
-                tracing::warn!(error = %e, "cannot write heartbeats");
+                tracing::warn!(error = %crate::pg_error::describe(&e), "cannot write heartbeats");
             }
         }
         if let Err(e) = self.flush(&pool).await {
-            tracing::warn!(error = %e, "cannot write the last heartbeats");
+            tracing::warn!(error = %crate::pg_error::describe(&e), "cannot write the last heartbeats");
         }
     }
 }

@@ -309,7 +309,8 @@ async fn payload_refusals() -> anyhow::Result<()> {
         .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("batches missing"), "{e:?}");
-    // A hostile total costs the collector nothing: what is missing is
+    // A hostile total costs the collector nothing: above the configured
+    // maximum it is refused outright, and below it what is missing is
     // counted from the ledger, never by walking 1..=total.
     let e = c
         .commit(pb::CommitRequest {
@@ -320,10 +321,24 @@ async fn payload_refusals() -> anyhow::Result<()> {
         })
         .await
         .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("max_batches_per_transmission"),
+        "{e:?}"
+    );
+    let e = c
+        .commit(pb::CommitRequest {
+            transmission_id: id,
+            total_batches: 100_000,
+            total_rows: 3,
+            digest: digest.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
     assert!(
         e.message()
-            .contains("4294967294 of 4294967295 batches missing (2, 3, 4,"),
+            .contains("99999 of 100000 batches missing (2, 3, 4,"),
         "{e:?}"
     );
     let r = c
