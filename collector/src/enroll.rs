@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::CertificateSigningRequestParams;
 use sqlx::PgPool;
 use uuid::Uuid;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -115,7 +114,7 @@ impl Enroller {
     /// Signs a certificate for `uri` with the CSR's public key (and nothing
     /// else from the CSR).
     fn sign(&self, uri: &AgentUri, csr_pem: &str) -> Result<Signed, CollectorError> {
-        let csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(|e| {
+        let csr = crate::pki::parse_csr(csr_pem).map_err(|e| {
             CollectorError::InvalidArgument(format!(
                 "the certificate request does not parse or its signature is wrong: {e}"
             ))

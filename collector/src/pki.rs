@@ -22,6 +22,8 @@ pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
 pub enum PkiError {
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
+    #[error("the certificate request's key does not match its signature algorithm")]
+    CsrKeyAlgorithm,
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -183,6 +185,29 @@ impl Ca {
     }
 }
 
+/// Parses a PEM certificate request as `Enroll` and `Renew` take it from a
+/// caller: the request's signature is verified, and its public key is
+/// returned only when a certificate signed for it carries the very
+/// SubjectPublicKeyInfo of the request. (rcgen takes the key's algorithm
+/// from the request's *signature* algorithm, so a P-384 key that signs its
+/// request with ecdsa-with-SHA256 would otherwise get a certificate
+/// claiming a P-256 key; found by the `csr` fuzz target.)
+pub fn parse_csr(csr_pem: &str) -> Result<rcgen::CertificateSigningRequestParams, PkiError> {
+    use rcgen::PublicKeyData;
+    use rustls_pki_types::pem::PemObject;
+    use x509_parser::prelude::{FromDer, X509CertificationRequest};
+
+    let der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(csr_pem.as_bytes())
+        .map_err(|_| rcgen::Error::CouldNotParseCertificationRequest)?;
+    let csr = rcgen::CertificateSigningRequestParams::from_der(&der)?;
+    let (_, req) = X509CertificationRequest::from_der(der.as_ref())
+        .map_err(|_| rcgen::Error::CouldNotParseCertificationRequest)?;
+    if csr.public_key.subject_public_key_info() != req.certification_request_info.subject_pki.raw {
+        return Err(PkiError::CsrKeyAlgorithm);
+    }
+    Ok(csr)
+}
+
 /// Writes a file readable by its owner only (0600), replacing any old one.
 pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     let io = |source| PkiError::Io {
@@ -207,4 +232,60 @@ pub fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A P-384 key whose request is signed with ecdsa-with-SHA256 (made with
+    /// `openssl req -new -key p384.key -sha256`): rcgen reads the key as a
+    /// P-256 one. Found by the `csr` fuzz target (fuzz/fuzz_targets/csr.rs).
+    const P384_SIGNED_WITH_SHA256: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIIBBDCBiwIBADAMMQowCAYDVQQDDAF4MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAE
+SqGxd1g7pqBknXBkfY8P1lTbKHU2IEzFAnxJ6giFmFCUxrt9d3DoqK3AEYRZOeAs
+oihzsZksTgze9UjTsmoBrUtR2YYQ3vE0zVjedKIMMKG2Qt63dos0y1TWJs86cLka
+oAAwCgYIKoZIzj0EAwIDaAAwZQIxAOg+rH1pVxdyjrYnLBoZ5F0b3AH7gigi5ZGC
+/jhI71S82esl6JJR+keVmH33+ex7FwIwTNcef1iTBtFSoPXYPfXfo5HvB0IUdM/n
+GK2a5fVYNMKZ9IARI1YngkNB1iGfcaRb
+-----END CERTIFICATE REQUEST-----
+";
+
+    #[test]
+    fn csr_key_must_match_its_signature_algorithm() {
+        // rcgen alone accepts it, with the wrong key algorithm.
+        let csr =
+            rcgen::CertificateSigningRequestParams::from_pem(P384_SIGNED_WITH_SHA256).unwrap();
+        assert_eq!(csr.public_key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(matches!(
+            parse_csr(P384_SIGNED_WITH_SHA256),
+            Err(PkiError::CsrKeyAlgorithm)
+        ));
+    }
+
+    #[test]
+    fn agent_requests_parse_and_keep_their_key() {
+        use rcgen::PublicKeyData;
+        for alg in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &rcgen::PKCS_ED25519,
+        ] {
+            let key = KeyPair::generate_for(alg).unwrap();
+            let pem = CertificateParams::default()
+                .serialize_request(&key)
+                .unwrap()
+                .pem()
+                .unwrap();
+            let csr = parse_csr(&pem).unwrap();
+            assert_eq!(
+                csr.public_key.subject_public_key_info(),
+                key.subject_public_key_info()
+            );
+        }
+        assert!(matches!(
+            parse_csr("not a request"),
+            Err(PkiError::Rcgen(_))
+        ));
+    }
 }

@@ -6,12 +6,14 @@
 //! layout at 5,570 municipalities) and
 //! `cargo xtask fault` (a bounded campaign of crashes, restarts, network
 //! cuts, a full and a corrupted spool, kills inside a commit and schema
-//! changes, checked row for row).
+//! changes, checked row for row) and
+//! `cargo xtask fuzz` (every `cargo fuzz` target for a bounded time).
 
 mod bench;
 mod compare;
 mod demo;
 mod fault;
+mod fuzz;
 mod scale;
 mod setup;
 
@@ -51,6 +53,11 @@ enum Command {
     /// transmission; after the system recovers by itself, checks the targets
     /// against the source; prints RESULT lines and fails when a round failed.
     Fault(fault::FaultArgs),
+    /// Runs every `cargo fuzz` target of `fuzz/` (nightly, libFuzzer) for
+    /// --seconds each over the corpora in `fuzz/corpus/`, installing
+    /// cargo-fuzz (and the nightly toolchain) when missing; fails on a crash
+    /// with the input's path and the command that reproduces it.
+    Fuzz(fuzz::FuzzArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -67,6 +74,7 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Scale(args) => scale::run(args),
         Command::Fault(args) => fault::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }
