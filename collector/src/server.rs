@@ -92,12 +92,14 @@ pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
     let enroller = match &cfg.ca {
         Some(ca) => {
             let loaded = crate::ca::load(&ca.dir)?;
+            let own_pool =
+                crate::db::connect_sized(&cfg.database, cfg.enrollment.database_connections)
+                    .await?;
             Some(Arc::new(Enroller::new(
-                pool.clone(),
+                own_pool,
                 Arc::new(loaded),
-                ca.agent_cert_lifetime,
-                ca.not_before_backdate,
-                ca.revoke_previous_on_enroll,
+                ca,
+                &cfg.enrollment,
             )))
         }
         None => None,
@@ -177,12 +179,7 @@ pub async fn run(
 
     // The accept loop stops with `accept_stop`; in-flight calls then drain.
     let accept_stop = CancellationToken::new();
-    let incoming = tls::incoming(
-        listener,
-        tls_config,
-        cfg.server.handshake_timeout,
-        accept_stop.clone(),
-    );
+    let incoming = tls::incoming(listener, tls_config, &cfg.server, accept_stop.clone());
     tracing::info!(addr = ?addr, "collector listening (gRPC, mutual TLS 1.3)");
 
     let drain = cfg.server.drain_timeout;

@@ -4,6 +4,7 @@
 //! | module     | responsibility                                                    |
 //! |------------|-------------------------------------------------------------------|
 //! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
+//! | [`identities`]| enrolling, renewing and calling with chosen certificates |
 //! | [`fidelity`]| the fidelity data set: every tricky type and value, per server version |
 //! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
 //! | [`pg`]     | throwaway PostgreSQL clusters (the system's server, or PostgreSQL 10 to 18 from the embedded distributions) |
@@ -15,6 +16,7 @@
 pub mod balancer;
 pub mod client;
 pub mod fidelity;
+pub mod identities;
 pub mod netns;
 pub mod pec;
 pub mod pg;
