@@ -7,6 +7,10 @@
 //! connections present the new certificate (and trust the new bundle) while
 //! established HTTP/2 connections keep their TLS session and their
 //! in-flight uploads.
+//!
+//! [`Trust`] also refuses a collector chain through an issuing CA that the
+//! collector retired (`ca retire`; listed in the trust bundle received at
+//! enrollment or renewal), even though it still chains to the root.
 
 use std::sync::{Arc, RwLock};
 
@@ -69,6 +73,20 @@ impl ResolvesClientCert for ClientCert {
 pub struct Trust {
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<WebPkiServerVerifier>>,
+    /// Key pins of retired issuing CAs.
+    retired: RwLock<Arc<Vec<[u8; 32]>>>,
+}
+
+/// The collector's chain goes through a retired issuing CA.
+#[derive(thiserror::Error)]
+#[error("the collector presented a certificate chain through a retired issuing CA")]
+pub struct RetiredIssuer;
+
+// rustls shows a custom certificate error with `Debug`: make it the sentence.
+impl std::fmt::Debug for RetiredIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
 }
 
 fn webpki(
@@ -85,17 +103,27 @@ fn webpki(
 }
 
 impl Trust {
-    pub fn new(roots: &[CertificateDer<'static>]) -> Result<Self, rustls::Error> {
+    pub fn new(
+        roots: &[CertificateDer<'static>],
+        retired: &[[u8; 32]],
+    ) -> Result<Self, rustls::Error> {
         let provider = provider();
         Ok(Self {
             current: RwLock::new(webpki(roots, &provider)?),
+            retired: RwLock::new(Arc::new(retired.to_vec())),
             provider,
         })
     }
 
-    /// New handshakes verify the collector against `roots` from now on.
-    pub fn replace(&self, roots: &[CertificateDer<'static>]) -> Result<(), rustls::Error> {
+    /// New handshakes verify the collector against `roots`, refusing the
+    /// `retired` issuing CAs, from now on.
+    pub fn replace(
+        &self,
+        roots: &[CertificateDer<'static>],
+        retired: &[[u8; 32]],
+    ) -> Result<(), rustls::Error> {
         write(&self.current, webpki(roots, &self.provider)?);
+        write(&self.retired, Arc::new(retired.to_vec()));
         Ok(())
     }
 }
@@ -109,7 +137,28 @@ impl ServerCertVerifier for Trust {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        read(&self.current).verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        let ok = read(&self.current).verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp,
+            now,
+        )?;
+        let retired = read(&self.retired);
+        if !retired.is_empty()
+            && intermediates
+                .iter()
+                .filter_map(identity::spki_pin_of)
+                .any(|k| retired.contains(&k))
+        {
+            tracing::error!(
+                "the collector's certificate chain goes through a retired issuing CA; refusing it"
+            );
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Other(rustls::OtherError(Arc::new(RetiredIssuer))),
+            ));
+        }
+        Ok(ok)
     }
 
     fn verify_tls12_signature(
@@ -149,7 +198,7 @@ impl Credentials {
     pub fn from_loaded(loaded: &Loaded) -> Result<Self, IdentityError> {
         Ok(Self {
             cert: Arc::new(ClientCert::new(loaded.certified.clone())),
-            trust: Arc::new(Trust::new(&loaded.trust).map_err(tls_err)?),
+            trust: Arc::new(Trust::new(&loaded.trust, &loaded.retired).map_err(tls_err)?),
             validity: RwLock::new(loaded.validity),
         })
     }
@@ -188,7 +237,9 @@ impl Credentials {
 
     /// Swaps in a renewed identity: new connections use it at once.
     pub fn install(&self, loaded: &Loaded) -> Result<(), IdentityError> {
-        self.trust.replace(&loaded.trust).map_err(tls_err)?;
+        self.trust
+            .replace(&loaded.trust, &loaded.retired)
+            .map_err(tls_err)?;
         self.cert.swap(loaded.certified.clone());
         write(&self.validity, loaded.validity);
         Ok(())

@@ -238,6 +238,8 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
         &resp.certificate_chain_pem,
         &resp.trust_bundle_pem,
     )?;
+    // A renewal key of an earlier identity has no use any more.
+    let _ = std::fs::remove_file(identity::pending_key_path(&opts.paths));
     identity::write_info(
         &opts.paths,
         &AgentInfo {
@@ -247,6 +249,7 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
             enrolled_at: Utc::now(),
             renewed_at: None,
             clock_offset_ms: offset,
+            pinned_root: Some(identity::pin_hex(&token.pin)),
         },
     )?;
     tracing::info!(%agent_id, %ibge, not_after = %validity.not_after(), "agent enrolled");

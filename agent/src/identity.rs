@@ -4,8 +4,11 @@
 //! <state_dir>/identity/            0700 (tightened to it if found wider)
 //!   agent.key    private key (PKCS#8 PEM, ECDSA P-256), 0600, never leaves the machine
 //!   agent.pem    certificate chain: the agent's certificate, then the issuing CA
-//!   trust.pem    the collector's trust bundle (its root CA)
+//!   trust.pem    the collector's trust bundle (its root CA), and the issuing
+//!                CAs the collector retired, as `TRANSMISSOR RETIRED CA` sections
 //!   agent.json   agent id, municipality, collector endpoint, enrolment time
+//!   agent.key.pending  a renewal's new key (0600) until that renewal succeeds,
+//!                so a retry after a lost answer or a restart asks for the same key
 //! ```
 //! Explicit `collector.{cert,key,ca}_file` paths in the config replace the
 //! first three (see [`IdentityPaths::from_config`]).
@@ -120,6 +123,10 @@ pub struct AgentInfo {
     /// Last measured offset of the collector's clock (collector − agent).
     #[serde(default)]
     pub clock_offset_ms: i64,
+    /// SHA-256 (hex) of the root CA key the enrollment token pinned: every
+    /// later trust bundle must still contain it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_root: Option<String>,
 }
 
 /// Validity of a certificate, in Unix milliseconds.
@@ -140,6 +147,7 @@ impl Validity {
 }
 
 /// A freshly generated key (ECDSA P-256) and the CSR carrying its public key.
+#[derive(Clone)]
 pub struct NewKey {
     pub key_pem: String,
     pub csr_pem: String,
@@ -155,14 +163,29 @@ impl std::fmt::Debug for NewKey {
 /// the CSR's public key).
 pub fn new_key() -> Result<NewKey, IdentityError> {
     let key = rcgen::KeyPair::generate().map_err(|e| IdentityError::Key(e.to_string()))?;
+    with_csr(&key)
+}
+
+/// The CSR for a key already made (a renewal retried after a restart).
+pub fn key_from_pem(key_pem: &str) -> Result<NewKey, IdentityError> {
+    let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| IdentityError::Key(e.to_string()))?;
+    with_csr(&key)
+}
+
+fn with_csr(key: &rcgen::KeyPair) -> Result<NewKey, IdentityError> {
     let csr = rcgen::CertificateParams::default()
-        .serialize_request(&key)
+        .serialize_request(key)
         .and_then(|c| c.pem())
         .map_err(|e| IdentityError::Key(e.to_string()))?;
     Ok(NewKey {
         key_pem: key.serialize_pem(),
         csr_pem: csr,
     })
+}
+
+/// Where a renewal's new key waits until the renewal succeeds.
+pub fn pending_key_path(paths: &IdentityPaths) -> PathBuf {
+    with_suffix(&paths.key, ".pending")
 }
 
 /// Parses PEM certificates (at least one).
@@ -220,10 +243,38 @@ pub fn agent_uri_of(cert: &CertificateDer<'_>) -> Option<AgentUri> {
     })
 }
 
+/// SHA-256 of a certificate's SubjectPublicKeyInfo (the pin format).
+pub fn spki_pin_of(cert: &CertificateDer<'_>) -> Option<[u8; 32]> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
+    Some(transmissor_proto::token::spki_pin(c.public_key().raw))
+}
+
+/// The PEM label of an issuing CA the collector retired.
+pub const RETIRED_SECTION: &str = "TRANSMISSOR RETIRED CA";
+
+/// Key pins of the retired issuing CAs listed in a trust bundle (sections
+/// that certificate readers skip).
+pub fn retired_cas(trust_pem: &str) -> Vec<[u8; 32]> {
+    let relabelled = trust_pem
+        .replace("CERTIFICATE-----", "IGNORED SECTION-----")
+        .replace(&format!("{RETIRED_SECTION}-----"), "CERTIFICATE-----");
+    CertificateDer::pem_slice_iter(relabelled.as_bytes())
+        .filter_map(Result::ok)
+        .filter_map(|c| spki_pin_of(&c))
+        .collect()
+}
+
+/// Hex of a pin.
+pub fn pin_hex(pin: &[u8; 32]) -> String {
+    pin.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What [`load`] reads.
 pub struct Loaded {
     pub certified: Arc<CertifiedKey>,
     pub trust: Vec<CertificateDer<'static>>,
+    /// Key pins of retired issuing CAs (from the trust bundle).
+    pub retired: Vec<[u8; 32]>,
     pub validity: Validity,
     pub info: Option<AgentInfo>,
 }
@@ -242,12 +293,14 @@ pub fn load(paths: &IdentityPaths) -> Result<Loaded, IdentityError> {
     recover(paths)?;
     let chain_pem = read(&paths.cert)?;
     let key_pem = read(&paths.key)?;
-    let trust = parse_certs(&read(&paths.trust)?, &paths.trust)?;
+    let trust_pem = read(&paths.trust)?;
+    let trust = parse_certs(&trust_pem, &paths.trust)?;
     let certified = certified_key(&chain_pem, &key_pem, paths)?;
     let validity = validity_of(&certified.cert[0])?;
     Ok(Loaded {
         certified,
         trust,
+        retired: retired_cas(&trust_pem),
         validity,
         info: read_info(paths)?,
     })

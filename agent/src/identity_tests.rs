@@ -32,6 +32,7 @@ fn store_then_load_round_trip() {
         enrolled_at: Utc::now(),
         renewed_at: None,
         clock_offset_ms: -42,
+        pinned_root: None,
     };
     write_info(&paths, &info).unwrap();
 

@@ -16,6 +16,17 @@
 //! An expired certificate cannot be renewed: the agent logs exactly that and
 //! how to re-enroll, and picks up a new identity written by `enroll --force`
 //! without a restart.
+//!
+//! A renewal's answer is checked before anything is written: the
+//! certificate must name this agent and match the new key, and the trust
+//! bundle must still contain the root CA the enrollment token pinned
+//! (`agent.json`'s `pinned_root`; for identities enrolled before it was
+//! recorded, a root of the current bundle). Otherwise the old credentials
+//! stay. Until a renewal succeeds, retries (also after a restart: the key
+//! waits in `agent.key.pending`, 0600) reuse the same new key, so a
+//! collector whose answer was lost returns the certificate it already issued
+//! instead of seeing a second key renew this identity (which it refuses as
+//! a stolen key).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -60,6 +71,10 @@ pub enum RenewError {
     Call(Box<Status>),
     #[error("the collector returned an unusable certificate: {0}")]
     Response(String),
+    #[error(
+        "the collector's new trust bundle does not contain the pinned root CA ({pinned}); the current credentials are kept"
+    )]
+    PinnedRootMissing { pinned: String },
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("{}", expired_message(*.not_after))]
@@ -72,7 +87,9 @@ impl RenewError {
         match self {
             RenewError::Call(s) => is_retriable(s.code()),
             RenewError::Identity(_) => true,
-            RenewError::Response(_) | RenewError::Expired { .. } => false,
+            RenewError::Response(_)
+            | RenewError::PinnedRootMissing { .. }
+            | RenewError::Expired { .. } => false,
         }
     }
 }
@@ -251,6 +268,30 @@ pub struct Renewer {
     clock: Arc<ClockSync>,
     status: Arc<AgentStatus>,
     retry: RetryConfig,
+    /// The new key of a renewal not yet answered, reused by its retries.
+    pending: Arc<std::sync::Mutex<Option<identity::NewKey>>>,
+}
+
+/// Refuses a trust bundle that lacks every pinned root key.
+pub fn check_pinned_root(
+    bundle: &[rustls_pki_types::CertificateDer<'_>],
+    pinned: &[[u8; 32]],
+) -> Result<(), RenewError> {
+    if pinned.is_empty()
+        || bundle
+            .iter()
+            .filter_map(identity::spki_pin_of)
+            .any(|k| pinned.contains(&k))
+    {
+        return Ok(());
+    }
+    Err(RenewError::PinnedRootMissing {
+        pinned: pinned
+            .iter()
+            .map(identity::pin_hex)
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
 }
 
 impl Renewer {
@@ -269,13 +310,55 @@ impl Renewer {
             clock,
             status,
             retry,
+            pending: Arc::default(),
         }
+    }
+
+    /// The new key of the renewal under way: in memory, else the one a
+    /// previous process left on disk, else a new one (written 0600 first).
+    fn pending_key(&self) -> Result<identity::NewKey, RenewError> {
+        let mut slot = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = slot.as_ref() {
+            return Ok(k.clone());
+        }
+        let path = identity::pending_key_path(&self.paths);
+        let left = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|pem| identity::key_from_pem(&pem).ok());
+        let k = match left {
+            Some(k) => k,
+            None => {
+                let k = identity::new_key()?;
+                identity::write_atomic(&path, k.key_pem.as_bytes(), true)
+                    .map_err(|source| IdentityError::Io { path, source })?;
+                k
+            }
+        };
+        *slot = Some(k.clone());
+        Ok(k)
+    }
+
+    /// The root keys a new trust bundle must contain.
+    fn pinned_roots(&self) -> Vec<[u8; 32]> {
+        let recorded = identity::read_info(&self.paths)
+            .ok()
+            .flatten()
+            .and_then(|i| i.pinned_root)
+            .and_then(|hex| parse_pin_hex(&hex));
+        if let Some(pin) = recorded {
+            return vec![pin];
+        }
+        std::fs::read_to_string(&self.paths.trust)
+            .ok()
+            .and_then(|pem| identity::parse_certs(&pem, &self.paths.trust).ok())
+            .map(|certs| certs.iter().filter_map(identity::spki_pin_of).collect())
+            .unwrap_or_default()
     }
 
     /// One renewal, now: fresh key, CSR, new chain stored atomically and
     /// swapped in for new connections. Returns the new validity.
     pub async fn renew_now(&self) -> Result<Validity, RenewError> {
-        let new = identity::new_key()?;
+        let new = self.pending_key()?;
         let sent = clock::now_unix_ms();
         let resp = self
             .client
@@ -306,7 +389,11 @@ impl Renewer {
                 source,
             })?
         } else {
-            identity::parse_certs(&resp.trust_bundle_pem, &self.paths.trust).map_err(bad)?;
+            let bundle =
+                identity::parse_certs(&resp.trust_bundle_pem, &self.paths.trust).map_err(bad)?;
+            check_pinned_root(&bundle, &self.pinned_roots()).inspect_err(|e| {
+                tracing::error!(error = %e, "renewal answer refused");
+            })?;
             resp.trust_bundle_pem
         };
         identity::store(
@@ -315,6 +402,8 @@ impl Renewer {
             &resp.certificate_chain_pem,
             &trust,
         )?;
+        *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let _ = std::fs::remove_file(identity::pending_key_path(&self.paths));
         // Install what is durable on disk.
         let loaded = identity::load(&self.paths)?;
         self.credentials.install(&loaded)?;
@@ -372,6 +461,17 @@ impl Lifecycle for Renewer {
             .reload_if_newer(&self.paths)
             .unwrap_or(false)
     }
+}
+
+fn parse_pin_hex(hex: &str) -> Option<[u8; 32]> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
 }
 
 #[cfg(test)]

@@ -49,6 +49,10 @@ struct Fake {
     /// Issued certificates start this long ago (to make renewal due).
     backdate: Duration,
     calls: Calls,
+    /// Trust bundle renewals answer with instead of the root (when set).
+    renew_bundle: Mutex<Option<String>>,
+    /// Public keys of the CSRs renewals carried.
+    renew_keys: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Fake {
@@ -127,9 +131,15 @@ impl pb::agent_lifecycle_server::AgentLifecycle for Svc {
         let uri = self
             .record("renew", &req, None)
             .ok_or_else(|| Status::unauthenticated("no certificate"))?;
+        if let Ok(csr) = rcgen::CertificateSigningRequestParams::from_pem(&req.get_ref().csr_pem) {
+            use rcgen::PublicKeyData;
+            let key = csr.public_key.subject_public_key_info();
+            self.renew_keys.lock().unwrap().push(key);
+        }
+        let bundle = self.renew_bundle.lock().unwrap().clone();
         Ok(Response::new(pb::RenewResponse {
             certificate_chain_pem: self.issue(&req.get_ref().csr_pem, &uri)?,
-            trust_bundle_pem: self.root.pem.clone(),
+            trust_bundle_pem: bundle.unwrap_or_else(|| self.root.pem.clone()),
             collector_time_unix_ms: Fake::now(),
         }))
     }
@@ -182,6 +192,8 @@ async fn start(backdate: Duration) -> (String, Arc<Fake>) {
         token_used: Mutex::new(false),
         backdate,
         calls: Arc::default(),
+        renew_bundle: Mutex::default(),
+        renew_keys: Mutex::default(),
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -421,4 +433,135 @@ async fn agent_with_default_identity_paths_renews_when_due_and_beats() {
             .filter(|(rpc, ..)| *rpc != "enroll")
             .all(|(_, leaf, _)| leaf.is_some())
     );
+}
+
+/// An enrolled identity and what renewing it needs.
+async fn enrolled(
+    endpoint: &str,
+    fake: &Fake,
+    dir: &std::path::Path,
+) -> (IdentityPaths, Arc<Credentials>, Renewer) {
+    let paths = IdentityPaths::in_state_dir(dir);
+    enroll(&EnrollOptions::new(endpoint, &fake.token, paths.clone()))
+        .await
+        .unwrap();
+    let creds = Arc::new(Credentials::load(&paths).unwrap());
+    let renewer = renewer_of(endpoint, &creds, &paths);
+    (paths, creds, renewer)
+}
+
+/// A renewer for these credentials (a new one stands for a restarted agent).
+fn renewer_of(endpoint: &str, creds: &Arc<Credentials>, paths: &IdentityPaths) -> Renewer {
+    let channel = transport::connect_lazy(
+        creds.client_config().unwrap(),
+        endpoint,
+        None,
+        Duration::from_secs(5),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    Renewer::new(
+        transport::lifecycle_client(channel),
+        creds.clone(),
+        paths.clone(),
+        Arc::new(ClockSync::new(0)),
+        Arc::default(),
+        Default::default(),
+    )
+}
+
+fn files(paths: &IdentityPaths) -> Vec<String> {
+    [&paths.key, &paths.cert, &paths.trust]
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn renewal_without_the_pinned_root_is_refused_and_the_credentials_kept() {
+    let (endpoint, fake) = start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (paths, creds, renewer) = enrolled(&endpoint, &fake, dir.path()).await;
+    let (before_files, before_leaf) = (files(&paths), leaf_of(&creds));
+
+    // The answer's bundle replaces the pinned root by another one.
+    *fake.renew_bundle.lock().unwrap() = Some(Ca::root("usurper").pem);
+    let e = renewer.renew_now().await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("does not contain the pinned root CA"),
+        "{e}"
+    );
+    assert!(!e.retriable());
+    assert_eq!(files(&paths), before_files, "nothing was written");
+    assert_eq!(leaf_of(&creds), before_leaf, "nothing was installed");
+
+    // A bundle with the pinned root is accepted; the retry, by a restarted
+    // agent, reused the key of the unanswered renewal (kept 0600 on disk).
+    let pending = identity::pending_key_path(&paths);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&pending).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    drop(renewer);
+    let renewer = renewer_of(&endpoint, &creds, &paths);
+    *fake.renew_bundle.lock().unwrap() = None;
+    renewer.renew_now().await.unwrap();
+    assert!(!pending.exists(), "the pending key is gone once renewed");
+    assert_ne!(leaf_of(&creds), before_leaf);
+    let keys = fake.renew_keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "a retry asks for the same key");
+    // The next renewal makes a new key.
+    renewer.renew_now().await.unwrap();
+    assert_ne!(fake.renew_keys.lock().unwrap()[2], keys[1]);
+}
+
+#[tokio::test]
+async fn a_collector_chain_through_a_retired_issuing_ca_is_refused() {
+    let (endpoint, fake) = start(Duration::ZERO).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (_, creds, renewer) = enrolled(&endpoint, &fake, dir.path()).await;
+    let spool = Spool::open(&dir.path().join("spool"), 1 << 20).unwrap();
+    let beat = |creds: Arc<Credentials>| {
+        let (endpoint, spool) = (endpoint.clone(), spool.clone());
+        async move {
+            let channel = transport::connect_lazy(
+                creds.client_config().unwrap(),
+                &endpoint,
+                None,
+                Duration::from_secs(5),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            Heartbeat::new(
+                transport::lifecycle_client(channel),
+                creds,
+                Arc::new(ClockSync::new(0)),
+                Arc::default(),
+                spool,
+            )
+            .beat()
+            .await
+        }
+    };
+    beat(creds.clone()).await.unwrap();
+
+    // The collector retires the issuing CA its own server certificate
+    // comes from (as a leaked key would be used by an impersonator).
+    let retired = fake
+        .issuing
+        .pem
+        .replace("CERTIFICATE-----", "TRANSMISSOR RETIRED CA-----");
+    *fake.renew_bundle.lock().unwrap() = Some(format!("{}{retired}", fake.root.pem));
+    renewer.renew_now().await.unwrap();
+    let e = beat(creds.clone()).await.unwrap_err();
+    let text = format!("{e:?}");
+    assert!(text.contains("retired issuing CA"), "{text}");
+    // Restarted from disk, the agent still refuses it.
+    let reloaded = Arc::new(Credentials::load(&IdentityPaths::in_state_dir(dir.path())).unwrap());
+    let e = beat(reloaded).await.unwrap_err();
+    assert!(format!("{e:?}").contains("retired issuing CA"), "{e:?}");
 }

@@ -16,6 +16,11 @@ pub mod action {
     pub const AGENT_ENROLLED: &str = "agent.enrolled";
     pub const AGENT_RENEWED: &str = "agent.renewed";
     pub const AGENT_REVOKED: &str = "agent.revoked";
+    /// A renewal refused (rate limit; the first refusal of each window).
+    pub const AGENT_RENEWAL_REFUSED: &str = "agent.renewal_refused";
+    /// Two keys renewing one agent identity: key theft.
+    pub const AGENT_PARALLEL_RENEWAL: &str = "agent.parallel_renewal";
+    pub const CA_RETIRED: &str = "ca.retired";
     pub const CA_INITIALIZED: &str = "ca.initialized";
     pub const CA_ROTATED: &str = "ca.rotated";
     pub const MUNICIPALITY_ADDED: &str = "municipality.added";

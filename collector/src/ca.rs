@@ -14,6 +14,12 @@
 //! issuing CA (`ca rotate`) needs no re-enrollment: certificates from the old
 //! and the new issuing CA both verify, and agents move to the new one at
 //! their next renewal. Enrollment tokens pin the root's public key.
+//!
+//! Should an issuing CA's key leak, `ca retire --fingerprint` puts it on a
+//! deny-list ([`retired`]) that the collector's client verifier honours at
+//! once and agents receive with their next trust bundle.
+
+pub mod retired;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -64,6 +70,18 @@ impl LoadedCa {
         self.root_pem.clone()
     }
 
+    /// The trust bundle followed by the retired issuing CAs, each as a
+    /// `TRANSMISSOR RETIRED CA` PEM section (ignored by PEM readers that
+    /// look for certificates; the agent refuses a collector chain through
+    /// any of them).
+    pub fn trust_bundle_with_retired(&self, retired_pems: &[String]) -> String {
+        let mut out = self.trust_bundle();
+        for pem in retired_pems {
+            out.push_str(&retired::as_retired_section(pem));
+        }
+        out
+    }
+
     /// An agent's chain: its leaf then the issuing CA.
     pub fn chain_for(&self, leaf_pem: &str) -> String {
         format!("{leaf_pem}{}", self.issuing.cert_pem)
@@ -81,6 +99,57 @@ pub fn pin_of_pem(pem: &str, path: &Path) -> Result<[u8; 32], CaError> {
         message: e.to_string(),
     })?;
     Ok(transmissor_proto::token::spki_pin(cert.public_key().raw))
+}
+
+/// SHA-256 of a DER certificate's SubjectPublicKeyInfo (None if it does
+/// not parse).
+pub fn spki_sha256(der: &[u8]) -> Option<[u8; 32]> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some(transmissor_proto::token::spki_pin(cert.public_key().raw))
+}
+
+/// An issuing CA of the directory: the current one or an earlier one.
+#[derive(Debug, Clone)]
+pub struct IssuingCa {
+    /// SHA-256 of its SubjectPublicKeyInfo.
+    pub fingerprint: [u8; 32],
+    pub subject: String,
+    pub not_after: String,
+    pub cert_pem: String,
+    pub current: bool,
+}
+
+/// The current issuing CA then the earlier ones (`previous/*.pem`).
+pub fn issuing_cas(dir: &Path) -> Result<Vec<IssuingCa>, CaError> {
+    let mut paths = vec![dir.join("issuing.pem")];
+    if let Ok(entries) = std::fs::read_dir(dir.join("previous")) {
+        let mut earlier: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "pem"))
+            .collect();
+        earlier.sort();
+        paths.extend(earlier);
+    }
+    let mut out = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let pem = read(path)?;
+        let invalid = |message: String| CaError::Invalid {
+            path: path.clone(),
+            message,
+        };
+        let der =
+            CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| invalid(e.to_string()))?;
+        let (_, cert) =
+            X509Certificate::from_der(der.as_ref()).map_err(|e| invalid(e.to_string()))?;
+        out.push(IssuingCa {
+            fingerprint: transmissor_proto::token::spki_pin(cert.public_key().raw),
+            subject: cert.subject().to_string(),
+            not_after: cert.validity().not_after.to_string(),
+            cert_pem: pem,
+            current: i == 0,
+        });
+    }
+    Ok(out)
 }
 
 fn read(path: &Path) -> Result<String, CaError> {

@@ -64,6 +64,78 @@ pub struct CollectorConfig {
     /// The CA used for enrollment and renewal; without it, agents can only
     /// use certificates made by `dev-certs`.
     pub ca: Option<CaSection>,
+    #[serde(default)]
+    pub enrollment: EnrollmentConfig,
+}
+
+/// `[enrollment]`: limits of enrollment and renewal (identity hardening).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// Failed attempts per existing token id and window.
+    #[serde(default = "default_failures_per_token")]
+    pub max_failures_per_token: u32,
+    /// Coarse limit of failed attempts per client address and window (0: off;
+    /// behind a load balancer use the PROXY protocol or 0).
+    #[serde(default = "default_failures_per_address")]
+    pub max_failures_per_address: u32,
+    #[serde(default = "default_failure_window", with = "humantime_serde")]
+    pub failure_window: Duration,
+    /// Renewals per agent and `renewal_window` (default: the certificate lifetime).
+    #[serde(default = "default_max_renewals")]
+    pub max_renewals: u32,
+    #[serde(default, with = "humantime_serde")]
+    pub renewal_window: Option<Duration>,
+    /// How long a superseded certificate still authenticates (open
+    /// connections finish their calls); never for `Renew`.
+    #[serde(default = "default_superseded_grace", with = "humantime_serde")]
+    pub superseded_grace: Duration,
+    /// Revoke an agent whose identity renews from two keys (key theft).
+    #[serde(default = "default_true")]
+    pub revoke_on_parallel_renewal: bool,
+    /// Connections of enrollment's own pool (apart from loads).
+    #[serde(default = "default_enroll_connections")]
+    pub database_connections: u32,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("enrollment defaults")
+    }
+}
+
+fn default_failures_per_token() -> u32 {
+    5
+}
+fn default_failures_per_address() -> u32 {
+    300
+}
+fn default_failure_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_max_renewals() -> u32 {
+    4
+}
+fn default_superseded_grace() -> Duration {
+    Duration::from_secs(2 * 3600)
+}
+fn default_enroll_connections() -> u32 {
+    2
+}
+fn default_max_handshakes() -> usize {
+    256
+}
+
+/// `[server.proxy_protocol]`: PROXY protocol v1/v2 before TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyProtocolConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    /// Addresses or CIDR ranges allowed to send a header; connections from
+    /// anywhere else are refused while enabled.
+    #[serde(default)]
+    pub trusted_proxies: Vec<crate::tls::proxy_protocol::Cidr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,6 +173,12 @@ pub struct ServerConfig {
     /// How long a TLS handshake may take.
     #[serde(default = "default_handshake", with = "humantime_serde")]
     pub handshake_timeout: Duration,
+    /// Handshakes in progress at once; further connections wait for a slot
+    /// within `handshake_timeout`.
+    #[serde(default = "default_max_handshakes")]
+    pub max_concurrent_handshakes: usize,
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocolConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -375,6 +453,7 @@ impl CollectorConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_identity()?;
         transmissor_proto::names::check_plain("load.target_schema", &self.load.target_schema)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.load.max_batch_raw_bytes.as_u64() < 1024 {
@@ -417,6 +496,26 @@ impl CollectorConfig {
             return Err(ConfigError::Invalid(
                 "database.url must not contain a password: use database.password_file or database.password_env".into(),
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_identity(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.server.max_concurrent_handshakes == 0 {
+            return bad("server.max_concurrent_handshakes must be at least 1");
+        }
+        let pp = &self.server.proxy_protocol;
+        if pp.enabled && pp.trusted_proxies.is_empty() {
+            return bad(
+                "server.proxy_protocol.enabled needs trusted_proxies (the load balancers' addresses)",
+            );
+        }
+        let e = &self.enrollment;
+        if e.max_failures_per_token == 0 || e.max_renewals == 0 || e.database_connections == 0 {
+            return bad(
+                "enrollment: max_failures_per_token, max_renewals and database_connections must be at least 1",
+            );
         }
         Ok(())
     }

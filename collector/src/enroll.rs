@@ -7,11 +7,22 @@
 //! ignores everything the CSR asks for except its public key: the URI SAN
 //! (municipality from the token, a new agent id), clientAuth EKU, not a CA,
 //! random serial, NotBefore back-dated, lifetime from the config.
-//! Failed attempts are rate-limited per source address and per municipality.
+//!
+//! | module | responsibility |
+//! |---|---|
+//! | [`attempts`] | failed attempts, per existing token id and (coarsely) per address |
+//! | [`renewal`] | `Renew`: current certificate only, rate limit, parallel chains |
+//!
+//! Enrollment's database work runs on a small pool of its own, apart from
+//! the pool that loads data.
+
+mod attempts;
+mod renewal;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rcgen::{CertificateSigningRequestParams, PublicKeyData};
 use sqlx::PgPool;
 use uuid::Uuid;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -22,12 +33,10 @@ use transmissor_proto::token::Token;
 
 use crate::audit::{self, action};
 use crate::ca::LoadedCa;
+use crate::config::{CaSection, EnrollmentConfig};
 use crate::error::CollectorError;
-use crate::identity::Caller;
 
-/// Failed attempts allowed per address and per municipality per window.
-pub const MAX_FAILED_ATTEMPTS: i64 = 10;
-const WINDOW_MINUTES: i32 = 15;
+pub use attempts::prune_attempts;
 
 pub struct Enroller {
     pool: PgPool,
@@ -35,90 +44,63 @@ pub struct Enroller {
     cert_lifetime: Duration,
     backdate: Duration,
     revoke_previous: bool,
+    limits: EnrollmentConfig,
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A signed leaf: PEM, serial (hex) and validity.
+/// A signed leaf: PEM, serial (hex), validity and public-key hash.
 struct Signed {
     pem: String,
     serial: String,
     not_before: chrono::DateTime<chrono::Utc>,
     not_after: chrono::DateTime<chrono::Utc>,
+    spki_sha256: [u8; 32],
 }
 
 impl Enroller {
+    /// `pool` should be enrollment's own (see the module doc).
     pub fn new(
         pool: PgPool,
         ca: Arc<LoadedCa>,
-        cert_lifetime: Duration,
-        backdate: Duration,
-        revoke_previous: bool,
+        ca_cfg: &CaSection,
+        limits: &EnrollmentConfig,
     ) -> Self {
         Self {
             pool,
             ca,
-            cert_lifetime,
-            backdate,
-            revoke_previous,
+            cert_lifetime: ca_cfg.agent_cert_lifetime,
+            backdate: ca_cfg.not_before_backdate,
+            revoke_previous: ca_cfg.revoke_previous_on_enroll,
+            limits: limits.clone(),
         }
     }
 
-    async fn failures_since(&self, column: &str, value: &str) -> Result<i64, CollectorError> {
-        let sql = if column == "ibge" {
-            "SELECT count(*) FROM transmissor.enrollment_attempts WHERE ibge = $1 AND NOT ok \
-             AND at > now() - make_interval(mins => $2)"
-        } else {
-            "SELECT count(*) FROM transmissor.enrollment_attempts WHERE source_addr = $1 AND NOT ok \
-             AND at > now() - make_interval(mins => $2)"
-        };
-        Ok(sqlx::query_scalar(sql)
-            .bind(value)
-            .bind(WINDOW_MINUTES)
-            .fetch_one(&self.pool)
-            .await?)
+    /// Closes the enroller's own pool (at shutdown, after the last call).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
-    async fn check_rate(&self, addr: &str, ibge: Option<&str>) -> Result<(), CollectorError> {
-        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
-        if self.failures_since("source_addr", host).await? >= MAX_FAILED_ATTEMPTS {
-            return Err(CollectorError::RateLimited(format!(
-                "too many failed enrollment attempts from {host}; wait {WINDOW_MINUTES} minutes"
-            )));
-        }
-        if let Some(ibge) = ibge
-            && self.failures_since("ibge", ibge).await? >= MAX_FAILED_ATTEMPTS
-        {
-            return Err(CollectorError::RateLimited(format!(
-                "too many failed enrollment attempts for municipality {ibge}; wait {WINDOW_MINUTES} minutes"
-            )));
-        }
-        Ok(())
+    fn window_words(&self) -> String {
+        humantime::format_duration(self.limits.failure_window).to_string()
     }
 
-    async fn record_attempt(&self, addr: &str, ibge: Option<&str>, ok: bool) {
-        let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
-        let r = sqlx::query("INSERT INTO transmissor.enrollment_attempts (source_addr, ibge, ok) VALUES ($1, $2, $3)")
-            .bind(host)
-            .bind(ibge)
-            .bind(ok)
-            .execute(&self.pool)
-            .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "cannot record an enrollment attempt");
-        }
+    /// The CSR, its signature verified and its key algorithm consistent
+    /// with its key ([`crate::pki::parse_csr`]).
+    fn csr(csr_pem: &str) -> Result<CertificateSigningRequestParams, CollectorError> {
+        crate::pki::parse_csr(csr_pem).map_err(|e| {
+            CollectorError::InvalidArgument(format!(
+                "the certificate request does not parse or its signature is wrong: {e}"
+            ))
+        })
     }
 
     /// Signs a certificate for `uri` with the CSR's public key (and nothing
     /// else from the CSR).
     fn sign(&self, uri: &AgentUri, csr_pem: &str) -> Result<Signed, CollectorError> {
-        let csr = crate::pki::parse_csr(csr_pem).map_err(|e| {
-            CollectorError::InvalidArgument(format!(
-                "the certificate request does not parse or its signature is wrong: {e}"
-            ))
-        })?;
+        let csr = Self::csr(csr_pem)?;
         let pem = self
             .ca
             .issuing
@@ -134,6 +116,9 @@ impl Enroller {
             serial: cert.raw_serial_as_string(),
             not_before: ts(cert.validity().not_before.timestamp()),
             not_after: ts(cert.validity().not_after.timestamp()),
+            spki_sha256: transmissor_proto::token::spki_pin(
+                &csr.public_key.subject_public_key_info(),
+            ),
             pem,
         })
     }
@@ -143,28 +128,71 @@ impl Enroller {
         addr: &str,
         req: pb::EnrollRequest,
     ) -> Result<pb::EnrollResponse, CollectorError> {
-        self.check_rate(addr, None).await?;
-        let token: Token = match req.token.parse() {
-            Ok(t) => t,
-            Err(e) => {
-                self.record_attempt(addr, None, false).await;
-                return Err(CollectorError::InvalidArgument(e.to_string()));
-            }
-        };
+        let limit = self.limits.max_failures_per_address;
+        let addr_key = (limit > 0).then(|| format!("addr:{}", attempts::host_of(addr)));
+        if let Some(key) = &addr_key
+            && !attempts::charge(&self.pool, key, limit, self.limits.failure_window).await?
+        {
+            tracing::warn!(%addr, "enrollment refused: too many failed attempts from this address");
+            return Err(CollectorError::RateLimited(format!(
+                "too many failed enrollment attempts from {}; wait {}",
+                attempts::host_of(addr),
+                self.window_words()
+            )));
+        }
+        let result = self.enroll_token(addr, req).await;
+        if result.is_ok()
+            && let Some(key) = &addr_key
+        {
+            attempts::refund(&self.pool, key).await;
+        }
+        result
+    }
+
+    /// Enrollment once the per-address limit let the attempt through.
+    async fn enroll_token(
+        &self,
+        addr: &str,
+        req: pb::EnrollRequest,
+    ) -> Result<pb::EnrollResponse, CollectorError> {
+        let token = req.token.parse::<Token>().map_err(|e| {
+            tracing::warn!(%addr, error = %e, "enrollment refused: not a token");
+            CollectorError::InvalidArgument(e.to_string())
+        })?;
         let ibge = token.ibge.to_string();
-        self.check_rate(addr, Some(&ibge)).await?;
+        // Only a token that exists is counted, against its own id: junk
+        // naming a municipality blocks nothing of that municipality.
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM transmissor.enrollment_tokens WHERE id = $1")
+                .bind(&token.id)
+                .fetch_optional(&self.pool)
+                .await?;
+        if exists.is_none() {
+            tracing::warn!(%addr, ibge = %token.ibge, token = %token.id, "enrollment refused: unknown token");
+            return Err(CollectorError::PermissionDenied(UNKNOWN_TOKEN.into()));
+        }
+        let token_key = format!("token:{}", token.id);
+        if !attempts::charge(
+            &self.pool,
+            &token_key,
+            self.limits.max_failures_per_token,
+            self.limits.failure_window,
+        )
+        .await?
+        {
+            tracing::warn!(%addr, %ibge, token = %token.id, "enrollment refused: too many failed attempts with this token");
+            return Err(CollectorError::RateLimited(format!(
+                "too many failed enrollment attempts with token {}; wait {}",
+                token.id,
+                self.window_words()
+            )));
+        }
         if token.pin != self.ca.pin {
             return self.refuse(addr, &token, "this token was issued by another collector (its CA pin does not match this collector's CA)".into()).await;
         }
         let agent_id = Uuid::new_v4();
         let uri = AgentUri::new(token.ibge, agent_id);
-        let signed = match self.sign(&uri, &req.csr_pem) {
-            Ok(s) => s,
-            Err(e) => {
-                self.record_attempt(addr, Some(&ibge), false).await;
-                return Err(e);
-            }
-        };
+        let signed = self.sign(&uri, &req.csr_pem)?;
 
         let mut tx = self.pool.begin().await?;
         // One enrollment at a time per municipality, so that revoking the
@@ -173,17 +201,14 @@ impl Enroller {
             .bind(&ibge)
             .execute(&mut *tx)
             .await?;
-        let consumed: Option<String> = sqlx::query_scalar(
-            "UPDATE transmissor.enrollment_tokens SET consumed_at = now(), consumed_from = $3 \
-             WHERE id = $1 AND secret_sha256 = $2 AND ibge = $4 AND consumed_at IS NULL AND expires_at > now() \
-             RETURNING ibge::text",
-        )
-        .bind(&token.id)
-        .bind(token.secret_hash().as_slice())
-        .bind(addr)
-        .bind(&ibge)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let consumed: Option<String> =
+            sqlx::query_scalar(include_str!("enroll/queries/token_consume.sql"))
+                .bind(&token.id)
+                .bind(token.secret_hash().as_slice())
+                .bind(addr)
+                .bind(&ibge)
+                .fetch_optional(&mut *tx)
+                .await?;
         if consumed.is_none() {
             tx.rollback().await?;
             let why = self.why_refused(&token).await?;
@@ -246,8 +271,10 @@ impl Enroller {
                 .await?;
             }
         }
-        self.store_certificate(&mut tx, agent_id, &signed, "enroll")
+        let chain = self.ca.chain_for(&signed.pem);
+        self.store_certificate(&mut tx, agent_id, &signed, "enroll", &chain)
             .await?;
+        let trust = self.trust_bundle(&mut tx).await?;
         for (act, detail) in [
             (
                 action::TOKEN_CONSUMED,
@@ -272,15 +299,25 @@ impl Enroller {
             .await?;
         }
         tx.commit().await?;
-        self.record_attempt(addr, Some(&ibge), true).await;
+        // The token is consumed: its counter has no further use.
+        let _ = sqlx::query("DELETE FROM transmissor.enrollment_failures WHERE key = $1")
+            .bind(&token_key)
+            .execute(&self.pool)
+            .await;
         tracing::info!(%addr, %ibge, agent = %agent_id, serial = %signed.serial, "agent enrolled");
         Ok(pb::EnrollResponse {
             agent_id: agent_id.to_string(),
             ibge,
-            certificate_chain_pem: self.ca.chain_for(&signed.pem),
-            trust_bundle_pem: self.ca.trust_bundle(),
+            certificate_chain_pem: chain,
+            trust_bundle_pem: trust,
             collector_time_unix_ms: now_ms(),
         })
+    }
+
+    /// The trust bundle for agents, retired issuing CAs included.
+    async fn trust_bundle(&self, conn: &mut sqlx::PgConnection) -> Result<String, CollectorError> {
+        let retired = crate::ca::retired::retired_pems(conn).await?;
+        Ok(self.ca.trust_bundle_with_retired(&retired))
     }
 
     async fn refuse(
@@ -289,8 +326,6 @@ impl Enroller {
         token: &Token,
         why: String,
     ) -> Result<pb::EnrollResponse, CollectorError> {
-        self.record_attempt(addr, Some(token.ibge.as_str()), false)
-            .await;
         tracing::warn!(%addr, ibge = %token.ibge, token = %token.id, reason = %why, "enrollment refused");
         Err(CollectorError::PermissionDenied(why))
     }
@@ -306,69 +341,59 @@ impl Enroller {
             .fetch_optional(&self.pool)
             .await?;
         Ok(match row {
-            Some((hash, ibge, consumed, expires)) if hash == token.secret_hash() && ibge == token.ibge.as_str() => {
+            Some((hash, ibge, consumed, expires))
+                if hash == token.secret_hash() && ibge == token.ibge.as_str() =>
+            {
                 if let Some(at) = consumed {
-                    format!("this enrollment token was already used (at {}); ask the central team for a new token", at.to_rfc3339())
+                    format!(
+                        "this enrollment token was already used (at {}); ask the central team for a new token",
+                        at.to_rfc3339()
+                    )
                 } else {
-                    format!("this enrollment token expired at {}; ask the central team for a new token", expires.to_rfc3339())
+                    format!(
+                        "this enrollment token expired at {}; ask the central team for a new token",
+                        expires.to_rfc3339()
+                    )
                 }
             }
-            _ => "unknown enrollment token: check that it was copied whole, or ask the central team for a new one".into(),
+            _ => UNKNOWN_TOKEN.into(),
         })
     }
 
+    /// Records `s` as `agent_id`'s current certificate.
     async fn store_certificate(
         &self,
         conn: &mut sqlx::PgConnection,
         agent_id: Uuid,
         s: &Signed,
         reason: &str,
+        chain_pem: &str,
     ) -> Result<(), CollectorError> {
-        sqlx::query(
-            "INSERT INTO transmissor.certificates (serial, agent_id, not_before, not_after, reason) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(&s.serial)
-        .bind(agent_id)
-        .bind(s.not_before)
-        .bind(s.not_after)
-        .bind(reason)
-        .execute(conn)
-        .await?;
+        sqlx::query(include_str!("enroll/queries/certificate_supersede.sql"))
+            .bind(agent_id)
+            .bind(self.limits.superseded_grace.as_secs_f64())
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(include_str!("enroll/queries/certificate_insert.sql"))
+            .bind(&s.serial)
+            .bind(agent_id)
+            .bind(s.not_before)
+            .bind(s.not_after)
+            .bind(reason)
+            .bind(s.spki_sha256.as_slice())
+            .bind(chain_pem)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("UPDATE transmissor.agents SET cert_serial = $2 WHERE id = $1")
+            .bind(agent_id)
+            .bind(&s.serial)
+            .execute(&mut *conn)
+            .await?;
         Ok(())
     }
-
-    /// A new certificate for an authenticated agent's fresh key.
-    pub async fn renew(
-        &self,
-        caller: Caller,
-        addr: &str,
-        csr_pem: &str,
-    ) -> Result<pb::RenewResponse, CollectorError> {
-        let signed = self.sign(&AgentUri::new(caller.ibge, caller.agent_id), csr_pem)?;
-        let mut tx = self.pool.begin().await?;
-        self.store_certificate(&mut tx, caller.agent_id, &signed, "renew")
-            .await?;
-        audit::record(
-            &mut tx,
-            audit::Event {
-                actor: audit::agent_actor(caller.agent_id),
-                action: action::AGENT_RENEWED,
-                ibge: Some(caller.ibge.to_string()),
-                agent_id: Some(caller.agent_id),
-                source_addr: Some(addr.to_string()),
-                detail: serde_json::json!({ "serial": signed.serial, "not_after": signed.not_after }),
-            },
-        )
-        .await?;
-        tx.commit().await?;
-        tracing::info!(agent = %caller.agent_id, ibge = %caller.ibge, serial = %signed.serial, "agent certificate renewed");
-        Ok(pb::RenewResponse {
-            certificate_chain_pem: self.ca.chain_for(&signed.pem),
-            trust_bundle_pem: self.ca.trust_bundle(),
-            collector_time_unix_ms: now_ms(),
-        })
-    }
 }
+
+const UNKNOWN_TOKEN: &str = "unknown enrollment token: check that it was copied whole, or ask the central team for a new one";
 
 /// Issues a token for `ibge`, valid for `ttl`; stores only its hash.
 pub async fn issue_token(

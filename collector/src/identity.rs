@@ -6,6 +6,14 @@
 //! exist in `transmissor.agents`, belong to that municipality and not be
 //! revoked. The check runs on every call, so a revocation takes effect on the
 //! next request even over an already-open connection.
+//!
+//! The same query (one round trip on the auth pool, primary-key lookups)
+//! also places the presented certificate among those issued to the agent
+//! ([`Standing`]): once an agent has a recorded certificate, only its current
+//! one authenticates, plus a superseded one during its grace period after a
+//! renewal (`[enrollment] superseded_grace`, so calls on connections opened
+//! before the renewal finish); a stolen key therefore dies at the owner's
+//! next renewal. A chain through a retired issuing CA is refused too.
 
 use sqlx::PgPool;
 use tonic::Request;
@@ -44,6 +52,40 @@ pub struct Caller {
     pub agent_id: Uuid,
 }
 
+/// Where the presented certificate stands among those issued to the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The agent's current certificate.
+    Current,
+    /// Replaced by a newer one, within its grace period.
+    SupersededInGrace,
+    /// Replaced, past its grace period: refused except to detect theft.
+    Superseded,
+    /// The agent has no recorded certificate (registered by `agent add` for
+    /// a development certificate): the serial is not checked.
+    Unrecorded,
+}
+
+/// The certificate a caller presented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    /// Serial as x509-parser prints it (`xx:xx:...`), as stored at issuance.
+    pub serial: String,
+    /// SHA-256 of the certified public key.
+    pub spki_sha256: [u8; 32],
+    pub standing: Standing,
+}
+
+type AuthRow = (
+    String,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<String>,
+    bool,
+    Option<chrono::DateTime<chrono::Utc>>,
+    Option<bool>,
+    bool,
+);
+
 #[derive(Clone)]
 pub struct Authenticator {
     pool: PgPool,
@@ -62,6 +104,34 @@ impl Authenticator {
     /// The database half of [`Self::authenticate`], for a [`Peer`] taken
     /// from the request beforehand (so it can run in a spawned task).
     pub async fn authenticate_peer(&self, peer: Peer) -> Result<Caller, CollectorError> {
+        let addr = peer.addr.clone();
+        let (caller, presented) = self.check(peer).await?;
+        if presented.standing == Standing::Superseded {
+            tracing::warn!(
+                peer = %addr,
+                agent = %caller.agent_id,
+                ibge = %caller.ibge,
+                serial = %presented.serial,
+                "superseded agent certificate refused"
+            );
+            return Err(CollectorError::PermissionDenied(format!(
+                "certificate {} of agent {} has been replaced by a newer one; use the current certificate",
+                presented.serial, caller.agent_id
+            )));
+        }
+        Ok(caller)
+    }
+
+    /// As [`Self::authenticate_peer`] for `Renew`, which decides itself what
+    /// a superseded certificate means (a lost answer, or a second key).
+    pub async fn authenticate_renewal(
+        &self,
+        peer: Peer,
+    ) -> Result<(Caller, Presented), CollectorError> {
+        self.check(peer).await
+    }
+
+    async fn check(&self, peer: Peer) -> Result<(Caller, Presented), CollectorError> {
         let Peer { addr: peer, certs } = peer;
         let certs = certs.ok_or_else(|| {
             tracing::warn!(%peer, "call without client certificate refused");
@@ -73,39 +143,90 @@ impl Authenticator {
         let leaf = certs.first().ok_or_else(|| {
             CollectorError::Unauthenticated("empty client certificate chain".into())
         })?;
-        let uri = agent_uri_of(leaf.as_ref()).inspect_err(|e| {
+        let (uri, serial, spki_sha256) = leaf_facts(leaf.as_ref()).inspect_err(|e| {
             tracing::warn!(%peer, error = %e, "client certificate without agent identity refused");
         })?;
-        let row: Option<(String, Option<chrono::DateTime<chrono::Utc>>)> =
-            sqlx::query_as("SELECT ibge, revoked_at FROM transmissor.agents WHERE id = $1")
+        let issuers: Vec<Vec<u8>> = certs[1..]
+            .iter()
+            .filter_map(|c| crate::ca::spki_sha256(c.as_ref()))
+            .map(|k| k.to_vec())
+            .collect();
+        let row: Option<AuthRow> =
+            sqlx::query_as(include_str!("identity/queries/authenticate.sql"))
                 .bind(uri.agent_id)
+                .bind(&serial)
+                .bind(&issuers)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(|e| CollectorError::DatabaseUnavailable(e.to_string()))?;
         let refuse = |why: String| {
-            tracing::warn!(%peer, agent = %uri.agent_id, ibge = %uri.ibge, reason = %why, "agent refused");
+            tracing::warn!(%peer, agent = %uri.agent_id, ibge = %uri.ibge, %serial, reason = %why, "agent refused");
             CollectorError::PermissionDenied(why)
         };
-        match row {
-            None => Err(refuse(format!(
+        let Some((ibge, revoked_at, current, issued, _superseded_at, in_grace, retired_issuer)) =
+            row
+        else {
+            return Err(refuse(format!(
                 "unknown agent {} (municipality {}): it is not registered with this collector",
                 uri.agent_id, uri.ibge
-            ))),
-            Some((_, Some(at))) => Err(refuse(format!(
+            )));
+        };
+        if let Some(at) = revoked_at {
+            return Err(refuse(format!(
                 "agent {} was revoked at {}; enroll the agent again",
                 uri.agent_id,
                 at.to_rfc3339()
-            ))),
-            Some((ibge, None)) if ibge != uri.ibge.as_str() => Err(refuse(format!(
+            )));
+        }
+        if ibge != uri.ibge.as_str() {
+            return Err(refuse(format!(
                 "agent {} is registered for municipality {ibge}, not {}",
                 uri.agent_id, uri.ibge
-            ))),
-            Some(_) => Ok(Caller {
+            )));
+        }
+        if retired_issuer {
+            return Err(refuse(format!(
+                "the certificate of agent {} was issued by a retired issuing CA; enroll the agent again",
+                uri.agent_id
+            )));
+        }
+        let standing = match current {
+            None => Standing::Unrecorded,
+            Some(cur) if cur == serial => Standing::Current,
+            Some(_) if !issued => {
+                return Err(refuse(format!(
+                    "certificate {serial} was not issued to agent {} by this collector",
+                    uri.agent_id
+                )));
+            }
+            Some(_) if in_grace == Some(true) => Standing::SupersededInGrace,
+            Some(_) => Standing::Superseded,
+        };
+        Ok((
+            Caller {
                 ibge: uri.ibge,
                 agent_id: uri.agent_id,
-            }),
-        }
+            },
+            Presented {
+                serial,
+                spki_sha256,
+                standing,
+            },
+        ))
     }
+}
+
+/// The identity URI, serial and public-key hash of a DER leaf certificate.
+fn leaf_facts(der: &[u8]) -> Result<(AgentUri, String, [u8; 32]), CollectorError> {
+    let uri = agent_uri_of(der)?;
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| {
+        CollectorError::Unauthenticated(format!("client certificate does not parse: {e}"))
+    })?;
+    Ok((
+        uri,
+        cert.raw_serial_as_string(),
+        transmissor_proto::token::spki_pin(cert.public_key().raw),
+    ))
 }
 
 /// Extracts the agent identity URI from a DER certificate.

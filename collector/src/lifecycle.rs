@@ -80,8 +80,8 @@ impl AgentLifecycle for LifecycleService {
         );
         let csr = request.into_inner().csr_pem;
         run_detached(async move {
-            let caller = auth.authenticate_peer(peer).await?;
-            enroller.renew(caller, &addr, &csr).await
+            let (caller, presented) = auth.authenticate_renewal(peer).await?;
+            enroller.renew(caller, presented, &addr, &csr).await
         })
         .await
         .map(Response::new)

@@ -123,6 +123,22 @@ enum CaCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// List the issuing CAs (current and earlier) with their fingerprints.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Retire an earlier issuing CA (e.g. its key leaked): the collector
+    /// refuses certificates it issued at once, agents at their next renewal.
+    Retire {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// SHA-256 of the CA's public key, as `ca list` prints it.
+        #[arg(long)]
+        fingerprint: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -189,6 +205,13 @@ async fn pool_of(path: &std::path::Path) -> Result<(CollectorConfig, sqlx::PgPoo
     let cfg = CollectorConfig::load(path)?;
     let pool = db::connect(&cfg.database).await?;
     Ok((cfg, pool))
+}
+
+fn ca_dir_of(cfg: &CollectorConfig) -> Result<PathBuf> {
+    match &cfg.ca {
+        Some(ca) => Ok(ca.dir.clone()),
+        None => bail!("the config has no [ca] section"),
+    }
 }
 
 async fn audit_ca(
@@ -279,6 +302,38 @@ async fn main() -> Result<()> {
                 );
                 println!(
                     "restart the collectors to use them; agents keep working and move to the new CA at renewal"
+                );
+            }
+            CaCommand::List { config } => {
+                let (cfg, pool) = pool_of(&config.config).await?;
+                let dir = ca_dir_of(&cfg)?;
+                let retired = ca::retired::retired_fingerprints(&pool).await?;
+                for c in ca::issuing_cas(&dir)? {
+                    let state = match (c.current, retired.contains(&c.fingerprint)) {
+                        (true, _) => "current",
+                        (false, true) => "retired",
+                        (false, false) => "earlier",
+                    };
+                    println!(
+                        "{}  {state:<8} {}  not after {}",
+                        ca::retired::to_hex(&c.fingerprint),
+                        c.subject,
+                        c.not_after
+                    );
+                }
+            }
+            CaCommand::Retire {
+                config,
+                fingerprint,
+                reason,
+            } => {
+                let (cfg, pool) = pool_of(&config.config).await?;
+                let dir = ca_dir_of(&cfg)?;
+                let c = ca::retired::retire(&pool, &dir, &fingerprint, &reason, &audit::operator())
+                    .await?;
+                println!(
+                    "issuing CA {} retired: collectors refuse its certificates within seconds; agents learn of it at their next renewal",
+                    c.subject
                 );
             }
         },

@@ -95,12 +95,14 @@ pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
     let enroller = match &cfg.ca {
         Some(ca) => {
             let loaded = crate::ca::load(&ca.dir)?;
+            let own_pool =
+                crate::db::connect_sized(&cfg.database, cfg.enrollment.database_connections)
+                    .await?;
             Some(Arc::new(Enroller::new(
-                pool.clone(),
+                own_pool,
                 Arc::new(loaded),
-                ca.agent_cert_lifetime,
-                ca.not_before_backdate,
-                ca.revoke_previous_on_enroll,
+                ca,
+                &cfg.enrollment,
             )))
         }
         None => None,
@@ -147,10 +149,14 @@ pub async fn run(
     );
     {
         let (pool, stop) = (pool.clone(), background.clone());
+        let failure_window = cfg.enrollment.failure_window;
         tasks.spawn(async move {
             loop {
                 if let Err(e) = crate::enroll::audit_expired_tokens(&pool).await {
                     tracing::warn!(error = %e, "cannot audit expired tokens");
+                }
+                if let Err(e) = crate::enroll::prune_attempts(&pool, failure_window).await {
+                    tracing::warn!(error = %e, "cannot prune enrollment failure counters");
                 }
                 tokio::select! {
                     () = stop.cancelled() => break,
@@ -180,6 +186,7 @@ pub async fn run(
     // heartbeats: small.
     let max_msg = cfg.load.max_message_bytes.as_u64() as usize;
     let small = limits.max_small_message_bytes.as_u64() as usize;
+    let enroller_at_stop = enroller.clone();
     let enrollment = EnrollmentServer::new(EnrollmentService::new(enroller.clone()))
         .max_decoding_message_size(small)
         .max_encoding_message_size(small);
@@ -204,12 +211,7 @@ pub async fn run(
 
     // The accept loop stops with `accept_stop`; in-flight calls then drain.
     let accept_stop = CancellationToken::new();
-    let incoming = tls::incoming(
-        listener,
-        tls_config,
-        cfg.server.handshake_timeout,
-        accept_stop.clone(),
-    );
+    let incoming = tls::incoming(listener, tls_config, &cfg.server, accept_stop.clone());
     tracing::info!(addr = ?addr, "collector listening (gRPC, mutual TLS 1.3)");
 
     let drain = cfg.server.drain_timeout;
@@ -251,6 +253,9 @@ pub async fn run(
     // Background work stops after the last call has drained (heartbeats flush once more).
     background.cancel();
     while tasks.join_next().await.is_some() {}
+    if let Some(e) = &enroller_at_stop {
+        e.close().await;
+    }
     auth_pool.close().await;
     health_pool.close().await;
     pool.close().await;

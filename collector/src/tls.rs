@@ -7,6 +7,14 @@
 //! failure, and the (future) enrollment RPC can share the port. A certificate
 //! that does not chain to the CA still fails the handshake; the reason rustls
 //! gives is logged at warn level.
+//!
+//! [`incoming`] bounds the handshakes in progress (`server.
+//! max_concurrent_handshakes`; a connection waits for a slot within the
+//! handshake timeout, then is dropped) and, when configured, reads a PROXY
+//! protocol header first ([`proxy_protocol`]). Certificates issued by a
+//! retired issuing CA (`ca retire`) fail the handshake like revoked agents.
+
+pub mod proxy_protocol;
 
 use std::io;
 use std::net::SocketAddr;
@@ -25,7 +33,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TlsConfig;
+use crate::config::{ServerConfig, TlsConfig};
+use proxy_protocol::ClientTcp;
 
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -66,21 +75,62 @@ pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
-/// Agents revoked in the database, refreshed every few seconds; consulted by
-/// every TLS handshake (the per-call check in [`crate::identity`] covers
-/// connections that were already open).
+/// Agents revoked and issuing CAs retired in the database, refreshed every
+/// few seconds; consulted by every TLS handshake (the per-call check in
+/// [`crate::identity`] covers connections that were already open).
 #[derive(Debug, Default)]
-pub struct RevokedAgents(std::sync::RwLock<std::collections::HashSet<uuid::Uuid>>);
+pub struct RevokedAgents {
+    agents: std::sync::RwLock<std::collections::HashSet<uuid::Uuid>>,
+    /// SHA-256 of the SubjectPublicKeyInfo of each retired issuing CA.
+    retired_cas: std::sync::RwLock<std::collections::HashSet<[u8; 32]>>,
+}
 
 impl RevokedAgents {
     pub fn contains(&self, id: &uuid::Uuid) -> bool {
-        self.0.read().map(|s| s.contains(id)).unwrap_or(false)
+        self.agents.read().map(|s| s.contains(id)).unwrap_or(false)
     }
 
     pub fn replace(&self, ids: std::collections::HashSet<uuid::Uuid>) {
-        if let Ok(mut s) = self.0.write() {
+        if let Ok(mut s) = self.agents.write() {
             *s = ids;
         }
+    }
+
+    /// Whether a certificate among `chain` belongs to a retired issuing CA.
+    pub fn names_retired_ca(&self, chain: &[CertificateDer<'_>]) -> bool {
+        let Ok(retired) = self.retired_cas.read() else {
+            return false;
+        };
+        !retired.is_empty()
+            && chain
+                .iter()
+                .filter_map(|c| crate::ca::spki_sha256(c.as_ref()))
+                .any(|k| retired.contains(&k))
+    }
+
+    pub fn replace_retired_cas(&self, keys: std::collections::HashSet<[u8; 32]>) {
+        if let Ok(mut s) = self.retired_cas.write() {
+            *s = keys;
+        }
+    }
+
+    async fn refresh(&self, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+        let ids = sqlx::query_scalar::<_, uuid::Uuid>(
+            "SELECT id FROM transmissor.agents WHERE revoked_at IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await?;
+        self.replace(ids.into_iter().collect());
+        let keys: Vec<Vec<u8>> =
+            sqlx::query_scalar("SELECT spki_sha256 FROM transmissor.retired_cas")
+                .fetch_all(pool)
+                .await?;
+        self.replace_retired_cas(
+            keys.iter()
+                .filter_map(|k| k.as_slice().try_into().ok())
+                .collect(),
+        );
+        Ok(())
     }
 
     /// Reloads the set from `transmissor.agents` every `every` until `stop`.
@@ -91,14 +141,8 @@ impl RevokedAgents {
         stop: CancellationToken,
     ) {
         loop {
-            match sqlx::query_scalar::<_, uuid::Uuid>(
-                "SELECT id FROM transmissor.agents WHERE revoked_at IS NOT NULL",
-            )
-            .fetch_all(&pool)
-            .await
-            {
-                Ok(ids) => self.replace(ids.into_iter().collect()),
-                Err(e) => tracing::warn!(error = %e, "cannot refresh the revoked agents"),
+            if let Err(e) = self.refresh(&pool).await {
+                tracing::warn!(error = %e, "cannot refresh the revoked agents and retired CAs");
             }
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -108,8 +152,9 @@ impl RevokedAgents {
     }
 }
 
-/// Chain verification by webpki, then: a revoked agent's certificate fails
-/// the handshake with `CertificateError::Revoked`.
+/// Chain verification by webpki, then: a revoked agent's certificate, or one
+/// presented through a retired issuing CA, fails the handshake with
+/// `CertificateError::Revoked`.
 #[derive(Debug)]
 struct RevocationChecking {
     inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
@@ -141,6 +186,12 @@ impl rustls::server::danger::ClientCertVerifier for RevocationChecking {
         if let Ok(uri) = crate::identity::agent_uri_of(end_entity.as_ref())
             && self.revoked.contains(&uri.agent_id)
         {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        if self.revoked.names_retired_ca(intermediates) {
+            tracing::warn!("client certificate from a retired issuing CA refused");
             return Err(rustls::Error::InvalidCertificate(
                 rustls::CertificateError::Revoked,
             ));
@@ -201,16 +252,29 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
-/// Accepts TCP connections and completes TLS handshakes concurrently,
-/// yielding established streams. Handshake failures are logged, never fatal.
+/// Accepts TCP connections and completes TLS handshakes concurrently (at
+/// most `server.max_concurrent_handshakes` at once), yielding established
+/// streams. Waiting for a slot, the PROXY header and the handshake together
+/// take at most `server.handshake_timeout`. Failures are logged, never fatal.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
-    handshake_timeout: Duration,
+    server: &ServerConfig,
     shutdown: CancellationToken,
-) -> mpsc::Receiver<io::Result<TlsStream<TcpStream>>> {
+) -> mpsc::Receiver<io::Result<TlsStream<ClientTcp>>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
+    let handshake = Handshake {
+        acceptor,
+        timeout: server.handshake_timeout,
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            server.max_concurrent_handshakes,
+        )),
+        proxies: server
+            .proxy_protocol
+            .enabled
+            .then(|| Arc::new(server.proxy_protocol.trusted_proxies.clone())),
+    };
     tokio::spawn(async move {
         loop {
             let (tcp, peer) = tokio::select! {
@@ -225,20 +289,75 @@ pub fn incoming(
                 },
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
+            let (handshake, tx) = (handshake.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(e)) => log_handshake_failure(peer, &e),
-                    Err(_) => tracing::warn!(%peer, "tls handshake timed out"),
+                if let Some(stream) = handshake.run(tcp, peer).await {
+                    let _ = tx.send(Ok(stream)).await;
                 }
             });
         }
     });
     rx
+}
+
+/// One connection's way from TCP to TLS.
+#[derive(Clone)]
+struct Handshake {
+    acceptor: TlsAcceptor,
+    timeout: Duration,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Trusted proxies when the PROXY protocol is on.
+    proxies: Option<Arc<Vec<proxy_protocol::Cidr>>>,
+}
+
+impl Handshake {
+    async fn run(&self, mut tcp: TcpStream, peer: SocketAddr) -> Option<TlsStream<ClientTcp>> {
+        let work = async {
+            let Ok(_slot) = self.slots.acquire().await else {
+                return None;
+            };
+            let client = match &self.proxies {
+                None => peer,
+                Some(trusted) => match self.proxied_client(&mut tcp, peer, trusted).await {
+                    Ok(client) => client,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "connection refused before tls");
+                        return None;
+                    }
+                },
+            };
+            match self.acceptor.accept(ClientTcp { tcp, client }).await {
+                Ok(stream) => Some(stream),
+                Err(e) => {
+                    log_handshake_failure(client, &e);
+                    None
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(stream) => stream,
+            Err(_) => {
+                tracing::warn!(
+                    %peer,
+                    waiting_for_slot = self.slots.available_permits() == 0,
+                    "tls handshake timed out"
+                );
+                None
+            }
+        }
+    }
+
+    async fn proxied_client(
+        &self,
+        tcp: &mut TcpStream,
+        peer: SocketAddr,
+        trusted: &[proxy_protocol::Cidr],
+    ) -> Result<SocketAddr, proxy_protocol::ProxyHeaderError> {
+        if !trusted.iter().any(|c| c.contains(peer.ip())) {
+            return Err(proxy_protocol::ProxyHeaderError::Untrusted(peer));
+        }
+        Ok(proxy_protocol::read_header(tcp).await?.unwrap_or(peer))
+    }
 }
 
 fn log_handshake_failure(peer: SocketAddr, e: &io::Error) {

@@ -4,6 +4,7 @@
 //! | module     | responsibility                                                    |
 //! |------------|-------------------------------------------------------------------|
 //! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
+//! | [`identities`]| enrolling, renewing and calling with chosen certificates |
 //! | [`fidelity`]| the fidelity data set: every tricky type and value, per server version |
 //! | [`locales`]| the OS locales that make a server speak Spanish, French, German |
 //! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
@@ -16,6 +17,7 @@
 pub mod balancer;
 pub mod client;
 pub mod fidelity;
+pub mod identities;
 pub mod locales;
 pub mod netns;
 pub mod pec;
