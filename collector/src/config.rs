@@ -122,6 +122,9 @@ fn default_superseded_grace() -> Duration {
 fn default_enroll_connections() -> u32 {
     2
 }
+fn default_max_connections_open() -> usize {
+    16_384
+}
 fn default_max_handshakes() -> usize {
     256
 }
@@ -177,6 +180,11 @@ pub struct ServerConfig {
     /// within `handshake_timeout`.
     #[serde(default = "default_max_handshakes")]
     pub max_concurrent_handshakes: usize,
+    /// Connections open at once (handshaking, idle or busy); one more is
+    /// closed as soon as it is accepted. Idle connections last at most
+    /// `max_connection_age`.
+    #[serde(default = "default_max_connections_open")]
+    pub max_connections: usize,
     #[serde(default)]
     pub proxy_protocol: ProxyProtocolConfig,
 }
@@ -502,6 +510,9 @@ impl CollectorConfig {
 
     fn validate_identity(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.server.max_connections == 0 {
+            return bad("server.max_connections must be at least 1");
+        }
         if self.server.max_concurrent_handshakes == 0 {
             return bad("server.max_concurrent_handshakes must be at least 1");
         }

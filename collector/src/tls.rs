@@ -275,7 +275,10 @@ pub fn incoming(
             .enabled
             .then(|| Arc::new(server.proxy_protocol.trusted_proxies.clone())),
     };
+    let open = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
+    let max_connections = server.max_connections;
     tokio::spawn(async move {
+        let mut refused = 0u64;
         loop {
             let (tcp, peer) = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -288,10 +291,18 @@ pub fn incoming(
                     }
                 },
             };
+            let Ok(slot) = open.clone().try_acquire_owned() else {
+                // Closed at once: every slot holds an open connection.
+                refused += 1;
+                if refused.is_power_of_two() {
+                    tracing::warn!(%peer, max_connections, refused, "connection refused: server.max_connections reached");
+                }
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let (handshake, tx) = (handshake.clone(), tx.clone());
             tokio::spawn(async move {
-                if let Some(stream) = handshake.run(tcp, peer).await {
+                if let Some(stream) = handshake.run(tcp, peer, slot).await {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -311,7 +322,12 @@ struct Handshake {
 }
 
 impl Handshake {
-    async fn run(&self, mut tcp: TcpStream, peer: SocketAddr) -> Option<TlsStream<ClientTcp>> {
+    async fn run(
+        &self,
+        mut tcp: TcpStream,
+        peer: SocketAddr,
+        slot: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<TlsStream<ClientTcp>> {
         let work = async {
             let Ok(_slot) = self.slots.acquire().await else {
                 return None;
@@ -326,7 +342,7 @@ impl Handshake {
                     }
                 },
             };
-            match self.acceptor.accept(ClientTcp { tcp, client }).await {
+            match self.acceptor.accept(ClientTcp { tcp, client, slot }).await {
                 Ok(stream) => Some(stream),
                 Err(e) => {
                     log_handshake_failure(client, &e);

@@ -243,3 +243,27 @@ async fn tls_handshakes_in_progress_are_capped() -> anyhow::Result<()> {
     s.stop_collector().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_capped() -> anyhow::Result<()> {
+    let mut s = stack("max_connections = 2\nhandshake_timeout = \"60s\"", "").await?;
+    let token = s.issue_token(A.0, DAY).await?;
+    let (_, csr) = plain_csr()?;
+    // Two silent connections hold both places.
+    let idle = [
+        TcpStream::connect(s.collector_addr).await?,
+        TcpStream::connect(s.collector_addr).await?,
+    ];
+    // A third is closed as soon as it is accepted: the call fails at once
+    // (it does not wait for a place).
+    let third = tokio::time::timeout(Duration::from_secs(30), enroll(&s, &token, &csr))
+        .await
+        .map_err(|_| anyhow::anyhow!("a third connection was held instead of closed"))?;
+    assert!(third.is_err(), "a third connection was served: {third:?}");
+    // They go away: the next connection gets a place.
+    drop(idle);
+    let r = tokio::time::timeout(Duration::from_secs(20), enroll(&s, &token, &csr)).await??;
+    assert_eq!(r.ibge, A.0);
+    s.stop_collector().await?;
+    Ok(())
+}

@@ -167,6 +167,9 @@ fn source_of(header: &[u8]) -> Result<Option<SocketAddr>, ProxyHeaderError> {
 pub struct ClientTcp {
     pub tcp: TcpStream,
     pub client: SocketAddr,
+    /// The connection's place under `server.max_connections`, given back
+    /// when the connection is dropped.
+    pub slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Connected for ClientTcp {
