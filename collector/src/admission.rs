@@ -41,6 +41,18 @@ pub fn require_certificate(request: tonic::Request<()>) -> Result<tonic::Request
     .into())
 }
 
+/// A string from the wire, bounded before it is stored or logged (the
+/// message size limit alone would let one field fill a message).
+pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), CollectorError> {
+    if value.len() > max {
+        return Err(CollectorError::InvalidArgument(format!(
+            "{field} is {} bytes long; at most {max} are accepted",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Per-agent slots: calls in progress, and batches among them.
 struct AgentSlots {
     calls: Arc<Semaphore>,

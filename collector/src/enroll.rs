@@ -128,6 +128,10 @@ impl Enroller {
         addr: &str,
         req: pb::EnrollRequest,
     ) -> Result<pb::EnrollResponse, CollectorError> {
+        use crate::admission::check_len;
+        check_len("hostname", &req.hostname, 255)?;
+        check_len("agent_version", &req.agent_version, 100)?;
+        check_len("os", &req.os, 200)?;
         let limit = self.limits.max_failures_per_address;
         let addr_key = (limit > 0).then(|| format!("addr:{}", attempts::host_of(addr)));
         if let Some(key) = &addr_key

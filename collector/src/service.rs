@@ -103,7 +103,7 @@ impl Transmission for TransmissionService {
         let r = request.into_inner();
         let out = self
             .detached(peer, Holds::Control, move |loader, caller| async move {
-                schema::check_len("claimed_ibge", &r.claimed_ibge, 7)?;
+                crate::admission::check_len("claimed_ibge", &r.claimed_ibge, 7)?;
                 if !r.claimed_ibge.is_empty() && r.claimed_ibge != caller.ibge.as_str() {
                     tracing::warn!(ibge = %caller.ibge, agent = %caller.agent_id, claimed = %r.claimed_ibge, "payload claims another municipality");
                     return Err(CollectorError::PermissionDenied(format!(

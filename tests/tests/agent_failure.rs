@@ -84,7 +84,7 @@ async fn failing_jobs_are_recorded_and_others_commit() -> anyhow::Result<()> {
     // The collector recorded every failure with the database's message.
     let analytic = stack.analytic_client().await?;
     for (job, needle) in [
-        ("sintaxe", "syntax error"),
+        ("sintaxe", "42601 syntax_error"),
         ("permissao", "permission denied"),
         ("demora", "statement timeout"),
     ] {
@@ -127,7 +127,9 @@ async fn failing_jobs_are_recorded_and_others_commit() -> anyhow::Result<()> {
         &transmissor_collector::status::last_transmissions(&pool).await?,
     );
     assert!(
-        status.contains("sintaxe") && status.contains("failed") && status.contains("syntax error"),
+        status.contains("sintaxe")
+            && status.contains("failed")
+            && status.contains("42601 syntax_error"),
         "{status}"
     );
     stack.stop_collector().await?;

@@ -108,9 +108,9 @@ impl Loader {
         check_plain("target", &spec.target)
             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
         schema::check_columns(&spec.columns, self.max_target_columns)?;
-        schema::check_len("plan_version", &spec.plan_version, 200)?;
-        schema::check_len("snapshot", &spec.snapshot, 8192)?;
-        schema::check_len("agent_version", &spec.agent_version, 100)?;
+        crate::admission::check_len("plan_version", &spec.plan_version, 200)?;
+        crate::admission::check_len("snapshot", &spec.snapshot, 8192)?;
+        crate::admission::check_len("agent_version", &spec.agent_version, 100)?;
 
         if let Some(found) = self.find(caller, spec.run_id, &spec.job).await? {
             return Ok(found);

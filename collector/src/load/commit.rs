@@ -268,7 +268,7 @@ impl Loader {
                             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
                         check_plain("target", &target)
                             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
-                        super::schema::check_len("plan_version", &plan_version, 200)?;
+                        crate::admission::check_len("plan_version", &plan_version, 200)?;
                         sqlx::query(
                             "INSERT INTO transmissor.transmissions \
                                (ibge, agent_id, run_id, job, mode, target, plan_version, columns, state, error, finished_at) \

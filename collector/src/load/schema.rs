@@ -166,17 +166,6 @@ pub fn is_allowed_type(ty: &str) -> bool {
         .is_some_and(|fields| INTERVAL_FIELDS.contains(&fields))
 }
 
-/// A string from the wire, bounded before it is stored or logged.
-pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), CollectorError> {
-    if value.len() > max {
-        return Err(CollectorError::InvalidArgument(format!(
-            "{field} is {} bytes long; at most {max} are accepted",
-            value.len()
-        )));
-    }
-    Ok(())
-}
-
 /// Checks the column list: its length first (at most `max_columns`, so a
 /// huge list costs nothing), then names and types, without the database.
 pub fn check_columns(cols: &[ColumnSpec], max_columns: usize) -> Result<(), CollectorError> {
@@ -211,7 +200,7 @@ pub fn check_columns(cols: &[ColumnSpec], max_columns: usize) -> Result<(), Coll
                 c.name
             )));
         }
-        check_len("a column's source type", &c.source_type, 200)?;
+        crate::admission::check_len("a column's source type", &c.source_type, 200)?;
         if c.target_type.len() > 100 || !is_allowed_type(&c.target_type) {
             return Err(CollectorError::InvalidArgument(format!(
                 "column {:?} has type {:?} (source type {:?}), which is not among the data types the analytic database accepts",
