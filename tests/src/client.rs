@@ -56,3 +56,18 @@ pub fn transmission(
         .max_encoding_message_size(256 << 20)
         .max_decoding_message_size(256 << 20))
 }
+
+/// A `PutBatch` of `raw` (COPY rows), zstd-compressed, with its length and
+/// CRC-32C.
+pub fn batch(id: i64, seq: u32, raw: &[u8], rows: u64) -> transmissor_proto::pb::PutBatchRequest {
+    transmissor_proto::pb::PutBatchRequest {
+        transmission_id: id,
+        seq,
+        rows,
+        raw_len: raw.len() as u64,
+        crc32c: transmissor_proto::checksum::crc32c(raw),
+        data: transmissor_proto::batch::compress(raw, 3)
+            .expect("zstd compresses in memory")
+            .into(),
+    }
+}

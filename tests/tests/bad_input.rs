@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use transmissor_proto::checksum::{TransmissionDigest, crc32c};
 use transmissor_proto::pb;
-use transmissor_tests::client;
+use transmissor_tests::client::{self, batch};
 use transmissor_tests::stack::{Job, Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
@@ -32,39 +32,6 @@ fn begin(run: Uuid, job: &str, target: &str, cols: &[(&str, &str)]) -> pb::Begin
             .collect(),
         plan_version: "test".into(),
         ..Default::default()
-    }
-}
-
-fn batch(id: i64, seq: u32, raw: &[u8], rows: u64) -> pb::PutBatchRequest {
-    pb::PutBatchRequest {
-        transmission_id: id,
-        seq,
-        rows,
-        raw_len: raw.len() as u64,
-        crc32c: crc32c(raw),
-        data: transmissor_proto::batch::compress(raw, 3).unwrap().into(),
-    }
-}
-
-/// Completes a TLS 1.3 handshake with the given identity and returns the
-/// error the first read gets (the server's alert).
-async fn raw_tls_alert(
-    s: &Stack,
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let tls = client::tls(&s.pki.ca_cert, Some((cert, key)))?;
-    let tcp = tokio::net::TcpStream::connect(s.collector_addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost")?;
-    let mut stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await?;
-    let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
-    let mut buf = [0u8; 64];
-    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await? {
-        Ok(n) => Ok(format!("read {n} bytes, no alert")),
-        Err(e) => Ok(format!("{e:?}")),
     }
 }
 
@@ -144,7 +111,9 @@ async fn identity_refusals() -> anyhow::Result<()> {
         "{e:?}"
     );
     // The precise reason travels in the TLS alert, visible on a raw connection.
-    let alert = raw_tls_alert(&s, &other.agents[0].cert, &other.agents[0].key).await?;
+    let alert =
+        transmissor_tests::identities::raw_alert(&s, &other.agents[0].cert, &other.agents[0].key)
+            .await?;
     assert!(alert.contains("UnknownCA"), "{alert}");
 
     // Right CA, but an agent the collector does not know: PERMISSION_DENIED.

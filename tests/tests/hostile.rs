@@ -9,9 +9,8 @@ use bytes::Bytes;
 use tonic::Code;
 use uuid::Uuid;
 
-use transmissor_proto::checksum::crc32c;
 use transmissor_proto::pb;
-use transmissor_tests::client;
+use transmissor_tests::client::{self, batch};
 use transmissor_tests::stack::{Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
@@ -38,17 +37,6 @@ fn begin(run: Uuid, job: &str, cols: &[(String, &str)]) -> pb::BeginRequest {
 
 fn one_col() -> Vec<(String, &'static str)> {
     vec![("id".to_string(), "integer")]
-}
-
-fn batch(id: i64, seq: u32, raw: &[u8], rows: u64) -> pb::PutBatchRequest {
-    pb::PutBatchRequest {
-        transmission_id: id,
-        seq,
-        rows,
-        raw_len: raw.len() as u64,
-        crc32c: crc32c(raw),
-        data: transmissor_proto::batch::compress(raw, 3).unwrap().into(),
-    }
 }
 
 async fn stack(limits: &str) -> anyhow::Result<Stack> {
