@@ -58,17 +58,18 @@ impl Loader {
         Ok(reaped)
     }
 
-    /// Reaps every `every` until `stop`.
+    /// Reaps every `every` until `stop`, the first round one period after
+    /// start (a restarted collector first lets agents come back).
     pub async fn run_reaper(self, stale_after: Duration, every: Duration, stop: CancellationToken) {
         loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
             match self.reap(stale_after).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(reaped = n, "stale transmissions aborted"),
                 Err(e) => tracing::warn!(error = %e, "cannot reap stale transmissions"),
-            }
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
             }
         }
     }
