@@ -12,6 +12,7 @@
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
 //! | [`procs`]  | the project's binaries as real processes (to SIGKILL them)       |
 //! | [`proxy`]  | a TCP proxy whose link can be cut and restored                   |
+//! | [`raw_h2`] | a raw HTTP/2 client without a certificate (unfinished bodies)     |
 //! | [`stack`]  | a whole installation: clusters, PKI, collector, agent configs      |
 
 pub mod balancer;
@@ -24,4 +25,5 @@ pub mod pec;
 pub mod pg;
 pub mod procs;
 pub mod proxy;
+pub mod raw_h2;
 pub mod stack;

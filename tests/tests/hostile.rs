@@ -5,12 +5,14 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use tonic::Code;
 use uuid::Uuid;
 
 use transmissor_proto::pb;
 use transmissor_tests::client::{self, batch};
+use transmissor_tests::raw_h2::{
+    connect_without_certificate, grpc_request, grpc_status, unfinished_message,
+};
 use transmissor_tests::stack::{Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
@@ -116,54 +118,17 @@ async fn a_huge_begin_costs_nothing_and_only_data_types_pass() -> anyhow::Result
     Ok(())
 }
 
-/// Opens a TLS 1.3 + HTTP/2 connection without a client certificate.
-async fn h2_without_certificate(s: &Stack) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
-    let tls = client::tls(&s.pki.ca_cert, None)?;
-    let tcp = tokio::net::TcpStream::connect(s.collector_addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost")?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await?;
-    let (send, conn) = h2::client::handshake(stream).await?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(send)
-}
-
-fn grpc_request(path: &str) -> http::Request<()> {
-    http::Request::builder()
-        .method("POST")
-        .uri(format!("https://localhost{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap()
-}
-
-/// The grpc-status of a response (trailers-only responses carry it in the
-/// headers).
-fn grpc_status(resp: &http::Response<h2::RecvStream>) -> Option<String> {
-    resp.headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_certificate_nothing_heavy_happens() -> anyhow::Result<()> {
     let s = stack("max_streams_per_connection = 8").await?;
-    let mut send = h2_without_certificate(&s).await?;
+    let mut send = connect_without_certificate(s.collector_addr, &s.pki.ca_cert).await?;
 
     // A PutBatch that announces a 30 MiB message and sends 1 KiB of it, its
     // stream left open: refused from the headers, the body never awaited.
     send = send.ready().await?;
     let (resp, mut body) =
         send.send_request(grpc_request("/transmissor.v1.Transmission/PutBatch"), false)?;
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(30u32 << 20).to_be_bytes());
-    frame.extend(std::iter::repeat_n(7u8, 1024));
-    body.send_data(Bytes::from(frame), false)?;
+    body.send_data(unfinished_message(), false)?;
     let resp = tokio::time::timeout(Duration::from_secs(60), resp)
         .await
         .map_err(|_| {

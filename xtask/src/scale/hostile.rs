@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
-use bytes::Bytes;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -236,35 +235,12 @@ async fn anonymous_loop(
 }
 
 async fn half_sent_batch(addr: std::net::SocketAddr, ca: &std::path::Path) -> Result<String> {
-    let tls = transmissor_tests::client::tls(ca, None)?;
-    let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let name = rustls::pki_types::ServerName::try_from("localhost")?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await?;
-    let (send, conn) = h2::client::handshake(stream).await?;
-    let conn = tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    use transmissor_tests::raw_h2;
+    let send = raw_h2::connect_without_certificate(addr, ca).await?;
     let mut send = send.ready().await?;
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("https://localhost/transmissor.v1.Transmission/PutBatch")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())?;
+    let req = raw_h2::grpc_request("/transmissor.v1.Transmission/PutBatch");
     let (resp, mut body) = send.send_request(req, false)?;
-    let mut frame = vec![0u8];
-    frame.extend_from_slice(&(30u32 << 20).to_be_bytes());
-    frame.extend(std::iter::repeat_n(7u8, 1024));
-    body.send_data(Bytes::from(frame), false)?;
+    body.send_data(raw_h2::unfinished_message(), false)?;
     let resp = tokio::time::timeout(Duration::from_secs(30), resp).await??;
-    let status = resp
-        .headers()
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none")
-        .to_string();
-    conn.abort();
-    Ok(status)
+    Ok(raw_h2::grpc_status(&resp).unwrap_or_else(|| "none".into()))
 }
