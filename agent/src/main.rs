@@ -7,10 +7,10 @@ use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser, Subcommand};
 
 use transmissor_agent::config::AgentConfig;
-use transmissor_agent::enroll::{EnrollOptions, enroll};
-use transmissor_agent::extract;
+use transmissor_agent::identity::enroll::{EnrollOptions, enroll};
+use transmissor_agent::identity::renew::RenewError;
 use transmissor_agent::identity::{self, IdentityPaths};
-use transmissor_agent::renew::RenewError;
+use transmissor_agent::pipeline::extract;
 
 /// Keeps the agent's memory close to what it holds: batch-sized buffers
 /// (≥ 1 MiB) are mapped and unmapped instead of staying in glibc's heap, and
@@ -200,7 +200,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 let report = agent.run_once(&cancel).await;
                 // Agents run from cron report their state too.
                 if let Err(e) = agent.heartbeat().beat().await {
-                    tracing::warn!(error = %transmissor_agent::transport::explain(&e), "heartbeat not sent");
+                    tracing::warn!(error = %transmissor_agent::pipeline::transport::explain(&e), "heartbeat not sent");
                 }
                 print!("{report}");
                 return Ok(if report.all_committed() {
@@ -214,35 +214,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "no [schedule] in the config: set schedule.daily_at or schedule.every, or use --once"
                 );
             };
-            // Renewal and heartbeats run beside the schedule until shutdown.
-            let mut background = agent.start_background(&cancel);
-            // Send what earlier runs left behind before waiting.
-            for (_, job, outcome) in agent.recover().await? {
-                tracing::info!(%job, ?outcome, "recovered");
-            }
-            loop {
-                let next = schedule.next_after(chrono::Utc::now());
-                tracing::info!(next_run = %next.to_rfc3339(), "waiting for the next run");
-                // Sleep in short steps so a corrected wall clock is followed.
-                while chrono::Utc::now() < next {
-                    let left = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-                    tokio::select! {
-                        () = cancel.cancelled() => {
-                            while background.join_next().await.is_some() {}
-                            return Ok(ExitCode::SUCCESS);
-                        }
-                        () = tokio::time::sleep(left.min(std::time::Duration::from_secs(30))) => {}
-                    }
-                }
-                let report = agent.run_once(&cancel).await;
-                for line in report.to_string().lines() {
-                    tracing::info!(summary = line, "run finished");
-                }
-                if cancel.is_cancelled() {
-                    while background.join_next().await.is_some() {}
-                    return Ok(ExitCode::SUCCESS);
-                }
-            }
+            transmissor_agent::daemon::run(&agent, &schedule, &cancel).await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

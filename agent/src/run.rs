@@ -17,16 +17,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::clock::ClockSync;
 use crate::config::AgentConfig;
-use crate::credentials::Credentials;
-use crate::extract::{self, ExtractError, Phase, Progress, StartedJob};
-use crate::heartbeat::{AgentStatus, Heartbeat};
+use crate::heartbeat::Heartbeat;
+use crate::identity::clock::ClockSync;
+use crate::identity::credentials::Credentials;
+use crate::identity::renew::{RenewError, Renewer};
 use crate::identity::{self, IdentityError, IdentityPaths};
-use crate::renew::{RenewError, Renewer};
-use crate::spool::{JobState, Spool, SpoolError};
-use crate::transport;
-use crate::upload::{JobOutcome, Uploader};
+use crate::pipeline::extract::{self, ExtractError, Phase, Progress, StartedJob};
+use crate::pipeline::spool::{JobState, Spool, SpoolError};
+use crate::pipeline::transport;
+use crate::pipeline::upload::{JobOutcome, Uploader};
+use crate::status::AgentStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -251,7 +252,8 @@ impl Agent {
             Err(e) => {
                 report.run_error = Some(format!("spool: {e}"));
                 let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
-                self.status.record_report(&report, &jobs);
+                self.status
+                    .record_run(&report.jobs, report.run_error.as_deref(), &jobs);
                 return report;
             }
         }
@@ -262,11 +264,12 @@ impl Agent {
         // snapshot on the municipal server for data that cannot leave.
         let validity = self.credentials.validity();
         if self.clock.collector_now_ms() >= validity.not_after_ms {
-            let msg = crate::renew::expired_message(validity.not_after());
+            let msg = crate::identity::renew::expired_message(validity.not_after());
             tracing::error!("{msg}");
             report.run_error = Some(msg);
             let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
-            self.status.record_report(&report, &jobs);
+            self.status
+                .record_run(&report.jobs, report.run_error.as_deref(), &jobs);
             return report;
         }
         let run_id = Uuid::now_v7();
@@ -307,7 +310,8 @@ impl Agent {
             }
         }
         let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
-        self.status.record_report(&report, &jobs);
+        self.status
+            .record_run(&report.jobs, report.run_error.as_deref(), &jobs);
         report
     }
 }

@@ -4,7 +4,7 @@
 //! server), everything else over mutual TLS. The real collector's tests live
 //! in the `tests` crate; this one pins down the agent's side on its own.
 
-#[path = "../src/testpki.rs"]
+#[path = "../src/identity/testpki.rs"]
 mod testpki;
 
 use std::net::SocketAddr;
@@ -19,16 +19,17 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
-use transmissor_agent::clock::{self, ClockSync};
 use transmissor_agent::config::AgentConfig;
-use transmissor_agent::credentials::Credentials;
-use transmissor_agent::enroll::{EnrollError, EnrollOptions, enroll};
-use transmissor_agent::heartbeat::{AgentStatus, Heartbeat};
+use transmissor_agent::heartbeat::Heartbeat;
+use transmissor_agent::identity::clock::{self, ClockSync};
+use transmissor_agent::identity::credentials::Credentials;
+use transmissor_agent::identity::enroll::{EnrollError, EnrollOptions, enroll};
+use transmissor_agent::identity::renew::Renewer;
 use transmissor_agent::identity::{self, IdentityPaths};
-use transmissor_agent::renew::Renewer;
+use transmissor_agent::pipeline::spool::Spool;
+use transmissor_agent::pipeline::transport;
 use transmissor_agent::run::Agent;
-use transmissor_agent::spool::Spool;
-use transmissor_agent::transport;
+use transmissor_agent::status::AgentStatus;
 use transmissor_proto::identity::AgentUri;
 use transmissor_proto::pb;
 use transmissor_proto::token::Token;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use transmissor_agent::config::Mode;
 use transmissor_agent::identity::{self, IdentityPaths};
-use transmissor_agent::spool::{DoneMeta, JobMeta, Spool};
+use transmissor_agent::pipeline::spool::{DoneMeta, JobMeta, Spool};
 use uuid::Uuid;
 
 #[allow(unsafe_code)]

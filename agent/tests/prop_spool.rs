@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use transmissor_agent::config::Mode;
-use transmissor_agent::spool::{BatchHeader, JobDir, JobMeta, Spool, SpoolError};
+use transmissor_agent::pipeline::spool::{BatchHeader, JobDir, JobMeta, Spool, SpoolError};
 use transmissor_proto::batch::decompress_checked;
 
 const HEADER_LEN: usize = 36;

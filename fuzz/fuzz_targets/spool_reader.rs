@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use transmissor_agent::config::Mode;
-use transmissor_agent::spool::{JobDir, JobMeta, Spool, SpoolError};
+use transmissor_agent::pipeline::spool::{JobDir, JobMeta, Spool, SpoolError};
 use transmissor_proto::batch::decompress_checked;
 use transmissor_proto::checksum::crc32c;
 

@@ -37,7 +37,7 @@ pub fn tls(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Arc<rustls::Cl
 }
 
 pub fn channel(endpoint: &str, ca: &Path, identity: Option<(&Path, &Path)>) -> Result<Channel> {
-    Ok(transmissor_agent::transport::connect_lazy(
+    Ok(transmissor_agent::pipeline::transport::connect_lazy(
         tls(ca, identity)?,
         endpoint,
         None,

@@ -130,7 +130,7 @@ async fn quoted_values_are_redacted_in_every_language() -> anyhow::Result<()> {
                     "{label}: the server answered in English, not {lang}: {raw}"
                 );
             }
-            let agent = transmissor_agent::source::describe_pg_error(&e);
+            let agent = transmissor_agent::pipeline::source::describe_pg_error(&e);
             assert!(
                 !agent.contains(case.secret),
                 "{label}: agent leaks: {agent}"
@@ -170,7 +170,7 @@ async fn safe_classes_keep_the_servers_words() -> anyhow::Result<()> {
         .batch_execute("SELECT * FROM tabela_que_nao_existe")
         .await
         .unwrap_err();
-    let agent = transmissor_agent::source::describe_pg_error(&e);
+    let agent = transmissor_agent::pipeline::source::describe_pg_error(&e);
     assert!(
         agent.contains("42P01 undefined_table: relation \"tabela_que_nao_existe\" does not exist"),
         "{agent}"

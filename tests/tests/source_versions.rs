@@ -214,7 +214,7 @@ async fn across(source: PgServer, analytic: PgServer, auth: Auth) -> Result<()> 
     std::fs::write(&cfg, toml)?;
 
     // `transmissor-agent check`'s path: every job described.
-    let described = transmissor_agent::extract::describe_jobs(
+    let described = transmissor_agent::pipeline::extract::describe_jobs(
         &transmissor_agent::config::AgentConfig::load(&cfg)?,
     )
     .await

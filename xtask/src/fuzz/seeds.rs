@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use transmissor_agent::config::Mode;
-use transmissor_agent::spool::{JobMeta, Spool};
+use transmissor_agent::pipeline::spool::{JobMeta, Spool};
 use transmissor_collector::pki::Ca;
 use transmissor_proto::batch::compress;
 use transmissor_proto::checksum::crc32c;

@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use transmissor_agent::transport::connect_lazy;
+use transmissor_agent::pipeline::transport::connect_lazy;
 use transmissor_collector::pki::Ca;
 use transmissor_proto::identity::{AgentUri, Ibge};
 use transmissor_tests::stack::Stack;

@@ -42,13 +42,13 @@ use tonic::transport::Channel;
 use transmissor_proto::pb;
 use transmissor_proto::pb::agent_lifecycle_client::AgentLifecycleClient;
 
-use crate::clock::{self, ClockSync};
 use crate::config::RetryConfig;
-use crate::credentials::Credentials;
-use crate::heartbeat::AgentStatus;
+use crate::identity::clock::{self, ClockSync};
+use crate::identity::credentials::Credentials;
 use crate::identity::{self, IdentityError, IdentityPaths, Validity};
-use crate::retry::{Backoff, is_retriable};
-use crate::transport::explain;
+use crate::pipeline::retry::{Backoff, is_retriable};
+use crate::pipeline::transport::explain;
+use crate::status::AgentStatus;
 
 /// Renewal happens at a random fraction of the lifetime in this range.
 pub const RENEW_FROM: f64 = 0.50;

@@ -155,7 +155,7 @@ mod tests {
     use tokio_rustls::{TlsAcceptor, TlsConnector};
 
     use super::*;
-    use crate::testpki::Ca;
+    use crate::identity::testpki::Ca;
 
     /// A TLS 1.3 server on 127.0.0.1:0 presenting `chain`; answers "ok".
     async fn server(chain_pem: String, key_pem: String) -> std::net::SocketAddr {

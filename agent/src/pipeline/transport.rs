@@ -1,6 +1,6 @@
 //! The connection to the collector: TLS 1.3 only (ring), the collector
 //! verified against the trust bundle, the agent's client certificate sent
-//! (both hot-swappable, see [`crate::credentials`]), HTTP/2 with explicit
+//! (both hot-swappable, see [`crate::identity::credentials`]), HTTP/2 with explicit
 //! message limits and windows. Failures are explained by [`explain`].
 //!
 //! tonic refuses `https://` URIs unless it does TLS itself, so the endpoint
@@ -49,7 +49,7 @@ pub fn host_port(endpoint: &str) -> Result<(String, u16), TransportError> {
 }
 
 /// A lazily connecting channel to the configured collector over `tls`
-/// (see [`crate::credentials::Credentials::client_config`]); it reconnects
+/// (see [`crate::identity::credentials::Credentials::client_config`]); it reconnects
 /// by itself after failures, and each new connection does a new handshake.
 pub fn channel(
     cfg: &CollectorEndpoint,

@@ -20,8 +20,8 @@ use transmissor_proto::checksum::TransmissionDigest;
 
 use crate::config::CopyFormatChoice;
 use crate::config::{AgentConfig, JobConfig};
-use crate::source::{self, SourceError};
-use crate::spool::{CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError};
+use crate::pipeline::source::{self, SourceError};
+use crate::pipeline::spool::{CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError};
 use transmissor_proto::copy_binary::{self, CopyBinaryError};
 
 /// How far a job's extraction has come; watched by its uploader.

@@ -16,7 +16,7 @@ use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls};
 use transmissor_proto::redact::{PgErrorFields, RedactedDbError};
 
 use crate::config::SourceConfig;
-use crate::spool::ColumnMeta;
+use crate::pipeline::spool::ColumnMeta;
 
 #[derive(Debug, Error)]
 pub enum SourceError {

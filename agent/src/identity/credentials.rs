@@ -266,7 +266,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::testpki::{Ca, agent_identity, sample_uri};
+    use crate::identity::testpki::{Ca, agent_identity, sample_uri};
 
     #[test]
     fn resolver_swap_changes_what_new_handshakes_get() {

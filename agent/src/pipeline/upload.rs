@@ -18,10 +18,10 @@ use transmissor_proto::pb;
 use transmissor_proto::pb::transmission_client::TransmissionClient;
 
 use crate::config::{Mode, RetryConfig};
-use crate::extract::{Phase, Progress};
-use crate::retry::{Backoff, is_retriable};
-use crate::spool::{CopyFormat, JobDir, JobMeta, SpoolError};
-use crate::transport::explain;
+use crate::pipeline::extract::{Phase, Progress};
+use crate::pipeline::retry::{Backoff, is_retriable};
+use crate::pipeline::spool::{CopyFormat, JobDir, JobMeta, SpoolError};
+use crate::pipeline::transport::explain;
 
 /// How a job ended, as far as this agent run is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //!    before the token is spent).
 //! 3. A key is generated locally; only a CSR carrying its public key is sent.
 //! 4. The collector is verified by the token's CA pin alone
-//!    ([`crate::pin::PinnedVerifier`]); no CA file is needed.
+//!    ([`crate::identity::pin::PinnedVerifier`]); no CA file is needed.
 //! 5. The returned chain must belong to the generated key and name the
 //!    token's municipality, and the trust bundle must hold the pinned CA key.
 //! 6. Key (0600), chain, trust bundle and `agent.json` are written atomically.
@@ -26,10 +26,10 @@ use transmissor_proto::pb;
 use transmissor_proto::pb::enrollment_client::EnrollmentClient;
 use transmissor_proto::token::{Token, TokenError};
 
-use crate::clock::{self, SKEW_WARN_MS};
+use crate::identity::clock::{self, SKEW_WARN_MS};
+use crate::identity::pin::{PinMismatch, PinnedVerifier};
 use crate::identity::{self, AgentInfo, IdentityError, IdentityPaths};
-use crate::pin::{PinMismatch, PinnedVerifier};
-use crate::transport::{self, TransportError, explain};
+use crate::pipeline::transport::{self, TransportError, explain};
 
 #[derive(Debug, Error)]
 pub enum EnrollError {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::testpki::{Ca, agent_identity, sample_uri};
+use crate::identity::testpki::{Ca, agent_identity, sample_uri};
 
 fn pki() -> (Ca, Ca) {
     let root = Ca::root("root");

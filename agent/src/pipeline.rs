@@ -1,0 +1,20 @@
+//! The data path: from the municipal database to the collector.
+//!
+//! | module        | responsibility                                                |
+//! |---------------|---------------------------------------------------------------|
+//! | [`source`]    | read-only session with pinned settings; column description    |
+//! | [`extract`]   | snapshot transaction, `COPY TO STDOUT` → batches → spool       |
+//! | [`spool`]     | crash-safe on-disk batches (format and invariants in its doc) |
+//! | [`upload`]    | begin / put batches (windowed) / commit, resumable            |
+//! | [`transport`] | rustls (TLS 1.3, client certificate) + tonic channel          |
+//! | [`retry`]     | retriable-or-not classification; full-jitter backoff          |
+//!
+//! Batch framing (zstd frame, CRC-32C, row counts) is shared with the
+//! collector and lives in `transmissor_proto::batch`.
+
+pub mod extract;
+pub mod retry;
+pub mod source;
+pub mod spool;
+pub mod transport;
+pub mod upload;
