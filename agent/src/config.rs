@@ -81,7 +81,44 @@ pub struct AgentConfig {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
+    /// Central mode: the plan keys pinned at install.
+    #[serde(default)]
+    pub plan: PlanConfig,
+    /// Local jobs (development and the demo): allowed only when no plan key
+    /// is pinned.
+    #[serde(default)]
     pub jobs: Vec<JobConfig>,
+}
+
+/// `[plan]`: central, signed extraction plans. With at least one key the
+/// agent is in **central mode**: it runs only SQL from a plan signed by one
+/// of these keys (or by a key a signed key list moved trust to), and local
+/// `[[jobs]]` are refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanConfig {
+    /// Plan public keys, `ed25519:<base64>`, as `transmissor-plan keygen`
+    /// prints them.
+    #[serde(default)]
+    pub keys: Vec<transmissor_plan::PublicKey>,
+}
+
+/// Where the agent's SQL comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobSourceMode {
+    /// Only from verified, signed central plans.
+    Central,
+    /// From the config's `[[jobs]]` (no plan key pinned).
+    Local,
+}
+
+impl std::fmt::Display for JobSourceMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Central => "central (signed plans only)",
+            Self::Local => "local ([[jobs]] of this config; development only)",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -222,17 +259,51 @@ impl Default for RetryConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
-    /// Local times ("HH:MM") of the daily runs.
+    /// Local times ("HH:MM") of the daily runs of local jobs.
     #[serde(default)]
-    pub daily_at: Vec<String>,
-    /// IANA time zone of `daily_at` (default America/Sao_Paulo).
-    pub timezone: Option<String>,
+    pub daily_at: Vec<LocalTime>,
+    /// The municipality's IANA time zone, in which every schedule (local
+    /// jobs' and the plan's) is read (default America/Sao_Paulo).
+    #[serde(default)]
+    pub timezone: TimeZone,
     /// Run on Monday to Friday only.
     #[serde(default)]
     pub weekdays_only: bool,
     /// Alternatively, a fixed interval between runs (e.g. "1h").
     #[serde(default, with = "humantime_serde")]
     pub every: Option<Duration>,
+}
+
+/// A local time of day, `HH:MM`, parsed once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LocalTime(pub chrono::NaiveTime);
+
+impl<'de> Deserialize<'de> for LocalTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        chrono::NaiveTime::parse_from_str(&s, "%H:%M")
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a time of day HH:MM")))
+    }
+}
+
+/// An IANA time zone, parsed once (default America/Sao_Paulo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl Default for TimeZone {
+    fn default() -> Self {
+        Self(chrono_tz::America::Sao_Paulo)
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeZone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<chrono_tz::Tz>()
+            .map(Self)
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IANA time zone")))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -257,6 +328,15 @@ impl Default for HeartbeatConfig {
 pub enum Mode {
     Snapshot,
     Append,
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Snapshot => "snapshot",
+            Self::Append => "append",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -407,8 +487,20 @@ impl AgentConfig {
                 ));
             }
         }
-        if self.jobs.is_empty() {
-            return inv("at least one [[jobs]] entry is needed".into());
+        match self.job_source() {
+            JobSourceMode::Central => {
+                if !self.jobs.is_empty() {
+                    return inv("plan.keys is set, so this agent runs only signed central plans: remove the [[jobs]] entries (local jobs are for development, without plan keys)".into());
+                }
+                if !self.schedule.daily_at.is_empty() || self.schedule.every.is_some() {
+                    return inv("plan.keys is set: each job's schedule comes from the plan; remove schedule.daily_at and schedule.every (schedule.timezone stays: it is the municipality's)".into());
+                }
+            }
+            JobSourceMode::Local => {
+                if self.jobs.is_empty() {
+                    return inv("no job to run: set plan.keys (central mode) or add [[jobs]] entries (development)".into());
+                }
+            }
         }
         let mut names = std::collections::HashSet::new();
         for j in &self.jobs {
@@ -444,16 +536,6 @@ impl AgentConfig {
         }
         if self.heartbeat.interval < Duration::from_secs(1) {
             return inv("heartbeat.interval must be at least 1s".into());
-        }
-        if let Some(tz) = &self.schedule.timezone {
-            tz.parse::<chrono_tz::Tz>().map_err(|_| {
-                ConfigError::Invalid(format!("schedule.timezone {tz:?} is not an IANA time zone"))
-            })?;
-        }
-        for t in &self.schedule.daily_at {
-            chrono::NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| {
-                ConfigError::Invalid(format!("schedule.daily_at {t:?} is not HH:MM"))
-            })?;
         }
         Ok(())
     }
@@ -511,7 +593,21 @@ impl AgentConfig {
         (self.collector.ca_file.clone()).unwrap_or_else(|| self.identity_dir().join("trust.pem"))
     }
 
-    /// Version string of the job definitions, sent with each transmission.
+    /// Central (plan keys pinned) or local mode.
+    pub fn job_source(&self) -> JobSourceMode {
+        if self.plan.keys.is_empty() {
+            JobSourceMode::Local
+        } else {
+            JobSourceMode::Central
+        }
+    }
+
+    /// Where accepted plans, key lists and the schedule's state live.
+    pub fn plan_dir(&self) -> PathBuf {
+        self.agent.state_dir.join("plan")
+    }
+
+    /// Version string of the local job definitions, sent with each transmission.
     pub fn plan_version(&self) -> String {
         sha2_lite::plan_version_of(&self.jobs)
     }

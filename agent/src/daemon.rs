@@ -1,47 +1,208 @@
-//! The long-running agent: renewal and heartbeats in the background, the
-//! schedule in the foreground, until the cancellation token fires. A service
-//! wrapper (systemd, or the Windows service) calls [`run`] and cancels the
-//! token to stop it; shutdown is ordered: the current run stops at a batch
-//! boundary, then the background tasks end.
+//! The long-running agent: renewal and heartbeats (which also fetch new
+//! plans) in the background, each job's schedule in the foreground, until
+//! the cancellation token fires. A service wrapper (systemd, or the Windows
+//! service) calls [`run`] and cancels the token to stop it; shutdown is
+//! ordered: the current run stops at a batch boundary, then the background
+//! tasks end.
+//!
+//! Scheduling: each job fires at its slots plus its stable offset
+//! ([`crate::schedule`]). Jobs that fire while a run is going on wait for it
+//! and then run together, in one snapshot; a job is never queued twice, so
+//! two runs of one job never overlap (across processes, the job locks see
+//! to it). At start, each job's latest slot that neither committed nor was
+//! already caught up runs once (anacron-style). The ledger is written before
+//! each run starts and after it ends.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::run::{Agent, AgentError};
-use crate::schedule::Schedule;
+use crate::jobs::JobSet;
+use crate::pipeline::upload::JobOutcome;
+use crate::run::{Agent, AgentError, RunReport};
+use crate::schedule::{JobClock, Ledger};
 
-/// Runs `agent` on `schedule` until `cancel`.
-pub async fn run(
-    agent: &Agent,
-    schedule: &Schedule,
-    cancel: &CancellationToken,
-) -> Result<(), AgentError> {
+/// Longest sleep between looks at the wall clock (a corrected clock is
+/// followed within this).
+const TICK: Duration = Duration::from_secs(30);
+
+/// The run in progress: its jobs with their slots, and its report.
+type RunInFlight<'a> =
+    futures::future::LocalBoxFuture<'a, (Vec<(String, DateTime<Utc>)>, RunReport)>;
+
+/// The scheduler's view of the jobs of the set in force.
+struct Plan {
+    set: JobSet,
+    clocks: Vec<JobClock>,
+    /// Per job: the next slot and when it fires.
+    next: BTreeMap<String, (DateTime<Utc>, DateTime<Utc>)>,
+}
+
+impl Plan {
+    fn new(set: JobSet, ibge: &str, now: DateTime<Utc>, tz: Tz) -> Self {
+        let clocks: Vec<JobClock> = set
+            .jobs
+            .iter()
+            .filter_map(|j| Some(JobClock::new(&j.job.name, j.timing.clone()?, ibge)))
+            .collect();
+        let next = clocks
+            .iter()
+            .filter_map(|c| Some((c.job.clone(), c.next_firing(now, tz)?)))
+            .collect();
+        Self { set, clocks, next }
+    }
+
+    fn earliest(&self) -> Option<DateTime<Utc>> {
+        self.next.values().map(|(_, fires)| *fires).min()
+    }
+
+    /// Jobs whose firing time has come, with their slot; each moves on to
+    /// its next slot after `now`.
+    fn take_fired(&mut self, now: DateTime<Utc>, tz: Tz) -> Vec<(String, DateTime<Utc>)> {
+        let mut fired = Vec::new();
+        for c in &self.clocks {
+            let Some((slot, fires)) = self.next.get(&c.job).copied() else {
+                continue;
+            };
+            if fires <= now {
+                fired.push((c.job.clone(), slot));
+                match c.next_firing(now, tz) {
+                    Some(n) => self.next.insert(c.job.clone(), n),
+                    None => self.next.remove(&c.job),
+                };
+            }
+        }
+        fired
+    }
+}
+
+/// Runs the agent on its jobs' schedules until `cancel`.
+pub async fn run(agent: &Agent, cancel: &CancellationToken) -> Result<(), AgentError> {
     // Renewal and heartbeats run beside the schedule until shutdown.
     let mut background = agent.start_background(cancel);
+    let result = scheduled(agent, cancel).await;
+    while background.join_next().await.is_some() {}
+    result
+}
+
+async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), AgentError> {
+    let cfg = agent.config();
+    let tz = cfg.schedule.timezone.0;
+    let ibge = agent.ibge().unwrap_or("").to_string();
+    let ledger_dir = cfg.plan_dir();
+    crate::private_fs::create_dir_all(&ledger_dir).map_err(|source| {
+        crate::schedule::LedgerError::Io {
+            path: ledger_dir.clone(),
+            source,
+        }
+    })?;
+    let mut ledger = Ledger::load(&ledger_dir)?;
+    let mut plan_changes = agent.plans().map(|k| k.subscribe());
+
     // Send what earlier runs left behind before waiting.
     for (_, job, outcome) in agent.recover().await? {
         tracing::info!(%job, ?outcome, "recovered");
     }
+
+    let mut plan = Plan::new(agent.job_set(), &ibge, Utc::now(), tz);
+    ledger.sync_jobs(&plan.clocks, Utc::now());
+    let mut queue: BTreeMap<String, DateTime<Utc>> = ledger
+        .take_catch_up(&plan.clocks, Utc::now(), tz)
+        .into_iter()
+        .collect();
+    for (job, slot) in &queue {
+        tracing::info!(%job, slot = %slot.to_rfc3339(), "catching up a missed slot");
+    }
+    ledger.save(&ledger_dir)?;
+    publish_next_runs(agent, &plan);
+
+    let mut running: Option<RunInFlight<'_>> = None;
     loop {
-        let next = schedule.next_after(chrono::Utc::now());
-        tracing::info!(next_run = %next.to_rfc3339(), "waiting for the next run");
-        // Sleep in short steps so a corrected wall clock is followed.
-        while chrono::Utc::now() < next {
-            let left = (next - chrono::Utc::now()).to_std().unwrap_or_default();
-            tokio::select! {
-                () = cancel.cancelled() => {
-                    while background.join_next().await.is_some() {}
-                    return Ok(());
+        // Start the queued jobs together when nothing runs.
+        if running.is_none() && !queue.is_empty() {
+            let batch: Vec<(String, DateTime<Utc>)> =
+                std::mem::take(&mut queue).into_iter().collect();
+            let names: Vec<String> = batch.iter().map(|(j, _)| j.clone()).collect();
+            for (job, slot) in &batch {
+                ledger.attempted(job, *slot);
+            }
+            ledger.save(&ledger_dir)?;
+            let set = plan.set.only(&names);
+            tracing::info!(jobs = ?names, "scheduled run starting");
+            running = Some(
+                async move {
+                    let report = agent.run_jobs(&set, cancel).await;
+                    (batch, report)
                 }
-                () = tokio::time::sleep(left.min(std::time::Duration::from_secs(30))) => {}
+                .boxed_local(),
+            );
+        }
+        let wait = plan
+            .earliest()
+            .map(|t| (t - Utc::now()).to_std().unwrap_or_default())
+            .unwrap_or(TICK)
+            .min(TICK);
+        tokio::select! {
+            () = cancel.cancelled() => {
+                if let Some(r) = running.take() {
+                    // The run stops at a batch boundary; its spool stays.
+                    let _ = r.await;
+                }
+                return Ok(());
+            }
+            (batch, report) = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
+                running = None;
+                for line in report.to_string().lines() {
+                    tracing::info!(summary = line, "run finished");
+                }
+                for (job, slot) in batch {
+                    let done = report.jobs.iter().any(|(_, j, o)| {
+                        *j == job && matches!(o, JobOutcome::Committed { .. } | JobOutcome::Skipped { .. })
+                    });
+                    if done && report.run_error.is_none() {
+                        ledger.committed(&job, slot);
+                    }
+                }
+                ledger.save(&ledger_dir)?;
+            }
+            changed = async { plan_changes.as_mut().expect("guarded").changed().await }, if plan_changes.is_some() => {
+                if changed.is_err() {
+                    plan_changes = None;
+                    continue;
+                }
+                let now = Utc::now();
+                plan = Plan::new(agent.job_set(), &ibge, now, tz);
+                ledger.sync_jobs(&plan.clocks, now);
+                ledger.save(&ledger_dir)?;
+                // Queued jobs the new plan no longer has are dropped.
+                queue.retain(|job, _| plan.set.get(job).is_some());
+                tracing::info!(plan = plan.set.plan, jobs = plan.set.jobs.len(), "schedule follows the new plan");
+                publish_next_runs(agent, &plan);
+            }
+            () = tokio::time::sleep(wait) => {
+                let fired = plan.take_fired(Utc::now(), tz);
+                for (job, slot) in fired {
+                    tracing::info!(%job, slot = %slot.to_rfc3339(), "job due");
+                    queue.entry(job).or_insert(slot);
+                }
+                publish_next_runs(agent, &plan);
             }
         }
-        let report = agent.run_once(cancel).await;
-        for line in report.to_string().lines() {
-            tracing::info!(summary = line, "run finished");
-        }
-        if cancel.is_cancelled() {
-            while background.join_next().await.is_some() {}
-            return Ok(());
-        }
+    }
+}
+
+/// Tells the heartbeat when each job runs next.
+fn publish_next_runs(agent: &Agent, plan: &Plan) {
+    agent.status().set_next_runs(
+        plan.next
+            .iter()
+            .map(|(job, (_, fires))| (job.clone(), *fires)),
+    );
+    if let Some(t) = plan.earliest() {
+        tracing::debug!(next_run = %t.to_rfc3339(), "waiting for the next run");
     }
 }

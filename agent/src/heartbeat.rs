@@ -20,6 +20,8 @@ use crate::identity::clock::{self, ClockSync};
 use crate::identity::credentials::Credentials;
 use crate::pipeline::spool::Spool;
 use crate::pipeline::transport::explain;
+use crate::plan::PlanKeeper;
+use crate::plan::fetch::{self, Advertised};
 use crate::status::AgentStatus;
 
 /// Heartbeat waits are drawn within ±20% of the configured interval.
@@ -43,6 +45,8 @@ pub struct Heartbeat {
     clock: Arc<ClockSync>,
     status: Arc<AgentStatus>,
     spool: Spool,
+    /// Central mode: plans are fetched when an answer announces another.
+    plans: Option<Arc<PlanKeeper>>,
 }
 
 impl Heartbeat {
@@ -52,6 +56,7 @@ impl Heartbeat {
         clock: Arc<ClockSync>,
         status: Arc<AgentStatus>,
         spool: Spool,
+        plans: Option<Arc<PlanKeeper>>,
     ) -> Self {
         Self {
             client,
@@ -59,6 +64,7 @@ impl Heartbeat {
             clock,
             status,
             spool,
+            plans,
         }
     }
 
@@ -69,6 +75,11 @@ impl Heartbeat {
             .flatten()
             .collect::<Vec<_>>()
             .join("; ");
+        let plan = self
+            .plans
+            .as_ref()
+            .map(|k| k.report(self.clock.collector_now()))
+            .unwrap_or_default();
         pb::HeartbeatRequest {
             agent_version: env!("CARGO_PKG_VERSION").into(),
             os: os(),
@@ -79,17 +90,53 @@ impl Heartbeat {
             spool_limit_bytes: self.spool.limit(),
             last_runs: self.status.last_runs(),
             warning,
+            pec_version: self.status.pec_version().unwrap_or_default(),
+            job_source: if self.plans.is_some() {
+                pb::JobSource::Plan
+            } else {
+                pb::JobSource::Local
+            } as i32,
+            plan_version: plan.version,
+            plan_expired: plan.expired,
+            plan_refusal: plan.refusal.unwrap_or_default(),
+            next_runs: self.status.next_runs(),
+            key_list_serial: plan.key_list_serial,
         }
     }
 
-    /// Sends one heartbeat; returns the measured clock offset.
+    /// Sends one heartbeat; returns the measured clock offset. In central
+    /// mode, an answer announcing another plan (or newer plan keys) is
+    /// followed by a fetch, and the plan is verified and accepted or refused
+    /// before this returns; the refusal goes out with the next heartbeat.
     pub async fn beat(&self) -> Result<i64, Status> {
         let req = self.request();
         let sent = req.agent_time_unix_ms;
         let resp = self.client.clone().heartbeat(req).await?.into_inner();
-        Ok(self
+        let offset = self
             .clock
-            .record(sent, clock::now_unix_ms(), resp.collector_time_unix_ms))
+            .record(sent, clock::now_unix_ms(), resp.collector_time_unix_ms);
+        if let Some(keeper) = &self.plans {
+            let ad = Advertised::from(&resp);
+            if keeper.should_fetch(ad) {
+                self.sync_plan(keeper, ad).await;
+            }
+        }
+        Ok(offset)
+    }
+
+    /// Fetches what the collector publishes and offers it to the keeper.
+    async fn sync_plan(&self, keeper: &PlanKeeper, ad: Advertised) {
+        match fetch::fetch(&self.client, keeper.key_list_serial()).await {
+            Ok(r) => {
+                let now = self.clock.collector_now();
+                if let Err(e) = keeper.offer(&r.plan, &r.key_lists, ad.plan_version, now) {
+                    tracing::error!(error = %e, "cannot store the plan state");
+                }
+            }
+            Err(s) => {
+                tracing::warn!(error = %explain(&s), "plan not fetched; retrying at the next heartbeat")
+            }
+        }
     }
 
     /// Beats now, then every `interval` ±20%, until `cancel`.

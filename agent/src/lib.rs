@@ -7,8 +7,11 @@
 //! | [`config`]     | strict, versioned TOML configuration; secrets from file/env      |
 //! | [`pipeline`]   | the data path: source, extract, spool, upload, transport, retry  |
 //! | [`identity`]   | identity on disk, enroll, pin, credentials, renew, clock         |
+//! | [`plan`]       | central plans: fetch, verify, store; the running plan            |
+//! | [`jobs`]       | what to run: the running plan's jobs, or local `[[jobs]]`        |
+//! | [`job_lock`]   | one run of a job at a time, across processes (lock files)        |
 //! | [`run`]        | one run: recover the spool, extract and upload the given jobs    |
-//! | [`schedule`]   | when the long-running agent runs                                 |
+//! | [`schedule`]   | when each job runs; the ledger behind catch-up                   |
 //! | [`daemon`]     | the long-running agent: background tasks and the schedule loop   |
 //! | [`status`]     | the state the heartbeat reports                                  |
 //! | [`heartbeat`]  | periodic status to the collector                                 |
@@ -20,7 +23,10 @@ pub mod daemon;
 pub mod diagnose;
 pub mod heartbeat;
 pub mod identity;
+pub mod job_lock;
+pub mod jobs;
 pub mod pipeline;
+pub mod plan;
 pub mod private_fs;
 pub mod run;
 pub mod schedule;

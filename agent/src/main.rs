@@ -6,11 +6,14 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser, Subcommand};
 
-use transmissor_agent::config::AgentConfig;
+use transmissor_agent::config::{AgentConfig, JobSourceMode};
 use transmissor_agent::identity::enroll::{EnrollOptions, enroll};
 use transmissor_agent::identity::renew::RenewError;
 use transmissor_agent::identity::{self, IdentityPaths};
+use transmissor_agent::jobs::JobSet;
 use transmissor_agent::pipeline::extract;
+use transmissor_agent::plan::PlanKeeper;
+use transmissor_agent::plan::store::PlanStore;
 
 /// Keeps the agent's memory close to what it holds: batch-sized buffers
 /// (≥ 1 MiB) are mapped and unmapped instead of staying in glibc's heap, and
@@ -39,7 +42,6 @@ fn tune_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
 use transmissor_agent::run::Agent;
-use transmissor_agent::schedule::Schedule;
 use transmissor_proto::shutdown;
 
 #[derive(Parser)]
@@ -88,15 +90,20 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Run the jobs: once (--once) or on the configured schedule.
+    /// Run the jobs: now (--now), or each on its schedule until stopped.
     Run {
         #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
         config: PathBuf,
-        /// Run every job once, wait for the uploads, and exit (0 when all committed).
-        #[arg(long)]
-        once: bool,
+        /// Run the jobs once now, wait for the uploads, and exit (0 when all
+        /// committed). In central mode the plan is fetched first.
+        #[arg(long, visible_alias = "once")]
+        now: bool,
+        /// With --now: only this job (repeatable).
+        #[arg(long, value_name = "NAME", requires = "now")]
+        job: Vec<String>,
     },
-    /// Check the configuration and that every job's query can be described.
+    /// Check the configuration, the mode (central plan or local jobs), the
+    /// running plan, and that every job's query can be described.
     Check {
         #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
         config: PathBuf,
@@ -149,73 +156,188 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print!("{enrolled}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check { config } => {
+        Command::Check { config } => check(&config).await,
+        Command::Run { config, now, job } => {
             let cfg = AgentConfig::load(&config)?;
-            println!("config {}: ok ({} jobs)", config.display(), cfg.jobs.len());
-            match identity::load(&IdentityPaths::from_config(&cfg)) {
-                Ok(id) => {
-                    let who = id.info.map_or_else(
-                        || "certificate".to_string(),
-                        |i| format!("agent {} of municipality {}", i.agent_id, i.ibge),
-                    );
-                    println!(
-                        "identity: ok ({who}, valid until {})",
-                        id.validity.not_after().to_rfc3339()
-                    );
-                }
-                Err(e) => println!("identity: ERROR: {e}"),
-            }
-            let mut ok = true;
-            for (job, r) in extract::describe_jobs(&cfg)
-                .await
-                .context("source database")?
-            {
-                match r {
-                    Ok(n) => println!("job {job}: ok ({n} columns)"),
-                    Err(e) => {
-                        ok = false;
-                        println!("job {job}: ERROR: {e}");
-                    }
-                }
-            }
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        Command::Run { config, once } => {
-            let cfg = AgentConfig::load(&config)?;
-            let schedule = Schedule::from_config(&cfg.schedule);
             let cancel = shutdown::on_signal();
             let agent = Agent::new(cfg, cancel.clone())?;
-            if once {
-                match agent.renew_if_due().await {
-                    // Already logged, word for word, by the renewer.
-                    Ok(_) | Err(RenewError::Expired { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "certificate renewal did not happen; the run goes on with the current certificate")
-                    }
-                }
-                let report = agent.run_once(&cancel).await;
-                // Agents run from cron report their state too.
-                if let Err(e) = agent.heartbeat().beat().await {
-                    tracing::warn!(error = %transmissor_agent::pipeline::transport::explain(&e), "heartbeat not sent");
-                }
-                print!("{report}");
-                return Ok(if report.all_committed() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                });
+            if now {
+                return run_now(&agent, &job, &cancel).await;
             }
-            let Some(schedule) = schedule else {
+            if agent.plans().is_none() && agent.job_set().jobs.iter().all(|j| j.timing.is_none()) {
                 anyhow::bail!(
-                    "no [schedule] in the config: set schedule.daily_at or schedule.every, or use --once"
+                    "no [schedule] in the config: set schedule.daily_at or schedule.every, or use --now"
                 );
-            };
-            transmissor_agent::daemon::run(&agent, &schedule, &cancel).await?;
+            }
+            transmissor_agent::daemon::run(&agent, &cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `run --now [--job NAME]…`: one run now, then a heartbeat.
+async fn run_now(
+    agent: &Agent,
+    only: &[String],
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<ExitCode> {
+    match agent.renew_if_due().await {
+        // Already logged, word for word, by the renewer.
+        Ok(_) | Err(RenewError::Expired { .. }) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "certificate renewal did not happen; the run goes on with the current certificate")
+        }
+    }
+    let heartbeat = agent.heartbeat();
+    if agent.plans().is_some() {
+        // Central mode: the heartbeat's answer says which plan to fetch.
+        if let Err(e) = heartbeat.beat().await {
+            tracing::warn!(error = %transmissor_agent::pipeline::transport::explain(&e), "heartbeat not sent; running the plan already accepted");
+        }
+    }
+    let all = agent.job_set();
+    let set = if only.is_empty() {
+        all
+    } else {
+        for name in only {
+            if all.get(name).is_none() {
+                let known = all.names().join(", ");
+                anyhow::bail!(
+                    "job {name:?} is not in {}; its jobs: {}",
+                    if all.plan > 0 {
+                        format!("plan {}", all.plan)
+                    } else if agent.plans().is_some() {
+                        "any accepted plan (none yet)".to_string()
+                    } else {
+                        "the config".to_string()
+                    },
+                    if known.is_empty() { "none" } else { &known }
+                );
+            }
+        }
+        all.only(only)
+    };
+    let report = agent.run_jobs(&set, cancel).await;
+    // Agents run from cron report their state too.
+    if let Err(e) = heartbeat.beat().await {
+        tracing::warn!(error = %transmissor_agent::pipeline::transport::explain(&e), "heartbeat not sent");
+    }
+    print!("{report}");
+    Ok(if report.all_committed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `check`: configuration, mode, identity, plan, and every job's query.
+async fn check(config: &std::path::Path) -> Result<ExitCode> {
+    let cfg = AgentConfig::load(config)?;
+    println!("config {}: ok", config.display());
+    println!("mode: {}", cfg.job_source());
+    let id = identity::load(&IdentityPaths::from_config(&cfg));
+    let mut ibge = cfg.agent.ibge.clone();
+    match &id {
+        Ok(id) => {
+            let who = id.info.as_ref().map_or_else(
+                || "certificate".to_string(),
+                |i| format!("agent {} of municipality {}", i.agent_id, i.ibge),
+            );
+            if let Some(i) = &id.info {
+                ibge = Some(i.ibge.clone());
+            }
+            println!(
+                "identity: ok ({who}, valid until {})",
+                id.validity.not_after().to_rfc3339()
+            );
+        }
+        Err(e) => println!("identity: ERROR: {e}"),
+    }
+    let mut ok = true;
+    let jobs = match cfg.job_source() {
+        JobSourceMode::Local => JobSet::local(&cfg),
+        JobSourceMode::Central => {
+            let keys: Vec<String> = cfg.plan.keys.iter().map(|k| k.key_id()).collect();
+            println!("plan keys pinned: {}", keys.join(", "));
+            let Some(ibge) = ibge else {
+                println!("plan: ERROR: the municipality is unknown (enroll first)");
+                return Ok(ExitCode::FAILURE);
+            };
+            let keeper = PlanKeeper::open(
+                cfg.plan.keys.iter().cloned().collect(),
+                &ibge,
+                PlanStore::open(&cfg.plan_dir())?,
+            )?;
+            let report = keeper.report(chrono::Utc::now());
+            if let Some(r) = &report.refusal {
+                println!("plan: last refusal: {r}");
+            }
+            if report.key_list_serial > 0 {
+                println!("plan-key list: serial {}", report.key_list_serial);
+            }
+            match keeper.running() {
+                Some(r) => {
+                    println!(
+                        "plan: version {} (signed by {}, expires {}){}",
+                        r.plan.version,
+                        r.key_id,
+                        r.plan.expires_at.to_rfc3339(),
+                        if report.expired {
+                            " EXPIRED: it keeps running, flagged"
+                        } else {
+                            ""
+                        }
+                    );
+                    JobSet::from_plan(&r.plan)
+                }
+                None => {
+                    println!(
+                        "plan: none accepted yet (fetched from the collector by the running agent)"
+                    );
+                    JobSet::empty()
+                }
+            }
+        }
+    };
+    let tz = cfg.schedule.timezone.0;
+    for j in &jobs.jobs {
+        let when = j.timing.as_ref().map_or("on demand only".to_string(), |t| {
+            let next = t
+                .next_after(chrono::Utc::now(), tz)
+                .map_or("-".to_string(), |n| n.with_timezone(&tz).to_rfc3339());
+            format!("{t}, next slot {next}")
+        });
+        let pec = j
+            .pec_version
+            .as_ref()
+            .map(|r| format!(", PEC {r}"))
+            .unwrap_or_default();
+        println!(
+            "job {}: {} into {}, {when}{pec}",
+            j.job.name,
+            j.job.mode.name(),
+            j.job.target
+        );
+    }
+    let (pec, described) = extract::describe_jobs(&cfg, &jobs)
+        .await
+        .context("source database")?;
+    println!(
+        "source PEC version: {}",
+        pec.map_or("unknown (no tb_migracao)".to_string(), |v| v.to_string())
+    );
+    for (job, r) in described {
+        match r {
+            Ok(n) => println!("job {job}: query ok ({n} columns)"),
+            Err(e) => {
+                ok = false;
+                println!("job {job}: ERROR: {e}");
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -17,16 +17,20 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, JobSourceMode};
 use crate::heartbeat::Heartbeat;
 use crate::identity::clock::ClockSync;
 use crate::identity::credentials::Credentials;
 use crate::identity::renew::{RenewError, Renewer};
 use crate::identity::{self, IdentityError, IdentityPaths};
+use crate::job_lock::{JobLocks, LockError};
+use crate::jobs::JobSet;
 use crate::pipeline::extract::{self, ExtractError, Phase, Progress, StartedJob};
 use crate::pipeline::spool::{JobState, Spool, SpoolError};
 use crate::pipeline::transport;
 use crate::pipeline::upload::{JobOutcome, Uploader};
+use crate::plan::PlanKeeper;
+use crate::plan::store::PlanStore;
 use crate::status::AgentStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,16 @@ pub enum AgentError {
     Transport(#[from] transport::TransportError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    PlanStore(#[from] crate::plan::store::StoreError),
+    #[error(transparent)]
+    Ledger(#[from] crate::schedule::LedgerError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(
+        "central mode needs the municipality: enroll the agent (its certificate names it) or set agent.ibge"
+    )]
+    NoMunicipality,
 }
 
 /// What happened to each job of a run (and of recovered earlier runs).
@@ -54,7 +68,9 @@ impl RunReport {
             && self.jobs.iter().all(|(_, _, o)| {
                 matches!(
                     o,
-                    JobOutcome::Committed { .. } | JobOutcome::Abandoned { .. }
+                    JobOutcome::Committed { .. }
+                        | JobOutcome::Abandoned { .. }
+                        | JobOutcome::Skipped { .. }
                 )
             })
     }
@@ -88,6 +104,9 @@ impl fmt::Display for RunReport {
                 JobOutcome::Abandoned { reason } => {
                     writeln!(f, "{job} (run {short}): abandoned: {reason}")?
                 }
+                JobOutcome::Skipped { reason } => {
+                    writeln!(f, "{job} (run {short}): skipped: {reason}")?
+                }
             }
         }
         Ok(())
@@ -103,6 +122,10 @@ pub struct Agent {
     credentials: Arc<Credentials>,
     clock: Arc<ClockSync>,
     status: Arc<AgentStatus>,
+    /// The municipality (certificate, else config).
+    ibge: Option<String>,
+    /// Central mode: the plan keeper (None in local mode).
+    plans: Option<Arc<PlanKeeper>>,
 }
 
 impl Agent {
@@ -129,11 +152,26 @@ impl Agent {
             .ibge
             .clone()
             .or_else(|| loaded.info.as_ref().map(|i| i.ibge.clone()));
+        let plans = match cfg.job_source() {
+            JobSourceMode::Local => None,
+            JobSourceMode::Central => {
+                // The certificate's municipality decides which plans apply.
+                let ibge = loaded
+                    .info
+                    .as_ref()
+                    .map(|i| i.ibge.clone())
+                    .or_else(|| cfg.agent.ibge.clone())
+                    .ok_or(AgentError::NoMunicipality)?;
+                let pinned = cfg.plan.keys.iter().cloned().collect();
+                let store = PlanStore::open(&cfg.plan_dir())?;
+                Some(Arc::new(PlanKeeper::open(pinned, &ibge, store)?))
+            }
+        };
         let uploader = Uploader::new(
             client,
             cfg.retry.clone(),
             cfg.collector.in_flight,
-            ibge,
+            ibge.clone(),
             cancel,
         );
         Ok(Self {
@@ -145,7 +183,34 @@ impl Agent {
             credentials,
             clock,
             status: Arc::new(AgentStatus::default()),
+            ibge,
+            plans,
         })
+    }
+
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// The municipality, when known (certificate, else config).
+    pub fn ibge(&self) -> Option<&str> {
+        self.ibge.as_deref()
+    }
+
+    /// Central mode's plan keeper.
+    pub fn plans(&self) -> Option<&Arc<PlanKeeper>> {
+        self.plans.as_ref()
+    }
+
+    /// The jobs to run now: the running plan's (central mode; none before
+    /// the first plan is accepted) or the config's (local mode).
+    pub fn job_set(&self) -> JobSet {
+        match &self.plans {
+            None => JobSet::local(&self.cfg),
+            Some(k) => k
+                .running()
+                .map_or_else(JobSet::empty, |r| JobSet::from_plan(&r.plan)),
+        }
     }
 
     pub fn spool(&self) -> &Spool {
@@ -182,6 +247,7 @@ impl Agent {
             self.clock.clone(),
             self.status.clone(),
             self.spool.clone(),
+            self.plans.clone(),
         )
     }
 
@@ -205,6 +271,21 @@ impl Agent {
 
     /// Finishes whatever earlier runs left in the spool.
     pub async fn recover(&self) -> Result<Vec<(Uuid, String, JobOutcome)>, AgentError> {
+        let mut locks = self.job_locks();
+        self.recover_with(&mut locks).await
+    }
+
+    /// The job locks of one run (`<state_dir>/locks`).
+    pub fn job_locks(&self) -> JobLocks {
+        JobLocks::new(&self.cfg.agent.state_dir.join("locks"))
+    }
+
+    /// Finishes what earlier runs left in the spool, for the jobs whose lock
+    /// `locks` holds or can take: a job another run holds is that run's.
+    async fn recover_with(
+        &self,
+        locks: &mut JobLocks,
+    ) -> Result<Vec<(Uuid, String, JobOutcome)>, AgentError> {
         let mut set = JoinSet::new();
         for dir in self.spool.jobs()? {
             let Ok(meta) = dir.meta() else {
@@ -212,6 +293,10 @@ impl Agent {
                 let _ = dir.remove();
                 continue;
             };
+            if !locks.try_take(&meta.job)? {
+                tracing::debug!(job = %meta.job, "spooled job belongs to a run in progress; left to it");
+                continue;
+            }
             let phase = match dir.state()? {
                 JobState::Done(d) => Phase::Done(d),
                 JobState::Failed(r) => Phase::Failed(r),
@@ -244,20 +329,50 @@ impl Agent {
         Ok(out)
     }
 
-    /// Recovers, then runs every job once.
+    /// Recovers, then runs every job of [`Agent::job_set`] once.
     pub async fn run_once(&self, cancel: &CancellationToken) -> RunReport {
+        self.run_jobs(&self.job_set(), cancel).await
+    }
+
+    /// Recovers, then runs `set` once, in one snapshot. A job another run
+    /// (this process's or another's) is running is left out, reported as
+    /// pending: two runs of one job never overlap.
+    pub async fn run_jobs(&self, set: &JobSet, cancel: &CancellationToken) -> RunReport {
         let mut report = RunReport::default();
-        match self.recover().await {
-            Ok(jobs) => report.jobs.extend(jobs),
+        let mut locks = self.job_locks();
+        let mut free = Vec::new();
+        for name in set.names() {
+            match locks.try_take(&name) {
+                Ok(true) => free.push(name),
+                Ok(false) => {
+                    tracing::warn!(job = %name, "job already running; this run leaves it out");
+                    report.jobs.push((
+                        Uuid::nil(),
+                        name,
+                        JobOutcome::Pending {
+                            reason: "already running: another run of this job holds its lock"
+                                .into(),
+                        },
+                    ));
+                }
+                Err(e) => {
+                    report.run_error = Some(e.to_string());
+                    return report;
+                }
+            }
+        }
+        let set = &set.only(&free);
+        let jobs = set.names();
+        match self.recover_with(&mut locks).await {
+            Ok(recovered) => report.jobs.extend(recovered),
             Err(e) => {
                 report.run_error = Some(format!("spool: {e}"));
-                let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
                 self.status
                     .record_run(&report.jobs, report.run_error.as_deref(), &jobs);
                 return report;
             }
         }
-        if cancel.is_cancelled() {
+        if cancel.is_cancelled() || set.jobs.is_empty() {
             return report;
         }
         // With an expired certificate nothing can be sent: do not hold a
@@ -267,7 +382,6 @@ impl Agent {
             let msg = crate::identity::renew::expired_message(validity.not_after());
             tracing::error!("{msg}");
             report.run_error = Some(msg);
-            let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
             self.status
                 .record_run(&report.jobs, report.run_error.as_deref(), &jobs);
             return report;
@@ -278,6 +392,7 @@ impl Agent {
         let mut uploads = JoinSet::new();
         let extracted = extract::extract_run(
             &self.cfg,
+            set,
             &self.spool,
             run_id,
             |started: StartedJob| {
@@ -297,7 +412,15 @@ impl Agent {
         )
         .await;
         match extracted {
-            Ok(()) => {}
+            Ok(facts) => {
+                self.status
+                    .set_pec_version(facts.pec_version.map(|v| v.to_string()));
+                for (job, reason) in facts.skipped {
+                    report
+                        .jobs
+                        .push((run_id, job, JobOutcome::Skipped { reason }));
+                }
+            }
             Err(ExtractError::Cancelled) => report.run_error = Some("cancelled".into()),
             Err(e) => {
                 tracing::error!(%run_id, error = %e, "run could not extract");
@@ -309,7 +432,6 @@ impl Agent {
                 report.jobs.push(r);
             }
         }
-        let jobs: Vec<String> = self.cfg.jobs.iter().map(|j| j.name.clone()).collect();
         self.status
             .record_run(&report.jobs, report.run_error.as_deref(), &jobs);
         report

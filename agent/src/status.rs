@@ -17,6 +17,10 @@ use crate::pipeline::upload::JobOutcome;
 pub struct AgentStatus {
     last_runs: Mutex<BTreeMap<String, pb::JobRunStatus>>,
     certificate_warning: Mutex<Option<String>>,
+    /// The source's PEC version as last detected (`None`: unknown).
+    pec_version: Mutex<Option<String>>,
+    /// Next scheduled run of each job.
+    next_runs: Mutex<BTreeMap<String, chrono::DateTime<chrono::Utc>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,6 +35,7 @@ pub fn outcome_fields(o: &JobOutcome) -> (&'static str, u64, String) {
         JobOutcome::Refused { reason } => ("refused", 0, reason.clone()),
         JobOutcome::Pending { reason } => ("pending", 0, reason.clone()),
         JobOutcome::Abandoned { reason } => ("abandoned", 0, reason.clone()),
+        JobOutcome::Skipped { reason } => ("skipped", 0, reason.clone()),
     }
 }
 
@@ -90,6 +95,32 @@ impl AgentStatus {
 
     pub fn certificate_warning(&self) -> Option<String> {
         lock(&self.certificate_warning).clone()
+    }
+
+    pub fn set_pec_version(&self, v: Option<String>) {
+        *lock(&self.pec_version) = v;
+    }
+
+    pub fn pec_version(&self) -> Option<String> {
+        lock(&self.pec_version).clone()
+    }
+
+    /// Replaces the next run times (jobs no longer scheduled disappear).
+    pub fn set_next_runs(
+        &self,
+        next: impl IntoIterator<Item = (String, chrono::DateTime<chrono::Utc>)>,
+    ) {
+        *lock(&self.next_runs) = next.into_iter().collect();
+    }
+
+    pub fn next_runs(&self) -> Vec<pb::JobNextRun> {
+        lock(&self.next_runs)
+            .iter()
+            .map(|(job, at)| pb::JobNextRun {
+                job: job.clone(),
+                next_unix_ms: at.timestamp_millis(),
+            })
+            .collect()
     }
 }
 

@@ -154,7 +154,15 @@ impl pb::agent_lifecycle_server::AgentLifecycle for Svc {
             .ok_or_else(|| Status::unauthenticated("no certificate"))?;
         Ok(Response::new(pb::HeartbeatResponse {
             collector_time_unix_ms: Fake::now(),
+            ..Default::default()
         }))
+    }
+
+    async fn fetch_plan(
+        &self,
+        _: Request<pb::FetchPlanRequest>,
+    ) -> Result<Response<pb::FetchPlanResponse>, Status> {
+        Err(Status::unimplemented("this fake serves no plans"))
     }
 }
 
@@ -303,6 +311,7 @@ async fn enroll_heartbeat_renew_and_swap() {
         clock.clone(),
         status.clone(),
         spool.clone(),
+        None,
     );
     let offset = hb.beat().await.unwrap();
     assert!((offset - SKEW_MS).abs() < 5_000, "{offset}");
@@ -337,6 +346,7 @@ async fn enroll_heartbeat_renew_and_swap() {
         Arc::new(ClockSync::new(0)),
         Arc::default(),
         spool,
+        None,
     )
     .beat()
     .await
@@ -543,6 +553,7 @@ async fn a_collector_chain_through_a_retired_issuing_ca_is_refused() {
                 Arc::new(ClockSync::new(0)),
                 Arc::default(),
                 spool,
+                None,
             )
             .beat()
             .await

@@ -37,6 +37,7 @@ fn modes(root: &Path) -> Vec<(std::path::PathBuf, bool, u32)> {
 
 fn meta() -> JobMeta {
     JobMeta {
+        plan: 0,
         run_id: Uuid::now_v7(),
         job: "cidadaos".into(),
         mode: Mode::Snapshot,

@@ -21,7 +21,7 @@ use bytesize::ByteSize;
 use proptest::prelude::*;
 use transmissor_agent::config::{AgentConfig, ConfigError};
 use transmissor_agent::heartbeat::jittered;
-use transmissor_agent::schedule::Schedule;
+use transmissor_agent::schedule::Timing;
 
 /// A valid config with every section present (the unit tests' sample in
 /// `agent/src/config_tests.rs`, plus `[retry]` and `[heartbeat]`), as
@@ -431,11 +431,16 @@ proptest! {
     ) {
         let text = with_entry("[schedule]", "every", toml_string(&every));
         if let Ok(c) = AgentConfig::parse(&text) {
-            let schedule = Schedule::from_config(&c.schedule).unwrap();
+            let timing = Timing::from_config(&c.schedule).unwrap();
             let now = chrono::Utc::now();
-            // `every = "0"` is accepted too (next run = now); only panics are
-            // checked here.
-            prop_assert!(schedule.next_after(now) >= now);
+            let tz = c.schedule.timezone.0;
+            // Only panics are checked here, and that slots are ordered.
+            if let Some(next) = timing.next_after(now, tz) {
+                prop_assert!(next > now);
+            }
+            if let Some(last) = timing.latest_at_or_before(now, tz) {
+                prop_assert!(last <= now);
+            }
         }
         let text = with_entry("[heartbeat]", "interval", toml_string(&interval));
         if let Ok(c) = AgentConfig::parse(&text) {

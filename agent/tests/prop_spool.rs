@@ -39,6 +39,7 @@ fn fixture() -> Fixture {
     let spool = Spool::open(tmp.path(), u64::MAX / 2).unwrap();
     let job = spool
         .create_job(&JobMeta {
+            plan: 0,
             run_id: uuid::Uuid::now_v7(),
             job: "j".into(),
             mode: Mode::Snapshot,

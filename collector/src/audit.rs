@@ -24,6 +24,8 @@ pub mod action {
     pub const CA_INITIALIZED: &str = "ca.initialized";
     pub const CA_ROTATED: &str = "ca.rotated";
     pub const MUNICIPALITY_ADDED: &str = "municipality.added";
+    pub const PLAN_PUBLISHED: &str = "plan.published";
+    pub const PLAN_KEYS_PUBLISHED: &str = "plan.keys_published";
 }
 
 /// One event to record.

@@ -66,6 +66,47 @@ pub struct CollectorConfig {
     pub ca: Option<CaSection>,
     #[serde(default)]
     pub enrollment: EnrollmentConfig,
+    #[serde(default)]
+    pub plans: PlansConfig,
+}
+
+/// `[plans]`: central, signed extraction plans.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlansConfig {
+    /// The central team's plan public keys (`ed25519:…`, as `transmissor-plan
+    /// keygen` prints them). When set, `plan publish` refuses an envelope
+    /// these keys (moved along the published key lists) do not verify, so a
+    /// mistake is caught before agents refuse it. The collector never needs
+    /// the signing key, and agents verify on their own whatever is set here.
+    #[serde(default)]
+    pub keys: Vec<transmissor_plan::PublicKey>,
+    /// Accept `Begin` for jobs that come from an agent's own config (no
+    /// signed plan): development and tests only. Off, a job must be defined
+    /// by a plan published for the caller's municipality.
+    #[serde(default)]
+    pub allow_local_jobs: bool,
+    /// How often the published plans are re-read (another collector, or the
+    /// CLI, may publish).
+    #[serde(default = "default_plans_refresh", with = "humantime_serde")]
+    pub refresh_every: Duration,
+}
+
+impl Default for PlansConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("plans defaults")
+    }
+}
+
+impl PlansConfig {
+    /// The pinned keys, when any.
+    pub fn trusted(&self) -> Option<transmissor_plan::TrustedKeys> {
+        (!self.keys.is_empty()).then(|| self.keys.iter().cloned().collect())
+    }
+}
+
+fn default_plans_refresh() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// `[enrollment]`: limits of enrollment and renewal (identity hardening).
@@ -462,6 +503,13 @@ impl CollectorConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_identity()?;
+        if self.plans.refresh_every < Duration::from_millis(100)
+            || self.plans.refresh_every > Duration::from_secs(3600)
+        {
+            return Err(ConfigError::Invalid(
+                "plans.refresh_every must be between 100ms and 1h".into(),
+            ));
+        }
         transmissor_proto::names::check_plain("load.target_schema", &self.load.target_schema)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.load.max_batch_raw_bytes.as_u64() < 1024 {

@@ -57,6 +57,12 @@ impl Heartbeats {
         truncate(&mut report.warning, MAX_REPORTED_TEXT);
         truncate(&mut report.agent_version, 100);
         truncate(&mut report.os, 200);
+        truncate(&mut report.pec_version, 40);
+        truncate(&mut report.plan_refusal, MAX_REPORTED_TEXT);
+        report.next_runs.truncate(self.max_runs);
+        for next in &mut report.next_runs {
+            truncate(&mut next.job, 63);
+        }
         if let Ok(mut m) = self.pending.lock() {
             m.insert(agent, (Utc::now(), report));
         }
@@ -82,6 +88,13 @@ impl Heartbeats {
         let mut limit = Vec::with_capacity(n);
         let mut runs = Vec::with_capacity(n);
         let mut warning: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut pec: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut source: Vec<Option<&'static str>> = Vec::with_capacity(n);
+        let mut plan: Vec<Option<i64>> = Vec::with_capacity(n);
+        let mut expired: Vec<bool> = Vec::with_capacity(n);
+        let mut refusal: Vec<Option<String>> = Vec::with_capacity(n);
+        let mut keys: Vec<i64> = Vec::with_capacity(n);
+        let mut next_runs = Vec::with_capacity(n);
         for (id, (when, r)) in batch {
             ids.push(id);
             at.push(when);
@@ -106,28 +119,48 @@ impl Heartbeats {
                 .collect();
             runs.push(serde_json::Value::Array(jobs).to_string());
             warning.push(Some(r.warning).filter(|w| !w.is_empty()));
+            pec.push(Some(r.pec_version).filter(|p| !p.is_empty()));
+            source.push(match pb::JobSource::try_from(r.job_source) {
+                Ok(pb::JobSource::Local) => Some("local"),
+                Ok(pb::JobSource::Plan) => Some("plan"),
+                _ => None,
+            });
+            plan.push(i64::try_from(r.plan_version).ok().filter(|v| *v > 0));
+            expired.push(r.plan_expired);
+            refusal.push(Some(r.plan_refusal).filter(|p| !p.is_empty()));
+            keys.push(i64::try_from(r.key_list_serial).unwrap_or(0));
+            let next: Vec<serde_json::Value> = r
+                .next_runs
+                .iter()
+                .map(|j| {
+                    serde_json::json!({
+                        "job": j.job,
+                        "next_at": DateTime::from_timestamp_millis(j.next_unix_ms),
+                    })
+                })
+                .collect();
+            next_runs.push(serde_json::Value::Array(next).to_string());
         }
-        sqlx::query(
-            "UPDATE transmissor.agents a SET heartbeat_at = v.at, last_seen_at = v.at, agent_version = v.version, \
-               os = v.os, cert_not_after = v.not_after, clock_offset_ms = v.off, spool_used_bytes = v.used, \
-               spool_limit_bytes = v.lim, last_runs = v.runs::jsonb, warning = v.warning \
-             FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::timestamptz[], $6::int8[], \
-                         $7::int8[], $8::int8[], $9::text[], $10::text[]) \
-                  AS v(id, at, version, os, not_after, off, used, lim, runs, warning) \
-             WHERE a.id = v.id",
-        )
-        .bind(ids)
-        .bind(at)
-        .bind(version)
-        .bind(os)
-        .bind(not_after)
-        .bind(offset)
-        .bind(used)
-        .bind(limit)
-        .bind(runs)
-        .bind(warning)
-        .execute(pool)
-        .await?;
+        sqlx::query(include_str!("heartbeats/flush.sql"))
+            .bind(ids)
+            .bind(at)
+            .bind(version)
+            .bind(os)
+            .bind(not_after)
+            .bind(offset)
+            .bind(used)
+            .bind(limit)
+            .bind(runs)
+            .bind(warning)
+            .bind(pec)
+            .bind(source)
+            .bind(plan)
+            .bind(expired)
+            .bind(refusal)
+            .bind(keys)
+            .bind(next_runs)
+            .execute(pool)
+            .await?;
         Ok(n)
     }
 

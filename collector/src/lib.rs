@@ -22,6 +22,7 @@
 //! | [`status`]   | the per-municipality status report                               |
 //! | [`registry`] | municipalities and agents: add, list, revoke                     |
 //! | [`pki`]      | the CA: issuing server and agent certificates                    |
+//! | [`plans`]    | signed central plans: publish, serve, authorize `Begin` by them   |
 //! | [`devcerts`] | a development PKI in a directory                                 |
 
 /// `format!` for SQL whose dynamic parts are validated names quoted with
@@ -47,6 +48,7 @@ pub mod lifecycle;
 pub mod load;
 pub mod pg_error;
 pub mod pki;
+pub mod plans;
 pub mod registry;
 pub mod server;
 pub mod service;

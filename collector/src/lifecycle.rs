@@ -13,6 +13,7 @@ use crate::enroll::Enroller;
 use crate::error::CollectorError;
 use crate::heartbeats::Heartbeats;
 use crate::identity::{Authenticator, Peer};
+use crate::plans::PublishedPlans;
 use crate::service::run_detached;
 
 fn not_configured() -> CollectorError {
@@ -50,6 +51,7 @@ pub struct LifecycleService {
     auth: Authenticator,
     enroller: Option<Arc<Enroller>>,
     heartbeats: Arc<Heartbeats>,
+    plans: Arc<PublishedPlans>,
 }
 
 impl LifecycleService {
@@ -57,11 +59,13 @@ impl LifecycleService {
         auth: Authenticator,
         enroller: Option<Arc<Enroller>>,
         heartbeats: Arc<Heartbeats>,
+        plans: Arc<PublishedPlans>,
     ) -> Self {
         Self {
             auth,
             enroller,
             heartbeats,
+            plans,
         }
     }
 }
@@ -98,9 +102,38 @@ impl AgentLifecycle for LifecycleService {
         if !report.warning.is_empty() {
             tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, warning = %transmissor_proto::terminal::printable(&report.warning), "agent reports a warning");
         }
+        if !report.plan_refusal.is_empty() {
+            tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, plan_version = report.plan_version, refusal = %transmissor_proto::terminal::printable(&report.plan_refusal), "agent refused a plan");
+        }
         self.heartbeats.record(caller.agent_id, report);
         Ok(Response::new(pb::HeartbeatResponse {
             collector_time_unix_ms: chrono::Utc::now().timestamp_millis(),
+            plan_version: self
+                .plans
+                .latest_for(caller.ibge.as_str())
+                .map_or(0, |p| p.version),
+            key_list_serial: self.plans.key_list_serial(),
+        }))
+    }
+
+    async fn fetch_plan(
+        &self,
+        request: Request<pb::FetchPlanRequest>,
+    ) -> Result<Response<pb::FetchPlanResponse>, Status> {
+        let peer = Peer::of(&request);
+        let auth = self.auth.clone();
+        let caller = run_detached(async move { auth.authenticate_peer(peer).await }).await?;
+        let known = request.into_inner().key_list_serial;
+        let plan = self.plans.latest_for(caller.ibge.as_str());
+        tracing::info!(agent = %caller.agent_id, ibge = %caller.ibge, plan_version = plan.as_ref().map_or(0, |p| p.version), "plan fetched");
+        Ok(Response::new(pb::FetchPlanResponse {
+            plan: plan.map(|p| p.envelope.to_vec()).unwrap_or_default(),
+            key_lists: self
+                .plans
+                .key_lists_after(known)
+                .into_iter()
+                .map(|k| k.to_vec())
+                .collect(),
         }))
     }
 }

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use transmissor_collector::config::CollectorConfig;
-use transmissor_collector::{audit, ca, db, devcerts, enroll, registry, server, status};
+use transmissor_collector::{audit, ca, db, devcerts, enroll, plans, registry, server, status};
 use transmissor_proto::identity::Ibge;
 use transmissor_proto::shutdown;
 
@@ -70,6 +70,12 @@ enum Command {
     Agent {
         #[command(subcommand)]
         command: AgentCommand,
+    },
+    /// Signed extraction plans: publish (store and serve; signing happens
+    /// offline with `transmissor-plan`) and list.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
     },
     /// Show the audit log (tokens, enrollments, renewals, revocations, CA changes).
     Audit {
@@ -164,6 +170,28 @@ enum TokenCommand {
         /// Validity, e.g. "72h" (default: [ca] token_ttl).
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Store a signed plan or plan-key list (made by `transmissor-plan sign`
+    /// or `sign-keys`) and serve it to the agents in its scope. The file is
+    /// kept byte for byte: the collector can neither sign nor alter it.
+    Publish {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The signed envelope.
+        file: PathBuf,
+    },
+    /// The published plans, newest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -378,6 +406,53 @@ async fn main() -> Result<()> {
             .await?;
             println!("{token}");
         }
+        Command::Plan { command } => match command {
+            PlanCommand::Publish { config, file } => {
+                let (cfg, pool) = pool_of(&config.config).await?;
+                let bytes =
+                    std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+                let published =
+                    plans::publish::publish(&pool, &bytes, cfg.plans.trusted().as_ref()).await?;
+                println!("{published}");
+                if cfg.plans.keys.is_empty() {
+                    println!(
+                        "note: plans.keys is not set, so the signature was not checked here; agents check it"
+                    );
+                }
+            }
+            PlanCommand::List {
+                config,
+                limit,
+                json,
+            } => {
+                let (_, pool) = pool_of(&config.config).await?;
+                let rows = plans::publish::list(&pool, limit).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    println!(
+                        "{:>8}  {:<16}  {:<22}  {:<20}  {:<20}  PUBLISHED BY",
+                        "VERSION", "KEY", "SCOPE", "ISSUED (UTC)", "EXPIRES (UTC)"
+                    );
+                    for r in rows {
+                        let scope = if r.scope_all {
+                            "all".to_string()
+                        } else {
+                            format!("{} municipalities", r.scope_ibge.len())
+                        };
+                        println!(
+                            "{:>8}  {:<16}  {:<22}  {:<20}  {:<20}  {}",
+                            r.version,
+                            r.key_id,
+                            scope,
+                            r.issued_at.format("%Y-%m-%d %H:%M"),
+                            r.expires_at.format("%Y-%m-%d %H:%M"),
+                            r.published_by
+                        );
+                    }
+                }
+            }
+        },
         Command::Agent { command } => match command {
             AgentCommand::List { config, all, json } => {
                 let (_, pool) = pool_of(&config.config).await?;

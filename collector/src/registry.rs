@@ -63,18 +63,63 @@ pub struct AgentRow {
     pub spool_limit_bytes: Option<i64>,
     pub last_runs: Option<serde_json::Value>,
     pub warning: Option<String>,
+    /// PEC version of the source database (newest `tb_migracao` entry).
+    pub pec_version: Option<String>,
+    /// `plan` (signed central plan) or `local` (config jobs, development).
+    pub job_source: Option<String>,
+    pub plan_version: Option<i64>,
+    pub plan_expired: Option<bool>,
+    /// Why the last plan offered was refused (the running one goes on).
+    pub plan_refusal: Option<String>,
+    pub key_list_serial: Option<i64>,
+    /// `[{"job": .., "next_at": ..}]`: the next scheduled run of each job.
+    pub next_runs: Option<serde_json::Value>,
+}
+
+impl AgentRow {
+    /// The plan cell: `43`, `43 (expired)`, `43, refused 44: …`, `local`.
+    pub fn plan_cell(&self) -> String {
+        let mut s = match (self.job_source.as_deref(), self.plan_version) {
+            (Some("local"), _) => "local".to_string(),
+            (_, Some(v)) if v > 0 => v.to_string(),
+            (Some("plan"), _) => "none".to_string(),
+            _ => "-".to_string(),
+        };
+        if self.plan_expired == Some(true) {
+            s.push_str(" (expired)");
+        }
+        if let Some(r) = self.plan_refusal.as_deref().filter(|r| !r.is_empty()) {
+            s.push_str(&format!(", refused: {r}"));
+        }
+        s
+    }
+
+    /// The earliest next run, as `job at YYYY-MM-DD HH:MM`.
+    pub fn next_run_cell(&self) -> String {
+        self.next_runs
+            .as_ref()
+            .and_then(|v| v.as_array())
+            .and_then(|a| {
+                a.iter()
+                    .filter_map(|j| Some((j["next_at"].as_str()?, j["job"].as_str()?)))
+                    .min()
+            })
+            .and_then(|(at, job)| {
+                let at = chrono::DateTime::parse_from_rfc3339(at).ok()?;
+                Some(format!("{job} at {}", at.format("%Y-%m-%d %H:%M")))
+            })
+            .unwrap_or_else(|| "-".into())
+    }
 }
 
 pub async fn list_agents(
     pool: &PgPool,
     include_revoked: bool,
 ) -> Result<Vec<AgentRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT a.id, a.ibge::text AS ibge, m.name AS municipality, a.created_at, a.revoked_at, a.hostname,                 a.agent_version, a.os, a.cert_not_after, a.heartbeat_at, a.clock_offset_ms, a.spool_used_bytes,                 a.spool_limit_bytes, a.last_runs, a.warning          FROM transmissor.agents a JOIN transmissor.municipalities m USING (ibge)          WHERE $1 OR a.revoked_at IS NULL ORDER BY a.ibge, a.created_at",
-    )
-    .bind(include_revoked)
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(include_str!("registry/agents_list.sql"))
+        .bind(include_revoked)
+        .fetch_all(pool)
+        .await
 }
 
 fn ago(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
@@ -95,16 +140,19 @@ fn ago(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
 /// The table printed by `agent list`.
 pub fn render_agents(rows: &[AgentRow]) -> String {
     let mut out = format!(
-        "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<20}  {:<10}  {:>8}  {:<9}  LAST RUNS / WARNING\n",
+        "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<8}  {:<12}  {:<20}  {:<10}  {:>8}  {:<9}  {:<26}  LAST RUNS / WARNING\n",
         "AGENT",
         "IBGE",
         "MUNICIPALITY",
         "STATE",
         "VERSION",
+        "PEC",
+        "PLAN",
         "CERT EXPIRES (UTC)",
         "LAST SEEN",
         "CLOCK",
-        "SPOOL"
+        "SPOOL",
+        "NEXT RUN (UTC)"
     );
     for r in rows {
         let runs = r
@@ -131,7 +179,7 @@ pub fn render_agents(rows: &[AgentRow]) -> String {
         let muni: String = r.municipality.chars().take(16).collect();
         // Version, runs and warning come from the agent: escaped for the terminal.
         let line = format!(
-            "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<20}  {:<10}  {:>8}  {:<9}  {}{}",
+            "{:<36}  {:<7}  {:<16}  {:<8}  {:<8}  {:<8}  {:<12}  {:<20}  {:<10}  {:>8}  {:<9}  {:<26}  {}{}",
             r.id,
             r.ibge,
             muni,
@@ -141,6 +189,8 @@ pub fn render_agents(rows: &[AgentRow]) -> String {
                 "active"
             },
             r.agent_version.as_deref().unwrap_or("-"),
+            r.pec_version.as_deref().unwrap_or("-"),
+            r.plan_cell(),
             r.cert_not_after
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_else(|| "-".into()),
@@ -149,6 +199,7 @@ pub fn render_agents(rows: &[AgentRow]) -> String {
                 .map(|o| format!("{:+.1}s", o as f64 / 1000.0))
                 .unwrap_or_else(|| "-".into()),
             spool,
+            r.next_run_cell(),
             runs,
             r.warning
                 .as_deref()
@@ -226,6 +277,13 @@ mod tests {
                 serde_json::json!([{"job": format!("j{bad}"), "outcome": format!("ok{bad}")}]),
             ),
             warning: Some(format!("warning{bad}")),
+            pec_version: Some(format!("5.3{bad}")),
+            job_source: Some("plan".into()),
+            plan_version: Some(4),
+            plan_expired: Some(false),
+            plan_refusal: Some(format!("plan 5 refused{bad}")),
+            key_list_serial: None,
+            next_runs: None,
         };
         let out = render_agents(&[row]);
         assert!(out.contains("WARNING: warning\\u{1b}[2J"), "{out}");

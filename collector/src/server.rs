@@ -26,6 +26,7 @@ use crate::config::CollectorConfig;
 use crate::health;
 use crate::identity::Authenticator;
 use crate::load::Loader;
+use crate::plans::PublishedPlans;
 use crate::service::TransmissionService;
 use crate::tls;
 
@@ -43,6 +44,8 @@ pub enum ServeError {
     Ca(#[from] crate::ca::CaError),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("cannot read the published plans: {0}")]
+    Plans(String),
 }
 
 /// HTTP/2 windows large enough to keep a 4 MiB batch moving on a fast link.
@@ -165,6 +168,14 @@ pub async fn run(
             }
         });
     }
+    let plans = PublishedPlans::load(pool.clone(), cfg.plans.allow_local_jobs)
+        .await
+        .map_err(|e| ServeError::Plans(crate::pg_error::describe(&e)))?;
+    tasks.spawn(
+        plans
+            .clone()
+            .run(cfg.plans.refresh_every, background.clone()),
+    );
     let auth = Authenticator::new(auth_pool.clone());
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health_task = tokio::spawn(health::watch(
@@ -193,9 +204,16 @@ pub async fn run(
     // The lifecycle and data services need a client certificate: a call
     // without one is refused from its headers, before its body is read.
     let lifecycle = InterceptedService::new(
-        AgentLifecycleServer::new(LifecycleService::new(auth.clone(), enroller, heartbeats))
-            .max_decoding_message_size(small)
-            .max_encoding_message_size(small),
+        AgentLifecycleServer::new(LifecycleService::new(
+            auth.clone(),
+            enroller,
+            heartbeats,
+            plans.clone(),
+        ))
+        .max_decoding_message_size(small)
+        // Answers may carry a signed plan (at most its envelope limit) and
+        // the key lists an agent lacks.
+        .max_encoding_message_size(transmissor_proto::limits::LIFECYCLE_MAX_ENCODED_BYTES),
         admission::require_certificate,
     );
     let svc = InterceptedService::new(
@@ -203,6 +221,7 @@ pub async fn run(
             auth,
             loader,
             Arc::new(Admission::new(limits)),
+            plans,
         ))
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(max_msg),

@@ -22,12 +22,14 @@ use crate::error::CollectorError;
 use crate::identity::{Authenticator, Peer};
 use crate::load::batch::IncomingBatch;
 use crate::load::{BatchOutcome, BeginSpec, Loader, NeverBegun, schema};
+use crate::plans::PublishedPlans;
 
 #[derive(Clone)]
 pub struct TransmissionService {
     auth: Authenticator,
     loader: Loader,
     admission: Arc<Admission>,
+    plans: Arc<PublishedPlans>,
 }
 
 /// What a call holds while it runs, beyond its per-agent call slot.
@@ -39,11 +41,17 @@ enum Holds {
 }
 
 impl TransmissionService {
-    pub fn new(auth: Authenticator, loader: Loader, admission: Arc<Admission>) -> Self {
+    pub fn new(
+        auth: Authenticator,
+        loader: Loader,
+        admission: Arc<Admission>,
+        plans: Arc<PublishedPlans>,
+    ) -> Self {
         Self {
             auth,
             loader,
             admission,
+            plans,
         }
     }
 
@@ -101,6 +109,7 @@ impl Transmission for TransmissionService {
     ) -> Result<Response<pb::BeginResponse>, Status> {
         let peer = Peer::of(&request);
         let r = request.into_inner();
+        let plans = self.plans.clone();
         let out = self
             .detached(peer, Holds::Control, move |loader, caller| async move {
                 crate::admission::check_len("claimed_ibge", &r.claimed_ibge, 7)?;
@@ -111,9 +120,15 @@ impl Transmission for TransmissionService {
                         r.claimed_ibge, caller.ibge
                     )));
                 }
+                let mode = schema::mode_str(r.mode)?;
+                // Targets are defined by published plans: an agent cannot
+                // create a table, or claim a target, its plan does not name.
+                plans
+                    .authorize_begin(caller.ibge.as_str(), r.plan, &r.job, &r.target, mode)
+                    .await?;
                 let spec = BeginSpec {
                     run_id: parse_run_id(&r.run_id)?,
-                    mode: schema::mode_str(r.mode)?,
+                    mode,
                     columns: r.columns.iter().map(schema::ColumnSpec::from).collect(),
                     job: r.job,
                     target: r.target,

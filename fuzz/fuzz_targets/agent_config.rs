@@ -7,14 +7,14 @@
 //!
 //! Asserts: never panics, and what is accepted can be used as the agent
 //! uses it: derived paths, plan version, the next run time of its schedule
-//! (`Schedule::next_after`, never before now) and the jittered heartbeat
+//! (`Timing::next_after`, after now; `latest_at_or_before`, not after) and the jittered heartbeat
 //! wait.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use transmissor_agent::config::AgentConfig;
 use transmissor_agent::heartbeat::jittered;
-use transmissor_agent::schedule::Schedule;
+use transmissor_agent::schedule::Timing;
 
 fuzz_target!(|input: &[u8]| {
     let Ok(s) = std::str::from_utf8(input) else {
@@ -28,9 +28,15 @@ fuzz_target!(|input: &[u8]| {
     let _ = cfg.key_file();
     let _ = cfg.ca_file();
     let _ = cfg.plan_version();
-    if let Some(schedule) = Schedule::from_config(&cfg.schedule) {
+    if let Some(timing) = Timing::from_config(&cfg.schedule) {
         let now = chrono::Utc::now();
-        assert!(schedule.next_after(now) >= now);
+        let tz = cfg.schedule.timezone.0;
+        if let Some(next) = timing.next_after(now, tz) {
+            assert!(next > now);
+        }
+        if let Some(last) = timing.latest_at_or_before(now, tz) {
+            assert!(last <= now);
+        }
     }
     for r in [-1.0, 0.0, 1.0] {
         let _ = jittered(cfg.heartbeat.interval, r);

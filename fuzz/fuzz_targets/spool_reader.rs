@@ -43,6 +43,7 @@ fn job() -> &'static JobDir {
         let spool = Spool::open(&root, u64::MAX / 2).unwrap();
         spool
             .create_job(&JobMeta {
+                plan: 0,
                 run_id: uuid::Uuid::now_v7(),
                 job: "j".into(),
                 mode: Mode::Snapshot,

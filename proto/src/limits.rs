@@ -16,3 +16,10 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Largest zstd window (log2) the collector lets a frame use: 2^27 = 128 MiB
 /// of decoder memory at most, whatever a frame header asks for.
 pub const MAX_ZSTD_WINDOW_LOG: u32 = 27;
+
+/// Largest signed plan or plan-key list envelope (the plan crate refuses a
+/// bigger one before parsing it).
+pub const MAX_PLAN_ENVELOPE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Largest `AgentLifecycle` answer: a plan envelope and a few key lists.
+pub const LIFECYCLE_MAX_ENCODED_BYTES: usize = MAX_PLAN_ENVELOPE_BYTES + 1024 * 1024;

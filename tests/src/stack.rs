@@ -94,6 +94,12 @@ pub struct StackOptions {
     /// agents in another network namespace.
     pub collector_listen_all: bool,
     pub collector_extra_toml: String,
+    /// The collector accepts only jobs of published plans (`[plans]
+    /// allow_local_jobs = false`, its default). Off, the harness lets the
+    /// agents' local `[[jobs]]` load, as most tests use them.
+    pub plans_required: bool,
+    /// Extra lines for the collector's `[plans]` section (e.g. `keys`).
+    pub plans_extra: String,
     /// Apply the control schema's migrations only up to this version (to
     /// build an older installation and test its upgrade).
     pub migrate_to: Option<i64>,
@@ -177,7 +183,10 @@ impl Stack {
             format!(
                 "version = 1\n\n[server]\nlisten = \"{listen}\"\ndrain_timeout = \"10s\"\n\n\
                  [tls]\nca_file = \"{ca}\"\ncert_file = \"{cert}\"\nkey_file = \"{key}\"\n\n\
-                 [database]\nurl = \"{url}\"\nmax_connections = 16\n{extra}{ca_section}",
+                 [database]\nurl = \"{url}\"\nmax_connections = 16\n\n\
+                 [plans]\nallow_local_jobs = {local}\nrefresh_every = \"1s\"\n{plans_extra}\n{extra}{ca_section}",
+                local = !opts.plans_required,
+                plans_extra = opts.plans_extra,
                 ca = client_trust.display(),
                 cert = server_cert.display(),
                 key = server_key.display(),

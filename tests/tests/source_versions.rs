@@ -214,11 +214,20 @@ async fn across(source: PgServer, analytic: PgServer, auth: Auth) -> Result<()> 
     std::fs::write(&cfg, toml)?;
 
     // `transmissor-agent check`'s path: every job described.
-    let described = transmissor_agent::pipeline::extract::describe_jobs(
-        &transmissor_agent::config::AgentConfig::load(&cfg)?,
+    let agent_cfg = transmissor_agent::config::AgentConfig::load(&cfg)?;
+    let (pec, described) = transmissor_agent::pipeline::extract::describe_jobs(
+        &agent_cfg,
+        &transmissor_agent::jobs::JobSet::local(&agent_cfg),
     )
     .await
     .with_context(|| format!("{label}: describing the jobs"))?;
+    // The PEC version: the newest db/v<version>/ of tb_migracao, compared
+    // as numbers (5.0.14 > 5.0.8), on every server version.
+    assert_eq!(
+        pec.map(|v| v.to_string()).as_deref(),
+        Some("5.5.28"),
+        "{label}"
+    );
     assert_eq!(
         described,
         vec![

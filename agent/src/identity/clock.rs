@@ -135,6 +135,12 @@ impl ClockSync {
         g.anchor_local_ms + g.anchor.elapsed().as_millis() as i64 + g.offset_ms
     }
 
+    /// [`Self::collector_now_ms`] as a time (plan expiry is judged on it).
+    pub fn collector_now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.collector_now_ms())
+            .unwrap_or_else(chrono::Utc::now)
+    }
+
     /// A warning for the heartbeat while the clocks disagree.
     pub fn warning(&self) -> Option<String> {
         let off = self.offset_ms();

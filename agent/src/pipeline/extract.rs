@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{Client, IsolationLevel};
+use tokio_postgres::{Client, GenericClient, IsolationLevel};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -19,7 +19,10 @@ use transmissor_proto::batch::BatchCompressor;
 use transmissor_proto::checksum::TransmissionDigest;
 
 use crate::config::CopyFormatChoice;
+use transmissor_plan::PecVersion;
+
 use crate::config::{AgentConfig, JobConfig};
+use crate::jobs::JobSet;
 use crate::pipeline::source::{self, SourceError};
 use crate::pipeline::spool::{CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError};
 use transmissor_proto::copy_binary::{self, CopyBinaryError};
@@ -66,18 +69,49 @@ pub enum ExtractError {
     Framing(#[from] CopyBinaryError),
 }
 
-/// Extracts every job of a run. `started` is called as soon as a job's spool
-/// directory exists, so its upload can begin while extraction goes on.
-/// Returns an error only when the run as a whole could not start (e.g. the
-/// source database is unreachable); job failures are reported through each
-/// job's [`Progress`].
+/// What a run learnt of its source before extracting.
+#[derive(Debug, Default)]
+pub struct RunFacts {
+    /// The PEC version (newest `db/v<version>/` of `tb_migracao`), if any.
+    pub pec_version: Option<PecVersion>,
+    /// Jobs left out because their PEC-version range excludes this
+    /// database, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// The PEC version of the source, from its migration log, in the run's
+/// transaction. `None` when the log is absent or names no version.
+pub async fn pec_version(
+    tx: &impl GenericClient,
+    log_exists: bool,
+) -> Result<Option<PecVersion>, SourceError> {
+    if !log_exists {
+        return Ok(None);
+    }
+    let rows = tx
+        .query(include_str!("queries/pec_migrations.sql"), &[])
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| r.get::<_, Option<String>>(0))
+        .filter_map(|v| v.trim_end_matches('.').parse::<PecVersion>().ok())
+        .max())
+}
+
+/// Extracts the jobs of `jobs` in one snapshot. `started` is called as soon
+/// as a job's spool directory exists, so its upload can begin while
+/// extraction goes on. A job whose PEC-version range excludes this database
+/// is skipped (listed in the returned [`RunFacts`]). Returns an error only
+/// when the run as a whole could not start (e.g. the source database is
+/// unreachable); job failures are reported through each job's [`Progress`].
 pub async fn extract_run(
     cfg: &AgentConfig,
+    jobs: &JobSet,
     spool: &Spool,
     run_id: Uuid,
     mut started: impl FnMut(StartedJob),
     cancel: &CancellationToken,
-) -> Result<(), ExtractError> {
+) -> Result<RunFacts, ExtractError> {
     let t0 = Instant::now();
     let mut client = source::connect(&cfg.source).await?;
     let tx = client
@@ -88,18 +122,38 @@ pub async fn extract_run(
         .await
         .map_err(SourceError::from)?;
     let row = tx
-        .query_one(
-            "SELECT txid_current_snapshot()::text, current_setting('server_version_num')::int4",
-            &[],
-        )
+        .query_one(include_str!("queries/snapshot_open.sql"), &[])
         .await
         .map_err(SourceError::from)?;
-    let (snapshot, server_version): (String, i32) = (row.get(0), row.get(1));
-    tracing::info!(%run_id, %snapshot, server_version, jobs = cfg.jobs.len(), "snapshot opened");
+    let (snapshot, server_version, has_log): (String, i32, bool) =
+        (row.get(0), row.get(1), row.get(2));
+    let mut facts = RunFacts {
+        pec_version: pec_version(&tx, has_log).await?,
+        skipped: Vec::new(),
+    };
+    let pec = facts.pec_version.as_ref().map(ToString::to_string);
+    tracing::info!(%run_id, %snapshot, server_version, pec_version = pec.as_deref().unwrap_or("unknown"), jobs = jobs.jobs.len(), "snapshot opened");
 
-    for job in &cfg.jobs {
+    for spec in &jobs.jobs {
+        let job = &spec.job;
         if cancel.is_cancelled() {
             return Err(ExtractError::Cancelled);
+        }
+        if let Some(range) = &spec.pec_version {
+            let applies = facts
+                .pec_version
+                .as_ref()
+                .is_some_and(|v| range.contains(v));
+            if !applies {
+                let reason = format!(
+                    "needs PEC {range}; this database is {}",
+                    pec.as_deref()
+                        .map_or("of unknown PEC version".to_string(), |v| format!("PEC {v}"))
+                );
+                tracing::info!(%run_id, job = %job.name, %reason, "job skipped");
+                facts.skipped.push((job.name.clone(), reason));
+                continue;
+            }
         }
         tx.batch_execute("SAVEPOINT transmissor_job")
             .await
@@ -109,7 +163,8 @@ pub async fn extract_run(
             job: job.name.clone(),
             mode: job.mode.clone(),
             target: job.target.clone(),
-            plan_version: cfg.plan_version(),
+            plan: jobs.plan,
+            plan_version: jobs.plan_version.clone(),
             columns: Vec::new(),
             snapshot: snapshot.clone(),
             server_version,
@@ -134,7 +189,7 @@ pub async fn extract_run(
     tx.commit().await.map_err(SourceError::from)?;
     drop(client);
     tracing::info!(%run_id, elapsed_ms = t0.elapsed().as_millis() as u64, "snapshot released: extraction finished");
-    Ok(())
+    Ok(facts)
 }
 
 /// Extracts one job. Any failure is also recorded in the job's spool
@@ -400,10 +455,12 @@ impl Framing {
     }
 }
 
-/// Used by `transmissor-agent check`: describe every job without extracting.
+/// Used by `transmissor-agent check`: describe every job without
+/// extracting; also the PEC version.
 pub async fn describe_jobs(
     cfg: &AgentConfig,
-) -> Result<Vec<(String, Result<usize, String>)>, SourceError> {
+    jobs: &JobSet,
+) -> Result<(Option<PecVersion>, Vec<(String, Result<usize, String>)>), SourceError> {
     let mut client: Client = source::connect(&cfg.source).await?;
     let tx = client
         .build_transaction()
@@ -411,8 +468,13 @@ pub async fn describe_jobs(
         .read_only(true)
         .start()
         .await?;
+    let has_log: bool = tx
+        .query_one(include_str!("queries/snapshot_open.sql"), &[])
+        .await?
+        .get(2);
+    let pec = pec_version(&tx, has_log).await?;
     let mut out = Vec::new();
-    for job in &cfg.jobs {
+    for job in jobs.jobs.iter().map(|s| &s.job) {
         tx.batch_execute("SAVEPOINT transmissor_check").await?;
         let query = job.query.trim().trim_end_matches(';').trim_end();
         match source::describe(&tx, query).await {
@@ -429,5 +491,5 @@ pub async fn describe_jobs(
         }
     }
     tx.rollback().await?;
-    Ok(out)
+    Ok((pec, out))
 }

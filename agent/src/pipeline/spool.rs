@@ -82,6 +82,10 @@ pub struct ColumnMeta {
 /// `job.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobMeta {
+    /// The signed plan the job came from (0: a local job; and in spools of
+    /// agents older than plans).
+    #[serde(default)]
+    pub plan: u64,
     pub run_id: Uuid,
     pub job: String,
     pub mode: Mode,
@@ -519,6 +523,7 @@ mod tests {
 
     fn meta() -> JobMeta {
         JobMeta {
+            plan: 0,
             run_id: Uuid::now_v7(),
             job: "j".into(),
             mode: Mode::Snapshot,

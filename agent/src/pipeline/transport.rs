@@ -116,9 +116,10 @@ pub fn client(channel: Channel, max_message_bytes: usize) -> TransmissionClient<
 /// The lifecycle (renewal, heartbeat) client with explicit message limits.
 pub fn lifecycle_client(channel: Channel) -> AgentLifecycleClient<Channel> {
     AgentLifecycleClient::new(channel)
-        .max_decoding_message_size(LIFECYCLE_MAX_MESSAGE)
+        // Answers may carry a signed plan.
+        .max_decoding_message_size(transmissor_proto::limits::LIFECYCLE_MAX_ENCODED_BYTES)
         .max_encoding_message_size(LIFECYCLE_MAX_MESSAGE)
 }
 
-/// Lifecycle messages are small (a CSR, a certificate chain, a status).
+/// Lifecycle requests are small (a CSR, a status).
 pub const LIFECYCLE_MAX_MESSAGE: usize = 1 << 20;

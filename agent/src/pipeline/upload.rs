@@ -38,6 +38,8 @@ pub enum JobOutcome {
     /// An extraction interrupted by the agent's own stop, found at start-up:
     /// its transmission was aborted and the job is extracted again.
     Abandoned { reason: String },
+    /// Not run here: the job's PEC-version range excludes this database.
+    Skipped { reason: String },
 }
 
 #[derive(Debug)]
@@ -189,7 +191,9 @@ impl Uploader {
                     JobOutcome::Failed { reason } | JobOutcome::Refused { reason } => {
                         tracing::error!(job = %meta.job, %reason, "transmission did not load")
                     }
-                    JobOutcome::Pending { .. } | JobOutcome::Abandoned { .. } => {}
+                    JobOutcome::Pending { .. }
+                    | JobOutcome::Abandoned { .. }
+                    | JobOutcome::Skipped { .. } => {}
                 }
             }
         }
@@ -268,6 +272,7 @@ impl Uploader {
                 })
                 .collect(),
             plan_version: meta.plan_version.clone(),
+            plan: meta.plan,
             snapshot: meta.snapshot.clone(),
             source_server_version: meta.server_version,
             agent_version: env!("CARGO_PKG_VERSION").to_string(),

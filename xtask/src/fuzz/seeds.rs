@@ -162,6 +162,7 @@ fn spool_reader() -> Result<Seeds> {
     let tmp = std::env::temp_dir().join(format!("transmissor-seeds-{}", std::process::id()));
     let spool = Spool::open(&tmp, u64::MAX / 2)?;
     let job = spool.create_job(&JobMeta {
+        plan: 0,
         run_id: uuid::Uuid::now_v7(),
         job: "j".into(),
         mode: Mode::Snapshot,

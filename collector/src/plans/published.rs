@@ -1,0 +1,199 @@
+//! The published plans and key lists, held in memory (a plan is a few
+//! kilobytes) and refreshed from the database every `plans.refresh_every`,
+//! so a heartbeat or a `Begin` costs no query. A `Begin` naming a plan
+//! version the cache does not know yet (published seconds ago through
+//! another collector) refreshes it once before refusing.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use transmissor_plan::Plan;
+
+use crate::error::CollectorError;
+
+/// One published plan: the envelope as stored, and what it defines.
+#[derive(Debug)]
+pub struct PublishedPlan {
+    pub version: u64,
+    pub plan: Plan,
+    pub envelope: Arc<[u8]>,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Newest first.
+    plans: Vec<Arc<PublishedPlan>>,
+    /// Oldest first (the chain order).
+    key_lists: Vec<(u64, Arc<[u8]>)>,
+}
+
+pub struct PublishedPlans {
+    pool: PgPool,
+    allow_local_jobs: bool,
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+impl PublishedPlans {
+    /// Loads what is published. `allow_local_jobs` lets agents without a
+    /// plan (local `[[jobs]]`, development) begin transmissions.
+    pub async fn load(pool: PgPool, allow_local_jobs: bool) -> Result<Arc<Self>, sqlx::Error> {
+        let this = Arc::new(Self {
+            pool,
+            allow_local_jobs,
+            snapshot: RwLock::default(),
+        });
+        this.refresh().await?;
+        Ok(this)
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads every published plan and key list again.
+    pub async fn refresh(&self) -> Result<(), sqlx::Error> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(include_str!("queries/plans_load.sql"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut plans = Vec::with_capacity(rows.len());
+        for (version, envelope) in rows {
+            // Stored only after the same inspection: a failure here means a
+            // newer collector published a format this one does not read.
+            match transmissor_plan::inspect_plan(&envelope) {
+                Ok((plan, _)) => plans.push(Arc::new(PublishedPlan {
+                    version: version as u64,
+                    plan,
+                    envelope: envelope.into(),
+                })),
+                Err(e) => {
+                    tracing::warn!(version, error = %e, "published plan not readable by this collector; skipped")
+                }
+            }
+        }
+        let key_lists: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as(include_str!("queries/key_lists_load.sql"))
+                .fetch_all(&self.pool)
+                .await?;
+        let key_lists = key_lists
+            .into_iter()
+            .map(|(s, e)| (s as u64, Arc::from(e)))
+            .collect();
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Snapshot { plans, key_lists });
+        Ok(())
+    }
+
+    /// Refreshes every `every` until `stop`.
+    pub async fn run(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %crate::pg_error::describe(&e), "cannot refresh the published plans");
+            }
+        }
+    }
+
+    /// The newest plan whose scope includes `ibge`.
+    pub fn latest_for(&self, ibge: &str) -> Option<Arc<PublishedPlan>> {
+        self.current()
+            .plans
+            .iter()
+            .find(|p| p.plan.applies_to(ibge))
+            .cloned()
+    }
+
+    /// Serial of the newest key list (0: none).
+    pub fn key_list_serial(&self) -> u64 {
+        self.current().key_lists.last().map_or(0, |(s, _)| *s)
+    }
+
+    /// Key lists newer than `serial`, oldest first.
+    pub fn key_lists_after(&self, serial: u64) -> Vec<Arc<[u8]>> {
+        self.current()
+            .key_lists
+            .iter()
+            .filter(|(s, _)| *s > serial)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    fn version(&self, version: u64) -> Option<Arc<PublishedPlan>> {
+        self.current()
+            .plans
+            .iter()
+            .find(|p| p.version == version)
+            .cloned()
+    }
+
+    /// Whether a municipality's agent may begin `job` into `target` with
+    /// `mode` under plan `plan` (0: a local job). The plan must be
+    /// published, be for that municipality, and define the job with that
+    /// target and mode. A plan older than the newest is accepted: during a
+    /// rollout agents move to a new plan at their next heartbeat.
+    pub async fn authorize_begin(
+        &self,
+        ibge: &str,
+        plan: u64,
+        job: &str,
+        target: &str,
+        mode: &str,
+    ) -> Result<(), CollectorError> {
+        // Names are echoed in refusals: only checked ones.
+        for (what, name) in [("job", job), ("target", target)] {
+            transmissor_proto::names::check_plain(what, name)
+                .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
+        }
+        if plan == 0 {
+            if self.allow_local_jobs {
+                return Ok(());
+            }
+            return Err(CollectorError::PermissionDenied(format!(
+                "job {job:?} does not come from a signed plan, and this collector accepts only jobs of published plans (plans.allow_local_jobs is off)"
+            )));
+        }
+        let found = match self.version(plan) {
+            Some(p) => Some(p),
+            None => {
+                self.refresh().await?;
+                self.version(plan)
+            }
+        };
+        let Some(published) = found else {
+            return Err(CollectorError::PermissionDenied(format!(
+                "plan {plan} is not published on this collector"
+            )));
+        };
+        if !published.plan.applies_to(ibge) {
+            return Err(CollectorError::PermissionDenied(format!(
+                "plan {plan} is not for municipality {ibge}"
+            )));
+        }
+        let Some(defined) = published.plan.job(job) else {
+            return Err(CollectorError::PermissionDenied(format!(
+                "job {job:?} is not in plan {plan}"
+            )));
+        };
+        if defined.target != target {
+            return Err(CollectorError::PermissionDenied(format!(
+                "job {job:?} of plan {plan} loads {:?}, not {target:?}",
+                defined.target
+            )));
+        }
+        if defined.mode.name() != mode {
+            return Err(CollectorError::PermissionDenied(format!(
+                "job {job:?} of plan {plan} is {}, not {mode}",
+                defined.mode.name()
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! Central extraction plans: a TOML file published by the central team,
+//! signed offline with Ed25519, verified by every agent. The collector
+//! stores and serves signed plans but can neither sign nor alter one.
+//!
+//! | module       | what it holds                                                          |
+//! |--------------|------------------------------------------------------------------------|
+//! | [`plan`]     | the plan document: [`Plan::parse`], scope, expiry                      |
+//! | [`job`]      | one job: target, mode, SQL, schedule, PEC range, column policy         |
+//! | [`schedule`] | cron slots in the municipality's time zone, and per-agent jitter       |
+//! | [`cron`]     | a strict 5-field cron parser and its DST-safe evaluation               |
+//! | [`version`]  | PEC versions (`5.5.28`), version ranges, `tb_migracao` filenames       |
+//! | [`keys`]     | Ed25519 public keys, key ids, trusted key sets, the signing-key file   |
+//! | [`key_list`] | the signed key list used to rotate trusted keys                        |
+//! | [`chain`]    | following key lists from the pinned keys (rotation)                    |
+//! | [`envelope`] | the signed envelope: domain-separated signature over the exact bytes  |
+//! | [`open`]     | opening a signed plan or key list (verify, check kind, parse)         |
+//! | `doc`        | strict TOML decoding and errors naming the line and the field         |
+//!
+//! The `transmissor-plan` binary is the offline signer (keygen, check,
+//! sign, sign-keys, verify); it never talks to the network.
+
+mod doc;
+
+pub mod chain;
+pub mod cron;
+pub mod envelope;
+pub mod job;
+pub mod key_list;
+pub mod keys;
+pub mod open;
+pub mod plan;
+pub mod schedule;
+pub mod version;
+
+pub use chain::KeyChain;
+pub use doc::DocError;
+pub use ed25519_dalek::SigningKey;
+pub use envelope::{Envelope, EnvelopeError, Kind, sign};
+pub use job::{ColumnPolicy, JobMode, PlanJob};
+pub use key_list::{KeyList, KeyListError};
+pub use keys::{KeyError, PublicKey, TrustedKeys};
+pub use open::{
+    OpenError, VerifiedKeyList, VerifiedPlan, inspect_key_list, inspect_plan, open_key_list,
+    open_plan,
+};
+pub use plan::{Plan, PlanError, Scope};
+pub use schedule::Schedule;
+pub use version::{PecVersion, VersionRange, pec_version_from_migration_filename};
+
+#[cfg(test)]
+mod plan_tests;
