@@ -119,6 +119,12 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
     }
     ledger.save(&ledger_dir)?;
     publish_next_runs(agent, &plan);
+    tracing::info!(
+        plan = plan.set.plan,
+        jobs = plan.set.jobs.len(),
+        catch_up = queue.len(),
+        "schedule ready"
+    );
 
     let mut running: Option<RunInFlight<'_>> = None;
     loop {
@@ -177,6 +183,12 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
                 let now = Utc::now();
                 plan = Plan::new(agent.job_set(), &ibge, now, tz);
                 ledger.sync_jobs(&plan.clocks, now);
+                // Jobs the agent knew before (e.g. the first plan arrived
+                // after start) catch up their missed slot like at start.
+                for (job, slot) in ledger.take_catch_up(&plan.clocks, now, tz) {
+                    tracing::info!(%job, slot = %slot.to_rfc3339(), "catching up a missed slot");
+                    queue.entry(job).or_insert(slot);
+                }
                 ledger.save(&ledger_dir)?;
                 // Queued jobs the new plan no longer has are dropped.
                 queue.retain(|job, _| plan.set.get(job).is_some());
@@ -193,6 +205,14 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
             }
         }
     }
+}
+
+/// Records each job's next run for the heartbeat (`run --now` reports it
+/// too, so agents run from cron show their schedule).
+pub fn report_next_runs(agent: &Agent) {
+    let tz = agent.config().schedule.timezone.0;
+    let plan = Plan::new(agent.job_set(), agent.ibge().unwrap_or(""), Utc::now(), tz);
+    publish_next_runs(agent, &plan);
 }
 
 /// Tells the heartbeat when each job runs next.

@@ -195,6 +195,7 @@ async fn run_now(
             tracing::warn!(error = %transmissor_agent::pipeline::transport::explain(&e), "heartbeat not sent; running the plan already accepted");
         }
     }
+    transmissor_agent::daemon::report_next_runs(agent);
     let all = agent.job_set();
     let set = if only.is_empty() {
         all

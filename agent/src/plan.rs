@@ -239,7 +239,10 @@ impl PlanKeeper {
             }
         };
         if let Some(r) = key_refusal {
-            s.refusal = Some(r);
+            s.refusal = Some(match s.refusal.take() {
+                Some(plan) => format!("{r}; {plan}"),
+                None => r,
+            });
         }
         Ok(outcome)
     }

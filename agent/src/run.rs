@@ -48,7 +48,7 @@ pub enum AgentError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error(
-        "central mode needs the municipality: enroll the agent (its certificate names it) or set agent.ibge"
+        "central mode needs the municipality, named by the agent's certificate: enroll the agent first"
     )]
     NoMunicipality,
 }
@@ -160,7 +160,10 @@ impl Agent {
                     .info
                     .as_ref()
                     .map(|i| i.ibge.clone())
-                    .or_else(|| cfg.agent.ibge.clone())
+                    .or_else(|| {
+                        identity::agent_uri_of(&loaded.certified.cert[0])
+                            .map(|u| u.ibge.as_str().to_string())
+                    })
                     .ok_or(AgentError::NoMunicipality)?;
                 let pinned = cfg.plan.keys.iter().cloned().collect();
                 let store = PlanStore::open(&cfg.plan_dir())?;

@@ -131,7 +131,10 @@ fn a_new_job_waits_for_its_next_slot() {
     let mut l = Ledger::default();
     let now = utc("2026-11-26T15:00:00Z");
     l.sync_jobs(std::slice::from_ref(&clock), now);
-    assert!(l.take_catch_up(std::slice::from_ref(&clock), now, SP).is_empty());
+    assert!(
+        l.take_catch_up(std::slice::from_ref(&clock), now, SP)
+            .is_empty()
+    );
     // Tomorrow, after the slot passed while the agent was off: caught up.
     assert_eq!(
         l.take_catch_up(&[clock], utc("2026-11-27T15:00:00Z"), SP)

@@ -10,6 +10,7 @@
 //! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
 //! | [`pg`]     | throwaway PostgreSQL clusters (the system's server, or PostgreSQL 10 to 18 from the embedded distributions) |
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
+//! | [`plans`]  | signed plans: real signer, real publication, a compromised collector |
 //! | [`procs`]  | the project's binaries as real processes (to SIGKILL them)       |
 //! | [`proxy`]  | a TCP proxy whose link can be cut and restored                   |
 //! | [`raw_h2`] | a raw HTTP/2 client without a certificate (unfinished bodies)     |
@@ -23,6 +24,7 @@ pub mod locales;
 pub mod netns;
 pub mod pec;
 pub mod pg;
+pub mod plans;
 pub mod procs;
 pub mod proxy;
 pub mod raw_h2;

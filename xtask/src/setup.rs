@@ -302,7 +302,7 @@ fn unreachable_hint(path: &Path, as_other_user: bool) -> String {
     String::new()
 }
 
-/// Builds the agent and collector binaries; returns their directory.
+/// Builds the agent, collector and plan-signer binaries; returns their directory.
 pub fn build_bins(release: bool) -> Result<PathBuf> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root()).args([
@@ -312,13 +312,15 @@ pub fn build_bins(release: bool) -> Result<PathBuf> {
         "transmissor-agent",
         "-p",
         "transmissor-collector",
+        "-p",
+        "transmissor-plan",
         "--bins",
     ]);
     if release {
         cmd.arg("--release");
     }
     eprintln!(
-        "==> building transmissor-agent and transmissor-collector{}",
+        "==> building transmissor-agent, transmissor-collector and transmissor-plan{}",
         if release { " (release)" } else { "" }
     );
     if !cmd.status().context("running cargo build")?.success() {

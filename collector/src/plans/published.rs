@@ -18,8 +18,19 @@ use crate::error::CollectorError;
 #[derive(Debug)]
 pub struct PublishedPlan {
     pub version: u64,
-    pub plan: Plan,
+    /// What the plan defines (`None`: this collector cannot read it; it is
+    /// still served, the agents judge it, but no `Begin` is authorized by it).
+    pub plan: Option<Plan>,
     pub envelope: Arc<[u8]>,
+    /// The scope recorded at publication (what serving follows).
+    pub scope_all: bool,
+    pub scope_ibge: Vec<String>,
+}
+
+impl PublishedPlan {
+    fn serves(&self, ibge: &str) -> bool {
+        self.scope_all || self.scope_ibge.iter().any(|i| i == ibge)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,23 +69,29 @@ impl PublishedPlans {
 
     /// Reads every published plan and key list again.
     pub async fn refresh(&self) -> Result<(), sqlx::Error> {
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(include_str!("queries/plans_load.sql"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<(i64, Vec<u8>, bool, Vec<String>)> =
+            sqlx::query_as(include_str!("queries/plans_load.sql"))
+                .fetch_all(&self.pool)
+                .await?;
         let mut plans = Vec::with_capacity(rows.len());
-        for (version, envelope) in rows {
+        for (version, envelope, scope_all, scope_ibge) in rows {
             // Stored only after the same inspection: a failure here means a
-            // newer collector published a format this one does not read.
-            match transmissor_plan::inspect_plan(&envelope) {
-                Ok((plan, _)) => plans.push(Arc::new(PublishedPlan {
-                    version: version as u64,
-                    plan,
-                    envelope: envelope.into(),
-                })),
+            // newer collector published a format this one does not read (or
+            // the table was written around `plan publish`).
+            let plan = match transmissor_plan::inspect_plan(&envelope) {
+                Ok((plan, _)) => Some(plan),
                 Err(e) => {
-                    tracing::warn!(version, error = %e, "published plan not readable by this collector; skipped")
+                    tracing::warn!(version, error = %e, "published plan not readable by this collector; served as stored, authorizes nothing");
+                    None
                 }
-            }
+            };
+            plans.push(Arc::new(PublishedPlan {
+                version: version as u64,
+                plan,
+                envelope: envelope.into(),
+                scope_all,
+                scope_ibge,
+            }));
         }
         let key_lists: Vec<(i64, Vec<u8>)> =
             sqlx::query_as(include_str!("queries/key_lists_load.sql"))
@@ -107,7 +124,7 @@ impl PublishedPlans {
         self.current()
             .plans
             .iter()
-            .find(|p| p.plan.applies_to(ibge))
+            .find(|p| p.serves(ibge))
             .cloned()
     }
 
@@ -172,12 +189,17 @@ impl PublishedPlans {
                 "plan {plan} is not published on this collector"
             )));
         };
-        if !published.plan.applies_to(ibge) {
+        let Some(defined_plan) = &published.plan else {
+            return Err(CollectorError::PermissionDenied(format!(
+                "plan {plan} is not readable by this collector"
+            )));
+        };
+        if !published.serves(ibge) || !defined_plan.applies_to(ibge) {
             return Err(CollectorError::PermissionDenied(format!(
                 "plan {plan} is not for municipality {ibge}"
             )));
         }
-        let Some(defined) = published.plan.job(job) else {
+        let Some(defined) = defined_plan.job(job) else {
             return Err(CollectorError::PermissionDenied(format!(
                 "job {job:?} is not in plan {plan}"
             )));
