@@ -197,6 +197,12 @@ async fn run_now(
     }
     transmissor_agent::daemon::report_next_runs(agent);
     let all = agent.job_set();
+    if agent.plans().is_some() && all.plan == 0 {
+        eprintln!(
+            "no plan to run: none accepted yet (the collector has published none for this municipality, or refused ones are in the log)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     let set = if only.is_empty() {
         all
     } else {

@@ -2,15 +2,21 @@
 //!
 //! 1. starts two throwaway PostgreSQL clusters (sources, analytic);
 //! 2. creates a synthetic PEC-like database for each of 3 municipalities;
-//! 3. creates the collector's CA (`ca init`) and starts `transmissor-collector serve`;
-//! 4. enrolls each municipality's agent with a one-time token
-//!    (`token issue` → `transmissor-agent enroll`), the way municipal IT does;
-//! 5. runs `transmissor-agent run --once` for each municipality, with three
-//!    jobs: two `snapshot` raw-table copies and an `append` nominal list of
-//!    hypertensive citizens (a multi-table join);
-//! 6. prints `transmissor-collector status`, `agent list` and `audit`, checks
-//!    row counts against the sources; then stops everything (or keeps it
-//!    running with --keep).
+//! 3. creates the collector's CA (`ca init`) and starts `transmissor-collector serve`
+//!    (which accepts only jobs of published plans);
+//! 4. makes a plan key and signs the example plan
+//!    (`plan/examples/pec-reference.plan.toml`: a raw fact table, two
+//!    dimensions and a nominal-list join) with `transmissor-plan`, in a
+//!    directory apart from the collector's, as on the central team's offline
+//!    signing machine; publishes it with `transmissor-collector plan publish`;
+//! 5. enrolls each municipality's agent with a one-time token
+//!    (`token issue` → `transmissor-agent enroll`), the way municipal IT does,
+//!    in central mode: its config pins the plan key and holds no SQL;
+//! 6. runs `transmissor-agent run --now` for each municipality: the agent
+//!    fetches the plan over mutual TLS, verifies it and runs its jobs;
+//! 7. prints `transmissor-collector status`, `plan list`, `agent list` and
+//!    `audit`, checks row counts against the sources; then stops everything
+//!    (or keeps it running with --keep).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,8 +25,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use transmissor_tests::pec::{self, Scale};
-use transmissor_tests::stack::{Job, Stack, StackOptions};
+use transmissor_tests::pec::Scale;
+use transmissor_tests::plans::PlanKey;
+use transmissor_tests::procs::Proc;
+use transmissor_tests::stack::{Stack, StackOptions};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -42,27 +50,28 @@ const MUNICIPALITIES: [(&str, &str); 3] = [
     ("4106902", "Curitiba"),
 ];
 
-pub fn jobs() -> Vec<Job> {
-    vec![
-        Job::new(
-            "visitas",
-            "snapshot",
-            "tb_fat_visita_domiciliar",
-            "SELECT * FROM tb_fat_visita_domiciliar",
-        ),
-        Job::new(
-            "atendimentos",
-            "snapshot",
-            "tb_fat_atendimento_individual",
-            "SELECT * FROM tb_fat_atendimento_individual",
-        ),
-        Job::new(
-            "hipertensos",
-            "append",
-            "lista_hipertensos",
-            pec::HYPERTENSION_LIST_SQL,
-        ),
-    ]
+/// The example plan, as the README shows it.
+pub const EXAMPLE_PLAN: &str = include_str!("../../plan/examples/pec-reference.plan.toml");
+
+/// The example plan dated from now (valid 90 days), so the demo never runs
+/// an expired plan.
+fn dated_example_plan() -> String {
+    let now = chrono::Utc::now();
+    let fmt = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    EXAMPLE_PLAN
+        .lines()
+        .map(|l| {
+            if l.starts_with("issued_at = ") {
+                format!("issued_at = {}", fmt(now))
+            } else if l.starts_with("expires_at = ") {
+                format!("expires_at = {}", fmt(now + chrono::Duration::days(90)))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
 }
 
 pub fn run(args: DemoArgs) -> Result<()> {
@@ -77,6 +86,7 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
         StackOptions {
             dir: args.dir.clone(),
             enrollment: true,
+            plans_required: true,
             ..Default::default()
         },
     )
@@ -98,12 +108,37 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
     println!("==> starting the collector on {}", stack.collector_addr);
     stack.start_collector().await?;
 
+    // The central team's offline signing machine: a directory of its own.
+    let signer = tempfile::Builder::new()
+        .prefix("transmissor-signer.")
+        .tempdir()?;
+    println!(
+        "==> signing the example plan offline (transmissor-plan keygen / sign) in {}",
+        signer.path().display()
+    );
+    let key = PlanKey::generate(signer.path(), "plan-signing")?;
+    println!("    plan public key: {}", key.public);
+    let plan_text = dated_example_plan();
+    let plan = transmissor_plan::Plan::parse(plan_text.as_bytes()).context("the example plan")?;
+    let envelope = key.sign_plan(signer.path(), "plan", &plan_text)?;
+    println!(
+        "==> transmissor-collector plan publish (it stores and serves the plan; it cannot sign)"
+    );
+    for line in stack.publish_plan("plan", &envelope)?.lines() {
+        println!("    {line}");
+    }
+
     println!(
         "==> enrolling each agent with a one-time token (collector `token issue` → `transmissor-agent enroll`)"
     );
     let mut configs = Vec::new();
     for m in &stack.munis {
-        let cfg = stack.enrolled_agent_config(m, &jobs(), "")?;
+        // Central mode: the config pins the plan key and holds no SQL.
+        let cfg = stack.enrolled_agent_config(
+            m,
+            &[],
+            &format!("[plan]\nkeys = [\"{}\"]\n", key.public),
+        )?;
         let printed = stack.enroll_agent(m, &cfg).await?;
         for line in printed
             .lines()
@@ -114,13 +149,21 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
         configs.push(cfg);
     }
 
-    println!("==> running one transmission per municipality (3 jobs each)");
+    println!(
+        "==> transmissor-agent run --now for each municipality: fetch the plan, verify it, run its {} jobs",
+        plan.jobs.len()
+    );
     let mut agents = Vec::new();
     for (m, cfg) in stack.munis.iter().zip(configs) {
         agents.push((
             m.clone(),
             cfg.clone(),
-            stack.spawn_agent(&cfg, &format!("agent-{}.log", m.ibge))?,
+            Proc::spawn(
+                "transmissor-agent",
+                ["run", "--now", "--config", &cfg.display().to_string()],
+                &[],
+                &stack.dir.join(format!("agent-{}.log", m.ibge)),
+            )?,
         ));
     }
     let mut failed = false;
@@ -167,6 +210,7 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for (title, args) in [
+        ("plan list", vec!["plan", "list"]),
         ("agent list", vec!["agent", "list"]),
         ("audit", vec!["audit", "--limit", "12"]),
     ] {
@@ -184,20 +228,12 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
     let mut mismatches = 0;
     for m in &stack.munis {
         let src = stack.source.connect(&m.db).await?;
-        for (table, source_query) in [
+        for (table, source_query) in plan.jobs.iter().map(|j| {
             (
-                "tb_fat_visita_domiciliar",
-                "SELECT count(*) FROM tb_fat_visita_domiciliar".to_string(),
-            ),
-            (
-                "tb_fat_atendimento_individual",
-                "SELECT count(*) FROM tb_fat_atendimento_individual".to_string(),
-            ),
-            (
-                "lista_hipertensos",
-                format!("SELECT count(*) FROM ({}) q", pec::HYPERTENSION_LIST_SQL),
-            ),
-        ] {
+                j.target.as_str(),
+                format!("SELECT count(*) FROM ({}) q", j.sql.trim()),
+            )
+        }) {
             let s: i64 = src.query_one(&source_query, &[]).await?.get(0);
             let a: i64 = analytic
                 .query_one(
@@ -226,9 +262,9 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
             "\nEverything keeps running until you press Ctrl-C.\n\
              - analytic database:  psql -h 127.0.0.1 -p {} -U postgres {}\n\
              - status:             {} status --config {}\n\
-             - run an agent again: {} run --once --config {}\n\
+             - run an agent again: {} run --now --config {}\n\
              - your own database:  copy {} and edit its [source] section (host, port, dbname, user,\n\
-               password_file) and its [[jobs]]; the collector and certificates stay the same.",
+               password_file); its jobs come from the signed plan.",
             stack.analytic.port,
             transmissor_tests::stack::ANALYTIC_DB,
             bins.join("transmissor-collector").display(),

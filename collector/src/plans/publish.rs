@@ -216,6 +216,15 @@ pub async fn publish(
             }
         }
     };
+    // Every collector re-reads the plans when this commits.
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(super::published::NOTIFY_CHANNEL)
+        .bind(match &published {
+            Published::Plan { version, .. } => format!("plan {version}"),
+            Published::KeyList { serial, .. } => format!("key list {serial}"),
+        })
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(published)
 }

@@ -1,6 +1,7 @@
 //! The published plans and key lists, held in memory (a plan is a few
-//! kilobytes) and refreshed from the database every `plans.refresh_every`,
-//! so a heartbeat or a `Begin` costs no query. A `Begin` naming a plan
+//! kilobytes) and refreshed from the database when `plan publish` notifies
+//! and every `plans.refresh_every`, so a heartbeat or a `Begin` costs no
+//! query. A `Begin` naming a plan
 //! version the cache does not know yet (published seconds ago through
 //! another collector) refreshes it once before refusing.
 
@@ -8,11 +9,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
+use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use transmissor_plan::Plan;
 
 use crate::error::CollectorError;
+
+/// The channel `plan publish` notifies on commit.
+pub const NOTIFY_CHANNEL: &str = "transmissor_plans";
 
 /// One published plan: the envelope as stored, and what it defines.
 #[derive(Debug)]
@@ -106,12 +111,38 @@ impl PublishedPlans {
         Ok(())
     }
 
-    /// Refreshes every `every` until `stop`.
+    /// Keeps the cache current until `stop`: at once when `plan publish`
+    /// notifies (`NOTIFY transmissor_plans`, sent at its commit, reaching
+    /// every collector replica), and every `every` in case a notification
+    /// was missed (e.g. while the listening connection was re-established).
     pub async fn run(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut listener = match PgListener::connect_with(&self.pool).await {
+            Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
+                Ok(()) => Some(l),
+                Err(e) => {
+                    tracing::warn!(error = %crate::pg_error::describe(&e), "cannot listen for plan publications; polling only");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %crate::pg_error::describe(&e), "cannot listen for plan publications; polling only");
+                None
+            }
+        };
+        // A publication between the first load and LISTEN is caught here.
+        if let Err(e) = self.refresh().await {
+            tracing::warn!(error = %crate::pg_error::describe(&e), "cannot refresh the published plans");
+        }
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(every) => {}
+                n = async { listener.as_mut().expect("guarded").recv().await }, if listener.is_some() => {
+                    match n {
+                        Ok(n) => tracing::info!(version = n.payload(), "plan publication notified"),
+                        Err(e) => tracing::debug!(error = %crate::pg_error::describe(&e), "plan listener reconnecting"),
+                    }
+                }
             }
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %crate::pg_error::describe(&e), "cannot refresh the published plans");
