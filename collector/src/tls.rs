@@ -300,9 +300,12 @@ pub fn incoming(
                 continue;
             };
             let _ = tcp.set_nodelay(true);
+            // A free handshake slot is taken here, in accept order; only a
+            // connection that finds none waits for one in its own task.
+            let early = handshake.slots.clone().try_acquire_owned().ok();
             let (handshake, tx) = (handshake.clone(), tx.clone());
             tokio::spawn(async move {
-                if let Some(stream) = handshake.run(tcp, peer, slot).await {
+                if let Some(stream) = handshake.run(tcp, peer, slot, early).await {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });
@@ -327,10 +330,15 @@ impl Handshake {
         mut tcp: TcpStream,
         peer: SocketAddr,
         slot: tokio::sync::OwnedSemaphorePermit,
+        early: Option<tokio::sync::OwnedSemaphorePermit>,
     ) -> Option<TlsStream<ClientTcp>> {
         let work = async {
-            let Ok(_slot) = self.slots.acquire().await else {
-                return None;
+            let _handshaking = match early {
+                Some(permit) => permit,
+                None => match self.slots.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return None,
+                },
             };
             let client = match &self.proxies {
                 None => peer,

@@ -33,6 +33,7 @@ const TARGETS: &[(&str, u32)] = &[
     ("csr", 8 << 10),
     ("agent_cert", 8 << 10),
     ("agent_config", 8 << 10),
+    ("signed_plan", 16 << 10),
 ];
 
 /// The cargo-fuzz release installed when `cargo fuzz` is missing.

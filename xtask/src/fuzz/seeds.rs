@@ -36,6 +36,7 @@ pub fn write(corpus: &Path) -> Result<()> {
         ("csr", csr()?),
         ("agent_cert", agent_cert()?),
         ("agent_config", agent_config()),
+        ("signed_plan", signed_plan()),
     ];
     for (target, seeds) in all {
         let dir = corpus.join(target);
@@ -310,5 +311,24 @@ query = "SELECT 1 AS x"
                 .replace("daily_at = [\"02:30\", \"14:00\"]\nweekdays_only = true\ntimezone = \"America/Sao_Paulo\"", "every = \"6h\"")
                 .into_bytes(),
         ),
+    ])
+}
+
+/// Plans and key lists signed by the fuzz target's key (`[7; 32]`), and
+/// the example plan bare and signed by another key.
+fn signed_plan() -> Seeds {
+    use transmissor_plan::{Kind, PublicKey, SigningKey, sign};
+    let key = SigningKey::from_bytes(&[7; 32]);
+    let other = SigningKey::from_bytes(&[8; 32]);
+    let example = crate::demo::EXAMPLE_PLAN.as_bytes();
+    let list = format!(
+        "format = 1\nserial = 1\nissued_at = 2026-11-30T12:00:00Z\nkeys = [\"{}\"]\n",
+        PublicKey::from(&other)
+    );
+    seeds([
+        ("plan", sign(Kind::Plan, example, &key)),
+        ("plan-other-key", sign(Kind::Plan, example, &other)),
+        ("plan-bare", example.to_vec()),
+        ("key-list", sign(Kind::KeyList, list.as_bytes(), &key)),
     ])
 }
