@@ -252,3 +252,7 @@ impl PlanKeeper {
         &self.pinned
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;
