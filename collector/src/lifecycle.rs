@@ -70,6 +70,16 @@ impl LifecycleService {
     }
 }
 
+impl LifecycleService {
+    /// The calling agent (authenticated in its own task: a disconnect
+    /// mid-query never cuts a pooled connection's work short).
+    async fn caller<T>(&self, request: &Request<T>) -> Result<crate::identity::Caller, Status> {
+        let peer = Peer::of(request);
+        let auth = self.auth.clone();
+        run_detached(async move { auth.authenticate_peer(peer).await }).await
+    }
+}
+
 #[tonic::async_trait]
 impl AgentLifecycle for LifecycleService {
     async fn renew(
@@ -95,9 +105,7 @@ impl AgentLifecycle for LifecycleService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let peer = Peer::of(&request);
-        let auth = self.auth.clone();
-        let caller = run_detached(async move { auth.authenticate_peer(peer).await }).await?;
+        let caller = self.caller(&request).await?;
         let report = request.into_inner();
         if !report.warning.is_empty() {
             tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, warning = %transmissor_proto::terminal::printable(&report.warning), "agent reports a warning");
@@ -120,9 +128,7 @@ impl AgentLifecycle for LifecycleService {
         &self,
         request: Request<pb::FetchPlanRequest>,
     ) -> Result<Response<pb::FetchPlanResponse>, Status> {
-        let peer = Peer::of(&request);
-        let auth = self.auth.clone();
-        let caller = run_detached(async move { auth.authenticate_peer(peer).await }).await?;
+        let caller = self.caller(&request).await?;
         let known = request.into_inner().key_list_serial;
         let plan = self.plans.latest_for(caller.ibge.as_str());
         tracing::info!(agent = %caller.agent_id, ibge = %caller.ibge, plan_version = plan.as_ref().map_or(0, |p| p.version), "plan fetched");

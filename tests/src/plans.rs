@@ -54,17 +54,7 @@ impl PlanKey {
 
     /// Signs a plan text; returns the envelope.
     pub fn sign_plan(&self, dir: &Path, name: &str, plan: &str) -> Result<Vec<u8>> {
-        let toml = dir.join(format!("{name}.toml"));
-        let out = dir.join(format!("{name}.signed"));
-        std::fs::write(&toml, plan)?;
-        run(signer()?
-            .arg("sign")
-            .arg("--key")
-            .arg(&self.file)
-            .arg(&toml)
-            .arg("--out")
-            .arg(&out))?;
-        Ok(std::fs::read(out)?)
+        self.sign_with("sign", dir, name, plan)
     }
 
     /// Signs a key list moving trust to `keys`.
@@ -74,11 +64,16 @@ impl PlanKey {
             "format = 1\nserial = {serial}\nissued_at = 2026-11-30T12:00:00Z\nkeys = [{}]\n",
             list.join(", ")
         );
-        let toml = dir.join(format!("keys-{serial}.toml"));
-        let out = dir.join(format!("keys-{serial}.signed"));
+        self.sign_with("sign-keys", dir, &format!("keys-{serial}"), &text)
+    }
+
+    /// `transmissor-plan <command> --key K NAME.toml --out NAME.signed`.
+    fn sign_with(&self, command: &str, dir: &Path, name: &str, text: &str) -> Result<Vec<u8>> {
+        let toml = dir.join(format!("{name}.toml"));
+        let out = dir.join(format!("{name}.signed"));
         std::fs::write(&toml, text)?;
         run(signer()?
-            .arg("sign-keys")
+            .arg(command)
             .arg("--key")
             .arg(&self.file)
             .arg(&toml)

@@ -55,6 +55,24 @@ fn run_now(config: &Path, jobs: &[&str]) -> Result<(bool, String)> {
     ))
 }
 
+/// `transmissor-agent run` (the service) for a config.
+fn spawn_service(config: &Path, log: &Path) -> Result<Proc> {
+    let cfg = config.display().to_string();
+    Proc::spawn("transmissor-agent", ["run", "--config", &cfg], &[], log)
+}
+
+/// Waits until the process's log contains `needle`.
+async fn wait_log(p: &Proc, needle: &str) -> Result<()> {
+    if !wait_until(Duration::from_secs(60), || async {
+        p.log_text().contains(needle)
+    })
+    .await
+    {
+        anyhow::bail!("{needle:?} never logged:\n{}", p.log_text());
+    }
+    Ok(())
+}
+
 fn central(stack: &Stack, m: &Municipality, keys: &[&PlanKey]) -> Result<std::path::PathBuf> {
     let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public)).collect();
     stack.agent_config(m, &[], &format!("[plan]\nkeys = [{}]\n", keys.join(", ")))
@@ -471,7 +489,8 @@ async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
         name: "lento",
         target: "plan_lento",
         mode: "append",
-        sql: "SELECT g FROM generate_series(1, 10) g CROSS JOIN LATERAL pg_sleep(0.5) s",
+        // About 6 s: long enough for a second run to meet it.
+        sql: "SELECT g FROM generate_series(1, 12) g CROSS JOIN LATERAL (SELECT pg_sleep(0.5) WHERE g > 0) s",
         cron: "0 3 1 1 *",
         pec: None,
     };
@@ -508,22 +527,9 @@ async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
         &ledger,
         r#"{"jobs": {"lento": {"known_since": "2025-12-01T00:00:00Z"}}}"#,
     )?;
-    let cfg_s = cfg.display().to_string();
-    let mut daemon = Proc::spawn(
-        "transmissor-agent",
-        ["run", "--config", &cfg_s],
-        &[],
-        &dir.join("daemon-1.log"),
-    )?;
+    let mut daemon = spawn_service(&cfg, &dir.join("daemon-1.log"))?;
     // Started: it catches up the missed slot, once.
-    assert!(
-        wait_until(Duration::from_secs(60), || async {
-            daemon.log_text().contains("snapshot opened")
-        })
-        .await,
-        "no catch-up run:\n{}",
-        daemon.log_text()
-    );
+    wait_log(&daemon, "snapshot opened").await?;
     assert!(
         daemon.log_text().contains("catch_up=1"),
         "{}",
@@ -537,29 +543,31 @@ async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
         "the catch-up run did not commit:\n{}",
         daemon.log_text()
     );
+    // This year's slot (1 January, 03:00 in São Paulo = 06:00 UTC) is done.
+    let now = chrono::Utc::now();
+    let this_year = chrono::NaiveDate::from_ymd_opt(chrono::Datelike::year(&now), 1, 1)
+        .and_then(|d| d.and_hms_opt(6, 0, 0))
+        .context("1 January")?
+        .and_utc();
+    let slot = if now >= this_year {
+        this_year
+    } else {
+        this_year - chrono::Duration::days(365)
+    };
     let text = std::fs::read_to_string(&ledger)?;
     assert!(
-        text.contains("\"done_slot\": \"2026-01-01T06:00:00Z\""),
+        text.contains(&format!(
+            "\"done_slot\": \"{}\"",
+            slot.format("%Y-%m-%dT%H:%M:%SZ")
+        )),
         "{text}"
     );
     let status = daemon.terminate(Duration::from_secs(30)).await?;
     assert!(status.success(), "{}", daemon.log_text());
 
     // Restarted: that slot is done; nothing to catch up.
-    let mut daemon = Proc::spawn(
-        "transmissor-agent",
-        ["run", "--config", &cfg_s],
-        &[],
-        &dir.join("daemon-2.log"),
-    )?;
-    assert!(
-        wait_until(Duration::from_secs(60), || async {
-            daemon.log_text().contains("schedule ready")
-        })
-        .await,
-        "{}",
-        daemon.log_text()
-    );
+    let mut daemon = spawn_service(&cfg, &dir.join("daemon-2.log"))?;
+    wait_log(&daemon, "schedule ready").await?;
     assert!(
         daemon.log_text().contains("catch_up=0"),
         "{}",
