@@ -577,3 +577,57 @@ async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
     assert!(committed(2).await, "no run after the restart");
     Ok(())
 }
+
+/// With `[plans] keys`, `plan publish` checks what agents will check, so a
+/// mistake is caught at the centre; it follows published key lists too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_checks_signatures_when_the_collector_pins_the_keys() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let k1 = PlanKey::generate(keys.path(), "k1")?;
+    let k2 = PlanKey::generate(keys.path(), "k2")?;
+    let evil = PlanKey::generate(keys.path(), "evil")?;
+    let stack = Stack::with_options(
+        &[A],
+        StackOptions {
+            plans_required: true,
+            plans_extra: format!("keys = [\"{}\"]\n", k1.public),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let dir = stack.dir.clone();
+    let refused = |name: &str, envelope: &[u8], expect: &str| {
+        let err = stack.publish_plan(name, envelope).unwrap_err().to_string();
+        assert!(err.contains(expect), "{name}: {err}");
+    };
+    refused(
+        "evil",
+        &evil.sign_plan(
+            &dir,
+            "evil",
+            &plan_toml(1, "\"all\"", LATER, "x", &[EQUIPES]),
+        )?,
+        "not trusted",
+    );
+    let v2 = k1.sign_plan(&dir, "v2", &plan_toml(2, "\"all\"", LATER, "x", &[EQUIPES]))?;
+    let tampered = String::from_utf8(v2.clone())?
+        .replace("tb_dim_equipe", "tb_dim_sexo")
+        .into_bytes();
+    refused("tampered", &tampered, "altered or forged");
+    assert!(stack.publish_plan("v2", &v2)?.contains("plan 2 published"));
+    refused(
+        "v1",
+        &k1.sign_plan(&dir, "v1", &plan_toml(1, "\"all\"", LATER, "x", &[EQUIPES]))?,
+        "not above the newest published version 2",
+    );
+    // After a key list signed by k1, k2's plans publish and k1's do not.
+    stack.publish_plan("keys-1", &k1.sign_key_list(&dir, 1, &[&k2])?)?;
+    let v3 = k2.sign_plan(&dir, "v3", &plan_toml(3, "\"all\"", LATER, "x", &[EQUIPES]))?;
+    assert!(stack.publish_plan("v3", &v3)?.contains("plan 3 published"));
+    refused(
+        "v4",
+        &k1.sign_plan(&dir, "v4", &plan_toml(4, "\"all\"", LATER, "x", &[EQUIPES]))?,
+        "not trusted",
+    );
+    Ok(())
+}
