@@ -77,21 +77,22 @@ pub struct AgentRow {
 }
 
 impl AgentRow {
-    /// The plan cell: `43`, `43 (expired)`, `43, refused 44: …`, `local`.
+    /// The plan cell: `43 applied`, `43 expired`, `local`, `none` (a
+    /// refusal is shown at the end of the line).
     pub fn plan_cell(&self) -> String {
-        let mut s = match (self.job_source.as_deref(), self.plan_version) {
+        match (self.job_source.as_deref(), self.plan_version) {
             (Some("local"), _) => "local".to_string(),
-            (_, Some(v)) if v > 0 => v.to_string(),
+            (_, Some(v)) if v > 0 => format!(
+                "{v} {}",
+                if self.plan_expired == Some(true) {
+                    "expired"
+                } else {
+                    "applied"
+                }
+            ),
             (Some("plan"), _) => "none".to_string(),
             _ => "-".to_string(),
-        };
-        if self.plan_expired == Some(true) {
-            s.push_str(" (expired)");
         }
-        if let Some(r) = self.plan_refusal.as_deref().filter(|r| !r.is_empty()) {
-            s.push_str(&format!(", refused: {r}"));
-        }
-        s
     }
 
     /// The earliest next run, as `job at YYYY-MM-DD HH:MM`.
@@ -201,10 +202,16 @@ pub fn render_agents(rows: &[AgentRow]) -> String {
             spool,
             r.next_run_cell(),
             runs,
-            r.warning
-                .as_deref()
-                .map(|w| format!("  WARNING: {w}"))
-                .unwrap_or_default(),
+            [
+                r.plan_refusal
+                    .as_deref()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| format!("  PLAN REFUSED: {p}")),
+                r.warning.as_deref().map(|w| format!("  WARNING: {w}")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<String>(),
         );
         out.push_str(&transmissor_proto::terminal::printable(&line));
         out.push('\n');
@@ -287,6 +294,10 @@ mod tests {
         };
         let out = render_agents(&[row]);
         assert!(out.contains("WARNING: warning\\u{1b}[2J"), "{out}");
+        assert!(
+            out.contains("PLAN REFUSED: plan 5 refused\\u{1b}[2J"),
+            "{out}"
+        );
         for c in ['\x1b', '\x07', '\u{9b}', '\u{202e}'] {
             assert!(!out.contains(c), "{c:?} in {out:?}");
         }

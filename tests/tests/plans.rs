@@ -362,7 +362,9 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
         .output()?;
     let list = String::from_utf8_lossy(&out.stdout);
     assert!(
-        list.contains("5.5.28") && list.contains("20, refused: plan-key list 2"),
+        list.contains("5.5.28")
+            && list.contains("20 applied")
+            && list.contains("PLAN REFUSED: plan-key list 2 refused"),
         "{list}"
     );
 
@@ -554,13 +556,15 @@ async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
     } else {
         this_year - chrono::Duration::days(365)
     };
-    let text = std::fs::read_to_string(&ledger)?;
+    // The ledger is written just after the commit is seen.
+    let done = format!("\"done_slot\": \"{}\"", slot.format("%Y-%m-%dT%H:%M:%SZ"));
     assert!(
-        text.contains(&format!(
-            "\"done_slot\": \"{}\"",
-            slot.format("%Y-%m-%dT%H:%M:%SZ")
-        )),
-        "{text}"
+        wait_until(Duration::from_secs(30), || async {
+            std::fs::read_to_string(&ledger).is_ok_and(|t| t.contains(&done))
+        })
+        .await,
+        "{}",
+        std::fs::read_to_string(&ledger)?
     );
     let status = daemon.terminate(Duration::from_secs(30)).await?;
     assert!(status.success(), "{}", daemon.log_text());
