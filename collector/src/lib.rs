@@ -6,19 +6,17 @@
 //! | [`admission`]| who may start work now: certificate from headers, per-agent slots, decompression budget |
 //! | [`ca`]       | the CA directory: offline root, issuing CA, rotation, server cert |
 //! | [`enroll`]   | one-time tokens, enrollment, renewal, rate limits                |
-//! | [`lifecycle`]| gRPC `Enrollment` (no client cert) and `AgentLifecycle` services  |
 //! | [`heartbeats`]| latest state per agent, written in batches                      |
 //! | [`audit`]    | the append-only audit log                                        |
 //! | [`config`]   | strict, versioned TOML configuration; secrets from file/env       |
 //! | [`db`]       | connection pool with pinned session settings; embedded migrations |
 //! | [`tls`]      | TLS 1.3 listener config (ring), handshakes, failure reasons       |
 //! | [`identity`] | client certificate → authenticated agent (the one check per call) |
-//! | [`service`]  | the gRPC `Transmission` service: thin translation layer          |
+//! | [`grpc`]     | the agents' front door: `Transmission`, `Enrollment`, `AgentLifecycle`, health |
 //! | [`load`]     | begin / batch / commit / abort / status against PostgreSQL       |
 //! | [`error`]    | error type and its single mapping to gRPC status                 |
 //! | [`pg_error`] | database errors as text without data values (by SQLSTATE)        |
-//! | [`health`]   | `grpc.health.v1` driven by real database reachability            |
-//! | [`server`]   | `prepare` (checks before binding) and `run` (serve, drain, stop) |
+//! | [`app`]      | `prepare` (checks before binding), the parts assembled once, `run` (serve, drain, stop in order) |
 //! | [`status`]   | the per-municipality status report                               |
 //! | [`registry`] | municipalities and agents: add, list, revoke                     |
 //! | [`pki`]      | the CA: issuing server and agent certificates                    |
@@ -34,6 +32,7 @@ macro_rules! audited_sql {
 }
 
 pub mod admission;
+pub mod app;
 pub mod audit;
 pub mod ca;
 pub mod config;
@@ -41,16 +40,13 @@ pub mod db;
 pub mod devcerts;
 pub mod enroll;
 pub mod error;
-pub mod health;
+pub mod grpc;
 pub mod heartbeats;
 pub mod identity;
-pub mod lifecycle;
 pub mod load;
 pub mod pg_error;
 pub mod pki;
 pub mod plans;
 pub mod registry;
-pub mod server;
-pub mod service;
 pub mod status;
 pub mod tls;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use transmissor_collector::config::CollectorConfig;
-use transmissor_collector::{audit, ca, db, devcerts, enroll, plans, registry, server, status};
+use transmissor_collector::{app, audit, ca, db, devcerts, enroll, plans, registry, status};
 use transmissor_proto::identity::Ibge;
 use transmissor_proto::shutdown;
 
@@ -276,12 +276,12 @@ async fn main() -> Result<()> {
         }
         Command::Serve(c) => {
             let cfg = CollectorConfig::load(&c.config)?;
-            let prepared = server::prepare(&cfg).await?;
+            let prepared = app::prepare(&cfg).await?;
             let listener = tokio::net::TcpListener::bind(cfg.server.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
             let stop = shutdown::on_signal();
-            server::run(&cfg, prepared, listener, stop).await?;
+            app::run(&cfg, prepared, listener, stop).await?;
         }
         Command::Status { config, json } => {
             let (_, pool) = pool_of(&config.config).await?;

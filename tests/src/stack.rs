@@ -313,12 +313,12 @@ impl Stack {
     /// Runs the collector inside this process (no process to kill; faster).
     pub async fn start_collector_in_process(&mut self) -> Result<()> {
         let cfg = transmissor_collector::config::CollectorConfig::load(&self.collector_config)?;
-        let prepared = transmissor_collector::server::prepare(&cfg).await?;
+        let prepared = transmissor_collector::app::prepare(&cfg).await?;
         let listener = tokio::net::TcpListener::bind(cfg.server.listen).await?;
         let token = CancellationToken::new();
         let t = token.clone();
         let handle = tokio::spawn(async move {
-            if let Err(e) = transmissor_collector::server::run(&cfg, prepared, listener, t).await {
+            if let Err(e) = transmissor_collector::app::run(&cfg, prepared, listener, t).await {
                 tracing::error!(error = %e, "in-process collector failed");
             }
         });

@@ -11,10 +11,10 @@ use transmissor_proto::pb::enrollment_server::Enrollment;
 
 use crate::enroll::Enroller;
 use crate::error::CollectorError;
+use crate::grpc::transmission::run_detached;
 use crate::heartbeats::Heartbeats;
 use crate::identity::{Authenticator, Peer};
 use crate::plans::PublishedPlans;
-use crate::service::run_detached;
 
 fn not_configured() -> CollectorError {
     CollectorError::FailedPrecondition(

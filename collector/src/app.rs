@@ -1,0 +1,274 @@
+//! The collector, assembled once: [`prepare`] checks what can be checked
+//! before binding (TLS files, the CA, the database and its schema);
+//! [`App::assemble`] builds the shared parts (pools, loader, authenticator,
+//! heartbeats, published plans, admission) that the front doors use;
+//! [`run`] starts the background tasks and the gRPC side ([`crate::grpc`]),
+//! and shuts down in order: stop accepting, drain calls, stop background
+//! work (heartbeats flush once more), close the pools. Takes an
+//! already-bound listener so tests can use port 0.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use std::sync::Arc;
+
+use crate::enroll::Enroller;
+use crate::heartbeats::Heartbeats;
+use crate::tls::RevokedAgents;
+
+use crate::admission::Admission;
+use crate::config::CollectorConfig;
+use crate::grpc::health;
+use crate::identity::Authenticator;
+use crate::load::Loader;
+use crate::plans::PublishedPlans;
+use crate::tls;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error(
+        "the control schema is missing or out of date: run `transmissor-collector migrate` first"
+    )]
+    NotMigrated,
+    #[error("CA: {0}")]
+    Ca(#[from] crate::ca::CaError),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("cannot read the published plans: {0}")]
+    Plans(String),
+}
+
+/// What `prepare` checked and built, ready to serve.
+pub struct Prepared {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub pool: PgPool,
+    /// Small pool used only by the per-call identity check.
+    pub auth_pool: PgPool,
+    /// One connection for the health probe: it asks whether the database
+    /// answers, so it must never queue behind loads for a pooled connection
+    /// (found by the scale test: a burst of commits made a probe on the
+    /// load pool time out and the collector report NOT_SERVING).
+    pub health_pool: PgPool,
+    pub revoked: Arc<RevokedAgents>,
+    pub enroller: Option<Arc<Enroller>>,
+}
+
+/// Checks everything that can be checked before binding: TLS files, the CA,
+/// the database and its schema.
+pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
+    tls::install_crypto_provider();
+    let revoked = Arc::new(RevokedAgents::default());
+    let tls_config = tls::server_config(&cfg.tls, revoked.clone())?;
+    let pool = crate::db::connect(&cfg.database).await?;
+    let applied: Option<(i64,)> =
+        sqlx::query_as("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+    let latest = crate::db::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    if applied.map(|(v,)| v) != Some(latest) {
+        return Err(ServeError::NotMigrated);
+    }
+    crate::db::ensure_schemas(&pool, &cfg.load.target_schema).await?;
+    let ids: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM transmissor.agents WHERE revoked_at IS NOT NULL")
+            .fetch_all(&pool)
+            .await
+            .map_err(crate::db::DbError::from)?;
+    revoked.replace(ids.into_iter().collect());
+    let enroller = match &cfg.ca {
+        Some(ca) => {
+            let loaded = crate::ca::load(&ca.dir)?;
+            let own_pool =
+                crate::db::connect_sized(&cfg.database, cfg.enrollment.database_connections)
+                    .await?;
+            Some(Arc::new(Enroller::new(
+                own_pool,
+                Arc::new(loaded),
+                ca,
+                &cfg.enrollment,
+            )))
+        }
+        None => None,
+    };
+    let auth_pool =
+        crate::db::connect_sized(&cfg.database, crate::db::AUTH_POOL_CONNECTIONS).await?;
+    let health_pool = crate::db::connect_sized(&cfg.database, 1).await?;
+    Ok(Prepared {
+        tls: tls_config,
+        pool,
+        auth_pool,
+        health_pool,
+        revoked,
+        enroller,
+    })
+}
+
+/// The parts both front doors serve from, built once.
+pub struct App {
+    pub pool: PgPool,
+    pub auth_pool: PgPool,
+    pub health_pool: PgPool,
+    pub revoked: Arc<RevokedAgents>,
+    pub enroller: Option<Arc<Enroller>>,
+    pub auth: Authenticator,
+    pub loader: Loader,
+    pub heartbeats: Arc<Heartbeats>,
+    pub plans: Arc<PublishedPlans>,
+    pub admission: Arc<Admission>,
+}
+
+impl App {
+    /// Builds the shared parts from what [`prepare`] made.
+    pub async fn assemble(cfg: &CollectorConfig, prepared: Prepared) -> Result<Self, ServeError> {
+        let Prepared {
+            tls: _,
+            pool,
+            auth_pool,
+            health_pool,
+            revoked,
+            enroller,
+        } = prepared;
+        let plans = PublishedPlans::load(pool.clone(), cfg.plans.allow_local_jobs)
+            .await
+            .map_err(|e| ServeError::Plans(crate::pg_error::describe(&e)))?;
+        Ok(Self {
+            auth: Authenticator::new(auth_pool.clone()),
+            loader: Loader::new(pool.clone(), &cfg.load, &cfg.limits),
+            heartbeats: Arc::new(Heartbeats::new(cfg.limits.max_heartbeat_runs)),
+            admission: Arc::new(Admission::new(&cfg.limits)),
+            plans,
+            pool,
+            auth_pool,
+            health_pool,
+            revoked,
+            enroller,
+        })
+    }
+
+    /// Starts the background work; it ends with `stop`.
+    fn start_background(
+        &self,
+        cfg: &CollectorConfig,
+        stop: &CancellationToken,
+    ) -> tokio::task::JoinSet<()> {
+        let mut tasks = tokio::task::JoinSet::new();
+        let limits = &cfg.limits;
+        tasks.spawn(self.revoked.clone().watch(
+            self.pool.clone(),
+            Duration::from_secs(2),
+            stop.clone(),
+        ));
+        tasks.spawn(self.heartbeats.clone().run(
+            self.pool.clone(),
+            Duration::from_secs(1),
+            stop.clone(),
+        ));
+        tasks.spawn(
+            self.plans
+                .clone()
+                .run(cfg.plans.refresh_every, stop.clone()),
+        );
+        {
+            let (pool, stop) = (self.pool.clone(), stop.clone());
+            let failure_window = cfg.enrollment.failure_window;
+            tasks.spawn(async move {
+                loop {
+                    if let Err(e) = crate::enroll::audit_expired_tokens(&pool).await {
+                        tracing::warn!(error = %e, "cannot audit expired tokens");
+                    }
+                    if let Err(e) = crate::enroll::prune_attempts(&pool, failure_window).await {
+                        tracing::warn!(error = %e, "cannot prune enrollment failure counters");
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    }
+                }
+            });
+        }
+        tasks.spawn(self.loader.clone().run_reaper(
+            limits.stale_transmission_after,
+            limits.reap_every,
+            stop.clone(),
+        ));
+        tasks
+    }
+
+    /// Closes the pools (after the last call and background task).
+    async fn close(self) {
+        if let Some(e) = &self.enroller {
+            e.close().await;
+        }
+        self.auth_pool.close().await;
+        self.health_pool.close().await;
+        self.pool.close().await;
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then drains in-flight calls for at
+/// most `server.drain_timeout` and closes the pools.
+pub async fn run(
+    cfg: &CollectorConfig,
+    prepared: Prepared,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), ServeError> {
+    let tls_config = prepared.tls.clone();
+    let app = App::assemble(cfg, prepared).await?;
+    let background = CancellationToken::new();
+    let mut tasks = app.start_background(cfg, &background);
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health_task = tokio::spawn(health::watch(
+        reporter,
+        app.health_pool.clone(),
+        Duration::from_secs(2),
+        shutdown.clone(),
+    ));
+
+    // The accept loop stops with `accept_stop`; in-flight calls then drain.
+    let accept_stop = CancellationToken::new();
+    let grpc = crate::grpc::serve(
+        cfg,
+        &app,
+        tls_config,
+        listener,
+        health_service,
+        accept_stop.clone(),
+    );
+    let drain = cfg.server.drain_timeout;
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: no new connections, draining in-flight calls");
+            accept_stop.cancel();
+        }
+    };
+    let result = tokio::select! {
+        r = async { tokio::join!(grpc, signal).0 } => r.map_err(ServeError::from),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(drain).await } => {
+            tracing::warn!(timeout = ?drain, "drain deadline passed; closing remaining calls");
+            Ok(())
+        }
+    };
+    let _ = health_task.await;
+    // Background work stops after the last call has drained (heartbeats flush once more).
+    background.cancel();
+    while tasks.join_next().await.is_some() {}
+    app.close().await;
+    tracing::info!("collector stopped");
+    result
+}
