@@ -43,6 +43,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("cannot read the published plans: {0}")]
     Plans(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(std::net::SocketAddr, std::io::Error),
 }
 
 /// What `prepare` checked and built, ready to serve.
@@ -128,6 +130,7 @@ pub struct App {
     pub heartbeats: Arc<Heartbeats>,
     pub plans: Arc<PublishedPlans>,
     pub admission: Arc<Admission>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
@@ -149,6 +152,7 @@ impl App {
             loader: Loader::new(pool.clone(), &cfg.load, &cfg.limits),
             heartbeats: Arc::new(Heartbeats::new(cfg.limits.max_heartbeat_runs)),
             admission: Arc::new(Admission::new(&cfg.limits)),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             plans,
             pool,
             auth_pool,
@@ -175,6 +179,7 @@ impl App {
             self.pool.clone(),
             Duration::from_secs(1),
             stop.clone(),
+            self.metrics.clone(),
         ));
         tasks.spawn(
             self.plans
@@ -205,6 +210,61 @@ impl App {
             stop.clone(),
         ));
         tasks
+    }
+
+    /// Starts the HTTP side when `[http]` asks for it; it stops accepting
+    /// with `stop` and drains within `server.drain_timeout`.
+    async fn start_http(
+        &self,
+        cfg: &CollectorConfig,
+        stop: &CancellationToken,
+    ) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
+        use crate::http::{listen, router};
+        let state = router::HttpState {
+            health_pool: self.health_pool.clone(),
+            metrics: self.metrics.clone(),
+            ca: if self.enroller.is_some() {
+                router::CaState::Loaded
+            } else {
+                router::CaState::NotConfigured
+            },
+        };
+        let drain = cfg.server.drain_timeout;
+        let mut handles = Vec::new();
+        if let Some(addr) = cfg.http.listen {
+            let tls = if cfg.http.plain {
+                None
+            } else {
+                Some(listen::tls_config(&cfg.tls)?)
+            };
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServeError::Bind(addr, e))?;
+            tracing::info!(%addr, tls = tls.is_some(), "http listening (probes, metrics)");
+            let r = router::router(state.clone(), cfg.http.metrics_listen.is_none());
+            handles.push(tokio::spawn(listen::serve(
+                listener,
+                tls,
+                r,
+                stop.clone(),
+                drain,
+            )));
+        }
+        if let Some(addr) = cfg.http.metrics_listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServeError::Bind(addr, e))?;
+            tracing::info!(%addr, "metrics listening (plain http)");
+            let r = router::metrics_router(state);
+            handles.push(tokio::spawn(listen::serve(
+                listener,
+                None,
+                r,
+                stop.clone(),
+                drain,
+            )));
+        }
+        Ok(handles)
     }
 
     /// Closes the pools (after the last call and background task).
@@ -249,6 +309,7 @@ pub async fn run(
         accept_stop.clone(),
     );
     let drain = cfg.server.drain_timeout;
+    let http = app.start_http(cfg, &accept_stop).await?;
     let signal = {
         let shutdown = shutdown.clone();
         async move {
@@ -265,6 +326,9 @@ pub async fn run(
         }
     };
     let _ = health_task.await;
+    for h in http {
+        let _ = h.await;
+    }
     // Background work stops after the last call has drained (heartbeats flush once more).
     background.cancel();
     while tasks.join_next().await.is_some() {}

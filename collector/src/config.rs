@@ -68,6 +68,23 @@ pub struct CollectorConfig {
     pub enrollment: EnrollmentConfig,
     #[serde(default)]
     pub plans: PlansConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[http]`: the HTTP side (probes, metrics; the API and dashboard come
+/// with issue #11). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP(S) listener, e.g. `"0.0.0.0:8443"`.
+    pub listen: Option<SocketAddr>,
+    /// Plain HTTP instead of HTTPS (behind a TLS-terminating proxy only).
+    #[serde(default)]
+    pub plain: bool,
+    /// Serve `/metrics` on this separate plain-HTTP address (e.g. an
+    /// internal interface for Prometheus) instead of on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[plans]`: central, signed extraction plans.

@@ -63,6 +63,7 @@ pub async fn serve(
             app.enroller.clone(),
             app.heartbeats.clone(),
             app.plans.clone(),
+            app.metrics.clone(),
         ))
         .max_decoding_message_size(small)
         // Answers may carry a signed plan (at most its envelope limit) and
@@ -76,6 +77,7 @@ pub async fn serve(
             app.loader.clone(),
             app.admission.clone(),
             app.plans.clone(),
+            app.metrics.clone(),
         ))
         .max_decoding_message_size(max_msg)
         .max_encoding_message_size(max_msg),

@@ -19,6 +19,8 @@ const MAX_REPORTED_TEXT: usize = 1000;
 
 pub struct Heartbeats {
     pending: Mutex<HashMap<Uuid, (DateTime<Utc>, pb::HeartbeatRequest)>>,
+    /// When each agent was last flushed (for the heartbeating-agents gauge).
+    seen: Mutex<HashMap<Uuid, std::time::Instant>>,
     /// Job statuses kept per heartbeat (`limits.max_heartbeat_runs`).
     max_runs: usize,
 }
@@ -38,6 +40,7 @@ impl Heartbeats {
     pub fn new(max_runs: usize) -> Self {
         Self {
             pending: Mutex::default(),
+            seen: Mutex::default(),
             max_runs,
         }
     }
@@ -78,6 +81,12 @@ impl Heartbeats {
             return Ok(0);
         }
         let n = batch.len();
+        if let Ok(mut seen) = self.seen.lock() {
+            let now = std::time::Instant::now();
+            for (id, _) in &batch {
+                seen.insert(*id, now);
+            }
+        }
         let mut ids = Vec::with_capacity(n);
         let mut at = Vec::with_capacity(n);
         let mut version = Vec::with_capacity(n);
@@ -164,8 +173,24 @@ impl Heartbeats {
         Ok(n)
     }
 
-    /// Flushes every `every` until `stop`, then once more.
-    pub async fn run(self: Arc<Self>, pool: PgPool, every: Duration, stop: CancellationToken) {
+    /// Agents whose heartbeat arrived within `window` (and forgets older ones).
+    pub fn recent(&self, window: Duration) -> usize {
+        let Ok(mut seen) = self.seen.lock() else {
+            return 0;
+        };
+        seen.retain(|_, at| at.elapsed() <= window);
+        seen.len()
+    }
+
+    /// Flushes every `every` until `stop`, then once more; keeps the
+    /// heartbeating-agents gauge current.
+    pub async fn run(
+        self: Arc<Self>,
+        pool: PgPool,
+        every: Duration,
+        stop: CancellationToken,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) {
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -174,6 +199,9 @@ impl Heartbeats {
             if let Err(e) = self.flush(&pool).await {
                 tracing::warn!(error = %crate::pg_error::describe(&e), "cannot write heartbeats");
             }
+            metrics
+                .agents_heartbeating
+                .set(self.recent(Duration::from_secs(600)) as i64);
         }
         if let Err(e) = self.flush(&pool).await {
             tracing::warn!(error = %crate::pg_error::describe(&e), "cannot write the last heartbeats");

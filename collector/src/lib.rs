@@ -13,6 +13,8 @@
 //! | [`tls`]      | TLS 1.3 listener config (ring), handshakes, failure reasons       |
 //! | [`identity`] | client certificate → authenticated agent (the one check per call) |
 //! | [`grpc`]     | the agents' front door: `Transmission`, `Enrollment`, `AgentLifecycle`, health |
+//! | [`http`]     | the people's front door: probes, metrics (API and dashboard to come) |
+//! | [`metrics`]  | Prometheus metrics, one registry                                 |
 //! | [`load`]     | begin / batch / commit / abort / status against PostgreSQL       |
 //! | [`error`]    | error type and its single mapping to gRPC status                 |
 //! | [`pg_error`] | database errors as text without data values (by SQLSTATE)        |
@@ -42,8 +44,10 @@ pub mod enroll;
 pub mod error;
 pub mod grpc;
 pub mod heartbeats;
+pub mod http;
 pub mod identity;
 pub mod load;
+pub mod metrics;
 pub mod pg_error;
 pub mod pki;
 pub mod plans;

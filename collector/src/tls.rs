@@ -252,6 +252,18 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The HTTP side's TLS 1.3 config: the same server certificate, no client
+/// certificate (people log in), HTTP/1.1 and HTTP/2.
+pub fn http_server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(load_certs(&cfg.cert_file)?, load_key(&cfg.key_file)?)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Accepts TCP connections and completes TLS handshakes concurrently (at
 /// most `server.max_concurrent_handshakes` at once), yielding established
 /// streams. Waiting for a slot, the PROXY header and the handshake together

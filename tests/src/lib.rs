@@ -4,6 +4,7 @@
 //! | module     | responsibility                                                    |
 //! |------------|-------------------------------------------------------------------|
 //! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
+//! | [`http`]   | a minimal HTTP/1.1 client for the collector's HTTP side      |
 //! | [`identities`]| enrolling, renewing and calling with chosen certificates |
 //! | [`fidelity`]| the fidelity data set: every tricky type and value, per server version |
 //! | [`locales`]| the OS locales that make a server speak Spanish, French, German |
@@ -19,6 +20,7 @@
 pub mod balancer;
 pub mod client;
 pub mod fidelity;
+pub mod http;
 pub mod identities;
 pub mod locales;
 pub mod netns;

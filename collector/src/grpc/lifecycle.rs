@@ -14,6 +14,7 @@ use crate::error::CollectorError;
 use crate::grpc::transmission::run_detached;
 use crate::heartbeats::Heartbeats;
 use crate::identity::{Authenticator, Peer};
+use crate::metrics::Metrics;
 use crate::plans::PublishedPlans;
 
 fn not_configured() -> CollectorError {
@@ -52,6 +53,7 @@ pub struct LifecycleService {
     enroller: Option<Arc<Enroller>>,
     heartbeats: Arc<Heartbeats>,
     plans: Arc<PublishedPlans>,
+    metrics: Arc<Metrics>,
 }
 
 impl LifecycleService {
@@ -60,12 +62,14 @@ impl LifecycleService {
         enroller: Option<Arc<Enroller>>,
         heartbeats: Arc<Heartbeats>,
         plans: Arc<PublishedPlans>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             auth,
             enroller,
             heartbeats,
             plans,
+            metrics,
         }
     }
 }
@@ -114,6 +118,7 @@ impl AgentLifecycle for LifecycleService {
             tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, plan_version = report.plan_version, refusal = %transmissor_proto::terminal::printable(&report.plan_refusal), "agent refused a plan");
         }
         self.heartbeats.record(caller.agent_id, report);
+        self.metrics.heartbeats.inc();
         Ok(Response::new(pb::HeartbeatResponse {
             collector_time_unix_ms: chrono::Utc::now().timestamp_millis(),
             plan_version: self
@@ -132,6 +137,7 @@ impl AgentLifecycle for LifecycleService {
         let known = request.into_inner().key_list_serial;
         let plan = self.plans.latest_for(caller.ibge.as_str());
         tracing::info!(agent = %caller.agent_id, ibge = %caller.ibge, plan_version = plan.as_ref().map_or(0, |p| p.version), "plan fetched");
+        self.metrics.plans_served.inc();
         Ok(Response::new(pb::FetchPlanResponse {
             plan: plan.map(|p| p.envelope.to_vec()).unwrap_or_default(),
             key_lists: self

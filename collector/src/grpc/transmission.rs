@@ -22,6 +22,7 @@ use crate::error::CollectorError;
 use crate::identity::{Authenticator, Peer};
 use crate::load::batch::IncomingBatch;
 use crate::load::{BatchOutcome, BeginSpec, Loader, NeverBegun, schema};
+use crate::metrics::{JobLabel, Metrics, OutcomeLabel};
 use crate::plans::PublishedPlans;
 
 #[derive(Clone)]
@@ -30,6 +31,7 @@ pub struct TransmissionService {
     loader: Loader,
     admission: Arc<Admission>,
     plans: Arc<PublishedPlans>,
+    metrics: Arc<Metrics>,
 }
 
 /// What a call holds while it runs, beyond its per-agent call slot.
@@ -46,12 +48,14 @@ impl TransmissionService {
         loader: Loader,
         admission: Arc<Admission>,
         plans: Arc<PublishedPlans>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             auth,
             loader,
             admission,
             plans,
+            metrics,
         }
     }
 
@@ -110,6 +114,7 @@ impl Transmission for TransmissionService {
         let peer = Peer::of(&request);
         let r = request.into_inner();
         let plans = self.plans.clone();
+        let job = r.job.clone();
         let out = self
             .detached(peer, Holds::Control, move |loader, caller| async move {
                 crate::admission::check_len("claimed_ibge", &r.claimed_ibge, 7)?;
@@ -141,6 +146,11 @@ impl Transmission for TransmissionService {
                 loader.begin(caller, spec).await
             })
             .await?;
+        // The job was authorized by a published plan: a bounded label.
+        self.metrics
+            .transmissions_begun
+            .get_or_create(&JobLabel { job })
+            .inc();
         Ok(Response::new(pb::BeginResponse {
             transmission_id: out.transmission_id,
             state: out.state.to_pb() as i32,
@@ -154,6 +164,7 @@ impl Transmission for TransmissionService {
     ) -> Result<Response<pb::PutBatchResponse>, Status> {
         let peer = Peer::of(&request);
         let r = request.into_inner();
+        let (rows, raw, compressed) = (r.rows, r.raw_len, r.data.len() as u64);
         let batch = IncomingBatch {
             transmission_id: r.transmission_id,
             seq: r.seq,
@@ -162,11 +173,29 @@ impl Transmission for TransmissionService {
             crc32c: r.crc32c,
             data: r.data,
         };
+        let m = &self.metrics;
+        m.batches_in_flight.inc();
+        let started = std::time::Instant::now();
         let out = self
             .detached(peer, Holds::Data, move |loader, caller| async move {
                 loader.put_batch(caller, batch).await
             })
-            .await?;
+            .await;
+        m.batches_in_flight.dec();
+        let outcome = match &out {
+            Ok(BatchOutcome::Loaded) => {
+                m.batch_load_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                m.rows_received.inc_by(rows);
+                m.raw_bytes_received.inc_by(raw);
+                m.compressed_bytes_received.inc_by(compressed);
+                "loaded"
+            }
+            Ok(BatchOutcome::Duplicate) => "duplicate",
+            Err(_) => "refused",
+        };
+        m.batches.get_or_create(&OutcomeLabel { outcome }).inc();
+        let out = out?;
         Ok(Response::new(pb::PutBatchResponse {
             duplicate: out == BatchOutcome::Duplicate,
         }))
@@ -191,6 +220,16 @@ impl Transmission for TransmissionService {
                     .await
             })
             .await?;
+        // A commit retried after a lost answer is counted again.
+        let outcome = match out.state {
+            crate::load::TxState::Committed => "committed",
+            crate::load::TxState::Failed => "failed",
+            _ => "other",
+        };
+        self.metrics
+            .transmissions_finished
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
         Ok(Response::new(pb::CommitResponse {
             state: out.state.to_pb() as i32,
             rows: out.rows,
@@ -222,6 +261,7 @@ impl Transmission for TransmissionService {
     ) -> Result<Response<pb::AbortResponse>, Status> {
         let peer = Peer::of(&request);
         let r = request.into_inner();
+        let r_failed = r.failed;
         let state = self
             .detached(peer, Holds::Control, move |loader, caller| async move {
                 let id = (r.transmission_id > 0).then_some(r.transmission_id);
@@ -238,6 +278,12 @@ impl Transmission for TransmissionService {
                 loader.abort(caller, id, run_job, r.failed, &r.reason).await
             })
             .await?;
+        self.metrics
+            .transmissions_finished
+            .get_or_create(&OutcomeLabel {
+                outcome: if r_failed { "failed" } else { "aborted" },
+            })
+            .inc();
         Ok(Response::new(pb::AbortResponse {
             state: state.to_pb() as i32,
         }))
