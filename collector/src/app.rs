@@ -189,6 +189,7 @@ impl App {
         {
             let (pool, stop) = (self.pool.clone(), stop.clone());
             let failure_window = cfg.enrollment.failure_window;
+            let session_idle = cfg.http.session_idle;
             tasks.spawn(async move {
                 loop {
                     if let Err(e) = crate::enroll::audit_expired_tokens(&pool).await {
@@ -196,6 +197,9 @@ impl App {
                     }
                     if let Err(e) = crate::enroll::prune_attempts(&pool, failure_window).await {
                         tracing::warn!(error = %e, "cannot prune enrollment failure counters");
+                    }
+                    if let Err(e) = crate::operators::session::prune(&pool, session_idle).await {
+                        tracing::warn!(error = %crate::pg_error::describe(&e), "cannot prune expired sessions");
                     }
                     tokio::select! {
                         () = stop.cancelled() => break,
@@ -220,8 +224,17 @@ impl App {
         stop: &CancellationToken,
     ) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
         use crate::http::{listen, router};
+        if cfg.http.listen.is_none() && cfg.http.metrics_listen.is_none() {
+            return Ok(Vec::new());
+        }
+        let web_pool =
+            crate::db::connect_sized(&cfg.database, cfg.http.database_connections).await?;
         let state = router::HttpState {
             health_pool: self.health_pool.clone(),
+            web_pool,
+            session_idle: cfg.http.session_idle,
+            session_lifetime: cfg.http.session_lifetime,
+            secure_cookies: !cfg.http.plain,
             metrics: self.metrics.clone(),
             ca: if self.enroller.is_some() {
                 router::CaState::Loaded

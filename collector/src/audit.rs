@@ -26,6 +26,9 @@ pub mod action {
     pub const MUNICIPALITY_ADDED: &str = "municipality.added";
     pub const PLAN_PUBLISHED: &str = "plan.published";
     pub const PLAN_KEYS_PUBLISHED: &str = "plan.keys_published";
+    pub const OPERATOR_ADDED: &str = "operator.added";
+    pub const OPERATOR_DISABLED: &str = "operator.disabled";
+    pub const OPERATOR_LOGIN: &str = "operator.login";
 }
 
 /// One event to record.
@@ -37,6 +40,11 @@ pub struct Event {
     pub agent_id: Option<Uuid>,
     pub source_addr: Option<String>,
     pub detail: serde_json::Value,
+}
+
+/// `operator:<name>` for actions an operator takes over HTTP.
+pub fn web_operator(name: &str) -> String {
+    format!("operator:{name} (web)")
 }
 
 /// `operator:<login>` for commands run by people.

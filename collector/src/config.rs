@@ -72,9 +72,9 @@ pub struct CollectorConfig {
     pub http: HttpConfig,
 }
 
-/// `[http]`: the HTTP side (probes, metrics; the API and dashboard come
-/// with issue #11). Off unless `listen` is set.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[http]`: the HTTP side (probes, metrics, login, API; the dashboard
+/// comes with issue #11). Off unless `listen` is set.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address of the HTTP(S) listener, e.g. `"0.0.0.0:8443"`.
@@ -85,6 +85,31 @@ pub struct HttpConfig {
     /// Serve `/metrics` on this separate plain-HTTP address (e.g. an
     /// internal interface for Prometheus) instead of on `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// A session ends after this long without a request.
+    #[serde(default = "default_session_idle", with = "humantime_serde")]
+    pub session_idle: Duration,
+    /// ... and after this long in any case (log in again).
+    #[serde(default = "default_session_lifetime", with = "humantime_serde")]
+    pub session_lifetime: Duration,
+    /// Connections of the HTTP side's own pool.
+    #[serde(default = "default_web_connections")]
+    pub database_connections: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("http defaults")
+    }
+}
+
+fn default_session_idle() -> Duration {
+    Duration::from_secs(30 * 60)
+}
+fn default_session_lifetime() -> Duration {
+    Duration::from_secs(12 * 3600)
+}
+fn default_web_connections() -> u32 {
+    4
 }
 
 /// `[plans]`: central, signed extraction plans.

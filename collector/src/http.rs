@@ -7,10 +7,16 @@
 //! | [`router`] | the routes and the state they share                             |
 //! | [`probes`] | `/healthz` (process up), `/readyz` (database, migrations, CA)    |
 //! | [`listen`] | the accept loop: TLS 1.3, connection cap, header timeout, drain |
+//! | [`auth`]   | login, logout, the session behind each call, roles, CSRF        |
+//! | [`api`]    | the JSON API (`/api/v1`)                                        |
+//! | [`error`]  | the one JSON error shape                                        |
 //!
 //! `/metrics` (Prometheus text, [`crate::metrics`]) is served here, or on
 //! `http.metrics_listen` alone when set.
 
+pub mod api;
+pub mod auth;
+pub mod error;
 pub mod listen;
 pub mod probes;
 pub mod router;

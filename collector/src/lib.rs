@@ -21,6 +21,7 @@
 //! | [`app`]      | `prepare` (checks before binding), the parts assembled once, `run` (serve, drain, stop in order) |
 //! | [`status`]   | the per-municipality status report                               |
 //! | [`registry`] | municipalities and agents: add, list, revoke                     |
+//! | [`operators`]| people: roles, Argon2id passwords, sessions                      |
 //! | [`pki`]      | the CA: issuing server and agent certificates                    |
 //! | [`plans`]    | signed central plans: publish, serve, authorize `Begin` by them   |
 //! | [`devcerts`] | a development PKI in a directory                                 |
@@ -48,6 +49,7 @@ pub mod http;
 pub mod identity;
 pub mod load;
 pub mod metrics;
+pub mod operators;
 pub mod pg_error;
 pub mod pki;
 pub mod plans;

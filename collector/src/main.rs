@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
 use transmissor_collector::config::CollectorConfig;
-use transmissor_collector::{app, audit, ca, db, devcerts, enroll, plans, registry, status};
+use transmissor_collector::{
+    app, audit, ca, db, devcerts, enroll, operators, plans, registry, status,
+};
 use transmissor_proto::identity::Ibge;
 use transmissor_proto::shutdown;
 
@@ -70,6 +72,11 @@ enum Command {
     Agent {
         #[command(subcommand)]
         command: AgentCommand,
+    },
+    /// People who use the dashboard and the API: add, list, disable.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
     },
     /// Signed extraction plans: publish (store and serve; signing happens
     /// offline with `transmissor-plan`) and list.
@@ -170,6 +177,35 @@ enum TokenCommand {
         /// Validity, e.g. "72h" (default: [ca] token_ttl).
         #[arg(long, value_parser = humantime::parse_duration)]
         ttl: Option<Duration>,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Add an operator. The password comes from TRANSMISSOR_OPERATOR_PASSWORD
+    /// or, when unset, the first line of standard input (never an argument).
+    Add {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Login name: lowercase letters, digits, '.', '_' or '-'.
+        name: String,
+        /// viewer (read), operator (also tokens, revocations, retries) or
+        /// admin (also operators and plans).
+        #[arg(long)]
+        role: String,
+    },
+    /// The operators, with their role and last activity.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an operator and end their sessions.
+    Disable {
+        #[command(flatten)]
+        config: ConfigArg,
+        name: String,
     },
 }
 
@@ -406,6 +442,56 @@ async fn main() -> Result<()> {
             .await?;
             println!("{token}");
         }
+        Command::Operator { command } => match command {
+            OperatorCommand::Add { config, name, role } => {
+                let role: operators::Role = role.parse().map_err(anyhow::Error::msg)?;
+                let password = match std::env::var("TRANSMISSOR_OPERATOR_PASSWORD") {
+                    Ok(p) => p,
+                    Err(_) => {
+                        eprintln!("password for {name} (one line on standard input):");
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        line.trim_end_matches(['\r', '\n']).to_string()
+                    }
+                };
+                let (_, pool) = pool_of(&config.config).await?;
+                operators::add(&pool, &name, role, &password, &audit::operator()).await?;
+                println!("operator {name} added ({role})");
+            }
+            OperatorCommand::List { config, json } => {
+                let (_, pool) = pool_of(&config.config).await?;
+                let rows = operators::list(&pool).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&rows)?);
+                } else {
+                    println!(
+                        "{:<24}  {:<9}  {:<9}  {:<20}  CREATED BY",
+                        "NAME", "ROLE", "STATE", "LAST SEEN (UTC)"
+                    );
+                    for r in rows {
+                        println!(
+                            "{:<24}  {:<9}  {:<9}  {:<20}  {}",
+                            r.name,
+                            r.role,
+                            if r.disabled_at.is_some() {
+                                "disabled"
+                            } else {
+                                "active"
+                            },
+                            r.last_seen_at
+                                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                                .unwrap_or_else(|| "never".into()),
+                            r.created_by
+                        );
+                    }
+                }
+            }
+            OperatorCommand::Disable { config, name } => {
+                let (_, pool) = pool_of(&config.config).await?;
+                operators::disable(&pool, &name, &audit::operator()).await?;
+                println!("operator {name} disabled; their sessions ended");
+            }
+        },
         Command::Plan { command } => match command {
             PlanCommand::Publish { config, file } => {
                 let (cfg, pool) = pool_of(&config.config).await?;

@@ -10,18 +10,49 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A response: status code and body.
+/// A response: status code, headers (lowercase names) and body.
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    pub headers: Vec<(String, String)>,
     pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// `GET path` at `addr`; over TLS when `ca` is given.
 pub async fn get(addr: SocketAddr, path: &str, ca: Option<&Path>) -> Result<Response> {
+    request(addr, "GET", path, &[], "", ca).await
+}
+
+/// One request with extra header lines (`("Cookie", "...")`) and a body.
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    ca: Option<&Path>,
+) -> Result<Response> {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
     let tcp = TcpStream::connect(addr).await?;
     match ca {
-        None => exchange(tcp, path).await,
+        None => exchange(tcp, &head).await,
         Some(ca) => {
             let mut cfg = (*crate::client::tls(ca, None)?).clone();
             cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -30,16 +61,13 @@ pub async fn get(addr: SocketAddr, path: &str, ca: Option<&Path>) -> Result<Resp
                 .connect(ServerName::try_from("localhost")?.to_owned(), tcp)
                 .await
                 .context("tls handshake with the http side")?;
-            exchange(tls, path).await
+            exchange(tls, &head).await
         }
     }
 }
 
-async fn exchange(mut io: impl AsyncRead + AsyncWrite + Unpin, path: &str) -> Result<Response> {
-    io.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
+async fn exchange(mut io: impl AsyncRead + AsyncWrite + Unpin, request: &str) -> Result<Response> {
+    io.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     io.read_to_end(&mut raw).await?;
     let text = String::from_utf8_lossy(&raw).into_owned();
@@ -51,15 +79,27 @@ async fn exchange(mut io: impl AsyncRead + AsyncWrite + Unpin, path: &str) -> Re
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("no status code")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
         dechunk(body)
     } else {
         body.to_string()
     };
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut s: &str) -> String {

@@ -4,11 +4,22 @@
 
 use anyhow::Result;
 
-use transmissor_tests::http::get;
+use transmissor_tests::http::{get, request};
 use transmissor_tests::pg::free_port;
 use transmissor_tests::stack::{Job, Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
+
+/// Waits until the HTTP side accepts connections (it binds once the
+/// collector is assembled, after the gRPC port the harness waits for).
+async fn wait_http(addr: std::net::SocketAddr) -> Result<()> {
+    let up = transmissor_tests::pg::wait_until(std::time::Duration::from_secs(30), || async {
+        tokio::net::TcpStream::connect(addr).await.is_ok()
+    })
+    .await;
+    anyhow::ensure!(up, "the http side never listened on {addr}");
+    Ok(())
+}
 
 /// The value of a metric line (`name{labels} value`) in an exposition.
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -41,6 +52,8 @@ async fn probes_and_metrics_on_their_own_listeners() -> Result<()> {
     let http = format!("127.0.0.1:{http_port}").parse()?;
     let metrics_addr = format!("127.0.0.1:{metrics_port}").parse()?;
     let trust = stack.server_trust.clone();
+    wait_http(http).await?;
+    wait_http(metrics_addr).await?;
 
     // HTTPS with the collector's certificate; plain HTTP is refused there.
     let r = get(http, "/healthz", Some(&trust)).await?;
@@ -93,5 +106,203 @@ async fn probes_and_metrics_on_their_own_listeners() -> Result<()> {
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("unreachable"), "{}", r.body);
     assert_eq!(get(http, "/healthz", Some(&trust)).await?.status, 200);
+    Ok(())
+}
+
+/// `transmissor-collector operator add` with the password in the environment.
+fn add_operator(stack: &Stack, name: &str, role: &str, password: &str) -> Result<()> {
+    let out = std::process::Command::new(transmissor_tests::procs::bin("transmissor-collector")?)
+        .args(["operator", "add", "--config"])
+        .arg(&stack.collector_config)
+        .args([name, "--role", role])
+        .env("TRANSMISSOR_OPERATOR_PASSWORD", password)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Logs in; returns the session cookie (`name=value`).
+async fn login(
+    http: std::net::SocketAddr,
+    trust: &std::path::Path,
+    name: &str,
+    password: &str,
+) -> Result<Option<String>> {
+    let r = request(
+        http,
+        "POST",
+        "/login",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("name={name}&password={password}"),
+        Some(trust),
+    )
+    .await?;
+    if r.status != 303 {
+        assert_eq!(r.status, 401, "{r:?}");
+        return Ok(None);
+    }
+    let set = r.header("set-cookie").unwrap_or_default().to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    Ok(Some(set.split(';').next().unwrap_or_default().to_string()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_log_in_and_roles_and_csrf_guard_writes() -> Result<()> {
+    let http_port = free_port();
+    let mut stack = Stack::with_options(
+        &[A],
+        StackOptions {
+            collector_extra_toml: format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"),
+            ..Default::default()
+        },
+    )
+    .await?;
+    stack.start_collector().await?;
+    let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse()?;
+    let trust = stack.server_trust.clone();
+    wait_http(http).await?;
+    let agent = stack.munis[0].agent_id;
+    add_operator(&stack, "ana", "viewer", "senha-da-ana-123")?;
+    add_operator(&stack, "bruno", "operator", "senha-do-bruno-123")?;
+    // A short password is refused.
+    assert!(add_operator(&stack, "caio", "admin", "curta").is_err());
+
+    // No session: nothing to read.
+    let r = get(http, "/api/v1/me", Some(&trust)).await?;
+    assert_eq!(r.status, 401);
+    assert!(
+        r.body.contains("\"code\":\"unauthenticated\""),
+        "{}",
+        r.body
+    );
+    // Wrong password, unknown name: the same refusal.
+    assert_eq!(login(http, &trust, "ana", "errada-errada-1").await?, None);
+    assert_eq!(login(http, &trust, "zoe", "senha-da-ana-123").await?, None);
+
+    let ana = login(http, &trust, "ana", "senha-da-ana-123")
+        .await?
+        .expect("ana logs in");
+    let me = request(
+        http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", &ana)],
+        "",
+        Some(&trust),
+    )
+    .await?;
+    assert_eq!(me.status, 200);
+    assert!(me.body.contains("\"role\":\"viewer\""), "{}", me.body);
+    let csrf = |body: &str| {
+        body.split("\"csrf_token\":\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .unwrap_or_default()
+            .to_string()
+    };
+    let ana_csrf = csrf(&me.body);
+    // A viewer cannot revoke, even with the right CSRF token.
+    let revoke = format!("/api/v1/agents/{agent}/revoke");
+    let r = request(
+        http,
+        "POST",
+        &revoke,
+        &[("Cookie", &ana), ("X-CSRF-Token", &ana_csrf)],
+        "",
+        Some(&trust),
+    )
+    .await?;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("operator role"), "{}", r.body);
+
+    let bruno = login(http, &trust, "bruno", "senha-do-bruno-123")
+        .await?
+        .expect("bruno logs in");
+    let me = request(
+        http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", &bruno)],
+        "",
+        Some(&trust),
+    )
+    .await?;
+    let bruno_csrf = csrf(&me.body);
+    // Without the CSRF token (a cross-site form), or with another session's: refused.
+    for token in ["", ana_csrf.as_str()] {
+        let r = request(
+            http,
+            "POST",
+            &revoke,
+            &[("Cookie", &bruno), ("X-CSRF-Token", token)],
+            "",
+            Some(&trust),
+        )
+        .await?;
+        assert_eq!(r.status, 403, "{}", r.body);
+        assert!(r.body.contains("CSRF"), "{}", r.body);
+    }
+    let r = request(
+        http,
+        "POST",
+        &revoke,
+        &[
+            ("Cookie", &bruno),
+            ("X-CSRF-Token", &bruno_csrf),
+            ("Content-Type", "application/json"),
+        ],
+        "{\"reason\": \"teste\"}",
+        Some(&trust),
+    )
+    .await?;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = stack.analytic_client().await?;
+    let (revoked, actor): (bool, String) = {
+        let row = c
+            .query_one(
+                "SELECT a.revoked_at IS NOT NULL, l.actor FROM transmissor.agents a \
+                 JOIN transmissor.audit_log l ON l.agent_id = a.id AND l.action = 'agent.revoked' \
+                 WHERE a.id = $1",
+                &[&agent],
+            )
+            .await?;
+        (row.get(0), row.get(1))
+    };
+    assert!(revoked);
+    assert_eq!(actor, "operator:bruno (web)");
+
+    // A new login is a new session; disabling the operator ends them all.
+    let again = login(http, &trust, "bruno", "senha-do-bruno-123")
+        .await?
+        .expect("bruno logs in again");
+    assert_ne!(again, bruno);
+    let out = std::process::Command::new(transmissor_tests::procs::bin("transmissor-collector")?)
+        .args(["operator", "disable", "--config"])
+        .arg(&stack.collector_config)
+        .arg("bruno")
+        .output()?;
+    assert!(out.status.success());
+    for cookie in [&bruno, &again] {
+        let r = request(
+            http,
+            "GET",
+            "/api/v1/me",
+            &[("Cookie", cookie)],
+            "",
+            Some(&trust),
+        )
+        .await?;
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(
+        login(http, &trust, "bruno", "senha-do-bruno-123").await?,
+        None
+    );
     Ok(())
 }

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use sqlx::PgPool;
 
 use crate::metrics::Metrics;
@@ -16,6 +16,13 @@ use crate::metrics::Metrics;
 pub struct HttpState {
     /// The health probe's own connection (never queued behind loads).
     pub health_pool: PgPool,
+    /// The HTTP side's own small pool (sessions, API, dashboard), so people
+    /// never take connections from loads.
+    pub web_pool: PgPool,
+    pub session_idle: std::time::Duration,
+    pub session_lifetime: std::time::Duration,
+    /// `Secure` cookies (off only when the listener is plain HTTP).
+    pub secure_cookies: bool,
     pub metrics: Arc<Metrics>,
     /// `[ca]` is configured, and whether its CA loaded.
     pub ca: CaState,
@@ -31,7 +38,14 @@ pub enum CaState {
 pub fn router(state: HttpState, with_metrics: bool) -> Router {
     let mut r = Router::new()
         .route("/healthz", get(super::probes::healthz))
-        .route("/readyz", get(super::probes::readyz));
+        .route("/readyz", get(super::probes::readyz))
+        .route(
+            "/login",
+            get(super::auth::login_page).post(super::auth::login),
+        )
+        .route("/logout", post(super::auth::logout))
+        .route("/api/v1/me", get(super::api::me))
+        .route("/api/v1/agents/{id}/revoke", post(super::api::revoke_agent));
     if with_metrics {
         r = r.route("/metrics", get(metrics));
     }

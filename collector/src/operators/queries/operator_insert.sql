@@ -1,0 +1,3 @@
+INSERT INTO transmissor.operators (name, role, password_hash, created_by)
+VALUES ($1, $2, $3, $4)
+RETURNING id

@@ -1,0 +1,1 @@
+DELETE FROM transmissor.sessions WHERE token_sha256 = $1
