@@ -70,6 +70,9 @@ pub struct CollectorConfig {
     pub plans: PlansConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    /// How each municipality's health is derived (thresholds).
+    #[serde(default)]
+    pub monitor: crate::monitor::Thresholds,
 }
 
 /// `[http]`: the HTTP side (probes, metrics, login, API; the dashboard
@@ -545,6 +548,14 @@ impl CollectorConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.validate_identity()?;
+        self.monitor
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("monitor: {e}")))?;
+        if self.http.session_idle.is_zero() || self.http.session_lifetime < self.http.session_idle {
+            return Err(ConfigError::Invalid(
+                "http.session_idle must be above zero and at most http.session_lifetime".into(),
+            ));
+        }
         if self.plans.refresh_every < Duration::from_millis(100)
             || self.plans.refresh_every > Duration::from_secs(3600)
         {

@@ -15,6 +15,7 @@
 //! | [`grpc`]     | the agents' front door: `Transmission`, `Enrollment`, `AgentLifecycle`, health |
 //! | [`http`]     | the people's front door: probes, metrics (API and dashboard to come) |
 //! | [`metrics`]  | Prometheus metrics, one registry                                 |
+//! | [`monitor`]  | each municipality's health: three axes, overall, reasons, transitions (pure) |
 //! | [`load`]     | begin / batch / commit / abort / status against PostgreSQL       |
 //! | [`error`]    | error type and its single mapping to gRPC status                 |
 //! | [`pg_error`] | database errors as text without data values (by SQLSTATE)        |
@@ -49,6 +50,7 @@ pub mod http;
 pub mod identity;
 pub mod load;
 pub mod metrics;
+pub mod monitor;
 pub mod operators;
 pub mod pg_error;
 pub mod pki;
