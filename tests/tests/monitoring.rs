@@ -99,6 +99,32 @@ async fn probes_and_metrics_on_their_own_listeners() -> Result<()> {
     assert!(metric(&after, "transmissor_batches_total{outcome=\"loaded\"}").unwrap_or(0.0) >= 1.0);
     assert!(metric(&after, "transmissor_received_raw_bytes_total").unwrap_or(0.0) > 2500.0);
     assert!(metric(&after, "transmissor_batch_load_seconds_count").unwrap_or(0.0) >= 1.0);
+    // The example alert rules and Grafana dashboard use only metrics that exist.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for file in [
+        "monitoring/prometheus/alerts.yml",
+        "monitoring/grafana/transmissor.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(file))?;
+        let mut used: Vec<&str> = text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("transmissor_") && w.len() > "transmissor_".len())
+            .collect();
+        used.sort_unstable();
+        used.dedup();
+        assert!(!used.is_empty(), "{file}");
+        for name in used {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                after.contains(&format!("# TYPE {family} "))
+                    || after.contains(&format!("# TYPE {} ", family.trim_end_matches("_total"))),
+                "{file} uses {name}, which /metrics does not expose"
+            );
+        }
+    }
 
     // Without its database the collector is alive but not ready.
     stack.analytic.stop()?;
