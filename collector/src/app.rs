@@ -131,6 +131,8 @@ pub struct App {
     pub plans: Arc<PublishedPlans>,
     pub admission: Arc<Admission>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The health evaluator's own connections (a stream and a transaction).
+    pub monitor_pool: PgPool,
 }
 
 impl App {
@@ -147,7 +149,9 @@ impl App {
         let plans = PublishedPlans::load(pool.clone(), cfg.plans.allow_local_jobs)
             .await
             .map_err(|e| ServeError::Plans(crate::pg_error::describe(&e)))?;
+        let monitor_pool = crate::db::connect_sized(&cfg.database, 2).await?;
         Ok(Self {
+            monitor_pool,
             auth: Authenticator::new(auth_pool.clone()),
             loader: Loader::new(pool.clone(), &cfg.load, &cfg.limits),
             heartbeats: Arc::new(Heartbeats::new(cfg.limits.max_heartbeat_runs)),
@@ -207,6 +211,17 @@ impl App {
                     }
                 }
             });
+        }
+        {
+            let evaluator = crate::health::Evaluator::new(
+                self.monitor_pool.clone(),
+                self.plans.clone(),
+                cfg.monitor.clone(),
+            );
+            let metrics = self.metrics.clone();
+            tasks.spawn(evaluator.run(stop.clone(), move |report| {
+                crate::health::record_metrics(&metrics, report);
+            }));
         }
         tasks.spawn(self.loader.clone().run_reaper(
             limits.stale_transmission_after,

@@ -7,6 +7,7 @@
 //! | [`ca`]       | the CA directory: offline root, issuing CA, rotation, server cert |
 //! | [`enroll`]   | one-time tokens, enrollment, renewal, rate limits                |
 //! | [`heartbeats`]| latest state per agent, written in batches                      |
+//! | [`health`]   | each municipality's health stored: the evaluation pass, history, reads for the API |
 //! | [`audit`]    | the append-only audit log                                        |
 //! | [`config`]   | strict, versioned TOML configuration; secrets from file/env       |
 //! | [`db`]       | connection pool with pinned session settings; embedded migrations |
@@ -45,6 +46,7 @@ pub mod devcerts;
 pub mod enroll;
 pub mod error;
 pub mod grpc;
+pub mod health;
 pub mod heartbeats;
 pub mod http;
 pub mod identity;

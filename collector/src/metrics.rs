@@ -29,6 +29,17 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabel {
+    /// `expired`, `under_7d`, `under_30d`, `later`.
+    pub expires: &'static str,
+}
+
 /// Every metric the collector keeps.
 pub struct Metrics {
     registry: Registry,
@@ -54,6 +65,19 @@ pub struct Metrics {
     pub enrollment_failures: Family<ReasonLabel, Counter>,
     /// Plans served to agents (`FetchPlan`).
     pub plans_served: Counter,
+    /// Municipalities by overall health state (set by each evaluation).
+    pub municipalities: Family<StateLabel, Gauge>,
+    /// Time of one health evaluation pass.
+    pub health_evaluation_seconds: Histogram,
+    /// Changes of state stored (all axes).
+    pub health_transitions: Counter,
+    /// Active agents by how soon their certificate expires.
+    pub agent_certificates: Family<ExpiryLabel, Gauge>,
+    /// Spool bytes in use, summed over the active agents' last heartbeats.
+    pub agents_spool_used_bytes: Gauge,
+    /// Alert messages delivered, failed after every retry, sent as digests,
+    /// dropped (queue full).
+    pub alerts: Family<OutcomeLabel, Gauge>,
 }
 
 impl Metrics {
@@ -74,6 +98,13 @@ impl Metrics {
             tls_failures: Family::default(),
             enrollment_failures: Family::default(),
             plans_served: Counter::default(),
+            municipalities: Family::default(),
+            // 10 ms to about 80 s.
+            health_evaluation_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            health_transitions: Counter::default(),
+            agent_certificates: Family::default(),
+            agents_spool_used_bytes: Gauge::default(),
+            alerts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -136,6 +167,36 @@ impl Metrics {
             "plans_served",
             "Signed plans served to agents",
             m.plans_served.clone(),
+        );
+        registry.register(
+            "municipalities",
+            "Municipalities by overall health state",
+            m.municipalities.clone(),
+        );
+        registry.register(
+            "health_evaluation_seconds",
+            "Time of one pass deriving every municipality's health",
+            m.health_evaluation_seconds.clone(),
+        );
+        registry.register(
+            "health_transitions",
+            "Changes of health state stored (connectivity, data, health, overall)",
+            m.health_transitions.clone(),
+        );
+        registry.register(
+            "agent_certificates",
+            "Active agents by when their certificate expires",
+            m.agent_certificates.clone(),
+        );
+        registry.register(
+            "agents_spool_used_bytes",
+            "Spool bytes in use, summed over the active agents' last heartbeats",
+            m.agents_spool_used_bytes.clone(),
+        );
+        registry.register(
+            "alert_messages",
+            "Alert messages by outcome (sent, failed, digest, dropped), since start",
+            m.alerts.clone(),
         );
         Self { registry, ..m }
     }

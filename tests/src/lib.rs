@@ -9,6 +9,8 @@
 //! | [`fidelity`]| the fidelity data set: every tricky type and value, per server version |
 //! | [`locales`]| the OS locales that make a server speak Spanish, French, German |
 //! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
+//! | [`operators`]| operators added with the real CLI, logins over HTTPS            |
+//! | [`fleet`]  | a synthetic national fleet written straight into the control schema |
 //! | [`pg`]     | throwaway PostgreSQL clusters (the system's server, or PostgreSQL 10 to 18 from the embedded distributions) |
 //! | [`pec`]    | the synthetic PEC-like schema, data generator and nominal list     |
 //! | [`plans`]  | signed plans: real signer, real publication, a compromised collector |
@@ -20,10 +22,12 @@
 pub mod balancer;
 pub mod client;
 pub mod fidelity;
+pub mod fleet;
 pub mod http;
 pub mod identities;
 pub mod locales;
 pub mod netns;
+pub mod operators;
 pub mod pec;
 pub mod pg;
 pub mod plans;

@@ -5,21 +5,11 @@
 use anyhow::Result;
 
 use transmissor_tests::http::{get, request};
+use transmissor_tests::operators::{add_operator, login, wait_http};
 use transmissor_tests::pg::free_port;
 use transmissor_tests::stack::{Job, Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
-
-/// Waits until the HTTP side accepts connections (it binds once the
-/// collector is assembled, after the gRPC port the harness waits for).
-async fn wait_http(addr: std::net::SocketAddr) -> Result<()> {
-    let up = transmissor_tests::pg::wait_until(std::time::Duration::from_secs(30), || async {
-        tokio::net::TcpStream::connect(addr).await.is_ok()
-    })
-    .await;
-    anyhow::ensure!(up, "the http side never listened on {addr}");
-    Ok(())
-}
 
 /// The value of a metric line (`name{labels} value`) in an exposition.
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -133,49 +123,6 @@ async fn probes_and_metrics_on_their_own_listeners() -> Result<()> {
     assert!(r.body.contains("unreachable"), "{}", r.body);
     assert_eq!(get(http, "/healthz", Some(&trust)).await?.status, 200);
     Ok(())
-}
-
-/// `transmissor-collector operator add` with the password in the environment.
-fn add_operator(stack: &Stack, name: &str, role: &str, password: &str) -> Result<()> {
-    let out = std::process::Command::new(transmissor_tests::procs::bin("transmissor-collector")?)
-        .args(["operator", "add", "--config"])
-        .arg(&stack.collector_config)
-        .args([name, "--role", role])
-        .env("TRANSMISSOR_OPERATOR_PASSWORD", password)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
-}
-
-/// Logs in; returns the session cookie (`name=value`).
-async fn login(
-    http: std::net::SocketAddr,
-    trust: &std::path::Path,
-    name: &str,
-    password: &str,
-) -> Result<Option<String>> {
-    let r = request(
-        http,
-        "POST",
-        "/login",
-        &[("Content-Type", "application/x-www-form-urlencoded")],
-        &format!("name={name}&password={password}"),
-        Some(trust),
-    )
-    .await?;
-    if r.status != 303 {
-        assert_eq!(r.status, 401, "{r:?}");
-        return Ok(None);
-    }
-    let set = r.header("set-cookie").unwrap_or_default().to_string();
-    for attr in ["HttpOnly", "SameSite=Strict", "Secure"] {
-        assert!(set.contains(attr), "{attr} missing: {set}");
-    }
-    Ok(Some(set.split(';').next().unwrap_or_default().to_string()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,7 +49,7 @@ pub struct AgentSummary {
 }
 
 /// The last transmission of one job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct JobLast {
     pub job: String,
     /// `open`, `committed`, `failed`, `aborted`.
@@ -111,7 +111,7 @@ pub enum SortKey {
 }
 
 /// One transmission.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct TransmissionRow {
     pub id: i64,
     pub ibge: String,
@@ -154,7 +154,7 @@ pub struct HistoryEntry {
 }
 
 /// One day of a municipality's transmissions (the charts).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct DailyPoint {
     pub day: NaiveDate,
     pub rows: i64,
@@ -165,7 +165,7 @@ pub struct DailyPoint {
 }
 
 /// An agent, as `GET /api/v1/agents` and the municipality page show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AgentRow {
     pub id: Uuid,
     pub ibge: String,

@@ -1,5 +1,14 @@
-//! The JSON API (`/api/v1/...`). Every route needs a session; writes need
+//! The JSON API (`/api/v1/...`), described in `api/openapi.yaml` (served
+//! at `/api/v1/openapi.yaml`). Every route needs a session; writes need
 //! the role and the CSRF token, and are audited with the operator's name.
+//!
+//! | file                  | routes                                                       |
+//! |-----------------------|--------------------------------------------------------------|
+//! | `api.rs`              | `me`, agent revocation                                       |
+//! | `api/query.rs`        | query strings parsed strictly, errors in the one JSON shape  |
+//! | `api/municipalities.rs` | municipalities with states; one municipality, its transmissions and history |
+//! | `api/fleet.rs`        | agents, transmissions by state and time, failures            |
+//! | `api/openapi.rs`      | the OpenAPI document                                         |
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -11,6 +20,13 @@ use super::auth::Authed;
 use super::error::ApiError;
 use super::router::HttpState;
 use crate::operators::Role;
+
+pub mod fleet;
+pub mod municipalities;
+pub mod openapi;
+mod query;
+
+pub use query::ApiQuery;
 
 #[derive(Serialize)]
 pub struct Me {

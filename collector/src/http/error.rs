@@ -81,3 +81,14 @@ impl From<sqlx::Error> for ApiError {
         Self::database(&e)
     }
 }
+
+impl From<crate::health::read::TransmissionsError> for ApiError {
+    fn from(e: crate::health::read::TransmissionsError) -> Self {
+        match e {
+            crate::health::read::TransmissionsError::Db(e) => Self::database(&e),
+            e @ crate::health::read::TransmissionsError::UnknownState(_) => {
+                Self::bad_request(e.to_string())
+            }
+        }
+    }
+}

@@ -45,6 +45,29 @@ pub fn router(state: HttpState, with_metrics: bool) -> Router {
         )
         .route("/logout", post(super::auth::logout))
         .route("/api/v1/me", get(super::api::me))
+        .route("/api/v1/openapi.yaml", get(super::api::openapi::document))
+        .route(
+            "/api/v1/municipalities",
+            get(super::api::municipalities::list),
+        )
+        .route(
+            "/api/v1/municipalities/{ibge}",
+            get(super::api::municipalities::one),
+        )
+        .route(
+            "/api/v1/municipalities/{ibge}/transmissions",
+            get(super::api::municipalities::transmissions),
+        )
+        .route(
+            "/api/v1/municipalities/{ibge}/history",
+            get(super::api::municipalities::history),
+        )
+        .route("/api/v1/agents", get(super::api::fleet::agents))
+        .route(
+            "/api/v1/transmissions",
+            get(super::api::fleet::transmissions),
+        )
+        .route("/api/v1/failures", get(super::api::fleet::failures))
         .route("/api/v1/agents/{id}/revoke", post(super::api::revoke_agent));
     if with_metrics {
         r = r.route("/metrics", get(metrics));

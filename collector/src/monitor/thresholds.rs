@@ -2,6 +2,8 @@
 //!
 //! ```toml
 //! [monitor]
+//! evaluate_every = "30s"
+//! heartbeat_interval = "60s"
 //! offline_after_intervals = 10
 //! inactive_after = "30days"
 //! late_grace = "2h"
@@ -39,6 +41,13 @@ pub enum ThresholdsError {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Thresholds {
+    /// How often the collector derives every municipality's health.
+    #[serde(default = "default_evaluate_every", with = "humantime_serde")]
+    pub evaluate_every: Duration,
+    /// The agents' heartbeat interval (`[heartbeat] interval` of their
+    /// configuration; the agent's default is one minute).
+    #[serde(default = "default_heartbeat_interval", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
     /// Offline after this many heartbeat intervals without one.
     #[serde(default = "default_offline_after_intervals")]
     pub offline_after_intervals: u32,
@@ -65,6 +74,8 @@ pub struct Thresholds {
 impl Default for Thresholds {
     fn default() -> Self {
         Self {
+            evaluate_every: default_evaluate_every(),
+            heartbeat_interval: default_heartbeat_interval(),
             offline_after_intervals: default_offline_after_intervals(),
             inactive_after: default_inactive_after(),
             late_grace: default_late_grace(),
@@ -76,6 +87,12 @@ impl Default for Thresholds {
     }
 }
 
+fn default_evaluate_every() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_heartbeat_interval() -> Duration {
+    MIN_HEARTBEAT_INTERVAL
+}
 fn default_offline_after_intervals() -> u32 {
     10
 }
@@ -106,6 +123,7 @@ impl Thresholds {
 
     pub fn validate(&self) -> Result<(), ThresholdsError> {
         for (name, zero) in [
+            ("evaluate_every", self.evaluate_every.is_zero()),
             ("offline_after_intervals", self.offline_after_intervals == 0),
             ("inactive_after", self.inactive_after.is_zero()),
             ("missing_after", self.missing_after.is_zero()),

@@ -174,6 +174,16 @@ impl PublishedPlans {
             .collect()
     }
 
+    /// Every published plan, newest first.
+    pub fn all(&self) -> Vec<Arc<PublishedPlan>> {
+        self.current().plans.clone()
+    }
+
+    /// The published plan `version`, if it serves `ibge`.
+    pub fn version_for(&self, version: u64, ibge: &str) -> Option<Arc<PublishedPlan>> {
+        self.version(version).filter(|p| p.serves(ibge))
+    }
+
     fn version(&self, version: u64) -> Option<Arc<PublishedPlan>> {
         self.current()
             .plans

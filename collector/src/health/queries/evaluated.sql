@@ -1,0 +1,1 @@
+SELECT evaluated_at FROM transmissor.health_evaluations

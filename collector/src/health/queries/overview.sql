@@ -1,0 +1,16 @@
+-- Every municipality with its stored health and current agent. Filtered
+-- and sorted by the caller (5,570 rows at most).
+SELECT m.ibge::text AS ibge, m.name,
+       h.connectivity, h.data, h.health, h.overall, h.reasons, h.since, h.changed_at,
+       h.last_success, h.last_rows, h.daily_rows, h.jobs,
+       a.id AS agent_id, a.agent_version, a.pec_version, a.plan_version, a.cert_not_after,
+       a.heartbeat_at
+FROM transmissor.municipalities m
+JOIN transmissor.municipality_health h ON h.ibge = m.ibge
+LEFT JOIN LATERAL (
+    SELECT * FROM transmissor.agents a
+    WHERE a.ibge = m.ibge AND a.revoked_at IS NULL
+    ORDER BY a.heartbeat_at DESC NULLS LAST, a.created_at DESC
+    LIMIT 1
+) a ON true
+WHERE $1::text IS NULL OR m.ibge = $1
