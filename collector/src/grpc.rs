@@ -52,9 +52,12 @@ pub async fn serve(
     // heartbeats: small.
     let max_msg = cfg.load.max_message_bytes.as_u64() as usize;
     let small = limits.max_small_message_bytes.as_u64() as usize;
-    let enrollment = EnrollmentServer::new(EnrollmentService::new(app.enroller.clone()))
-        .max_decoding_message_size(small)
-        .max_encoding_message_size(small);
+    let enrollment = EnrollmentServer::new(EnrollmentService::new(
+        app.enroller.clone(),
+        app.metrics.clone(),
+    ))
+    .max_decoding_message_size(small)
+    .max_encoding_message_size(small);
     // The lifecycle and data services need a client certificate: a call
     // without one is refused from its headers, before its body is read.
     let lifecycle = InterceptedService::new(
@@ -84,7 +87,13 @@ pub async fn serve(
         admission::require_certificate,
     );
     let addr = listener.local_addr().ok();
-    let incoming = tls::incoming(listener, tls_config, &cfg.server, accept_stop.clone());
+    let incoming = tls::incoming(
+        listener,
+        tls_config,
+        &cfg.server,
+        accept_stop.clone(),
+        app.metrics.tls_failures.clone(),
+    );
     tracing::info!(addr = ?addr, "collector listening (gRPC, mutual TLS 1.3)");
     tonic::transport::Server::builder()
         .initial_stream_window_size(STREAM_WINDOW)

@@ -30,6 +30,14 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// `enroll` or `renew`.
+    pub operation: &'static str,
+    /// The gRPC status code's name (`permission_denied`, `resource_exhausted`, …).
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: &'static str,
 }
@@ -61,8 +69,8 @@ pub struct Metrics {
     pub agents_heartbeating: Gauge,
     /// TLS handshakes refused, by reason class.
     pub tls_failures: Family<ReasonLabel, Counter>,
-    /// Enrollment and renewal refusals, by reason class.
-    pub enrollment_failures: Family<ReasonLabel, Counter>,
+    /// Enrollment and renewal refusals, by operation and status code.
+    pub enrollment_failures: Family<RefusalLabel, Counter>,
     /// Plans served to agents (`FetchPlan`).
     pub plans_served: Counter,
     /// Municipalities by overall health state (set by each evaluation).
@@ -160,7 +168,7 @@ impl Metrics {
         );
         registry.register(
             "enrollment_failures",
-            "Enrollments and renewals refused, by reason",
+            "Enrollments and renewals refused, by operation and gRPC status code",
             m.enrollment_failures.clone(),
         );
         registry.register(
@@ -210,6 +218,42 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Counts a refused enrollment or renewal.
+    pub fn refused(&self, operation: &'static str, status: &tonic::Status) {
+        self.enrollment_failures
+            .get_or_create(&RefusalLabel {
+                operation,
+                code: code_name(status.code()),
+            })
+            .inc();
+    }
+}
+
+/// A status code's name in `snake_case` (a fixed set: a metric label).
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code as C;
+    match code {
+        C::Ok => "ok",
+        C::Cancelled => "cancelled",
+        C::Unknown => "unknown",
+        C::InvalidArgument => "invalid_argument",
+        C::DeadlineExceeded => "deadline_exceeded",
+        C::NotFound => "not_found",
+        C::AlreadyExists => "already_exists",
+        C::PermissionDenied => "permission_denied",
+        C::ResourceExhausted => "resource_exhausted",
+        C::FailedPrecondition => "failed_precondition",
+        C::Aborted => "aborted",
+        C::OutOfRange => "out_of_range",
+        C::Unimplemented => "unimplemented",
+        C::Internal => "internal",
+        C::Unavailable => "unavailable",
+        C::DataLoss => "data_loss",
+        C::Unauthenticated => "unauthenticated",
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -230,8 +274,13 @@ mod tests {
             .inc();
         m.raw_bytes_received.inc_by(1000);
         m.batch_load_seconds.observe(0.02);
+        m.refused(
+            "enroll",
+            &tonic::Status::permission_denied("token already used"),
+        );
         let text = m.render();
         for line in [
+            "transmissor_enrollment_failures_total{operation=\"enroll\",code=\"permission_denied\"} 1",
             "transmissor_transmissions_begun_total{job=\"visitas\"} 1",
             "transmissor_received_raw_bytes_total 1000",
             "transmissor_batch_load_seconds_count 1",

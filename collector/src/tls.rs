@@ -273,10 +273,12 @@ pub fn incoming(
     config: Arc<rustls::ServerConfig>,
     server: &ServerConfig,
     shutdown: CancellationToken,
+    failures: HandshakeFailures,
 ) -> mpsc::Receiver<io::Result<TlsStream<ClientTcp>>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let handshake = Handshake {
+        failures,
         acceptor,
         timeout: server.handshake_timeout,
         slots: Arc::new(tokio::sync::Semaphore::new(
@@ -326,9 +328,16 @@ pub fn incoming(
     rx
 }
 
+/// Refused handshakes counted by reason class (`transmissor_tls_handshake_failures_total`).
+pub type HandshakeFailures = prometheus_client::metrics::family::Family<
+    crate::metrics::ReasonLabel,
+    prometheus_client::metrics::counter::Counter,
+>;
+
 /// One connection's way from TCP to TLS.
 #[derive(Clone)]
 struct Handshake {
+    failures: HandshakeFailures,
     acceptor: TlsAcceptor,
     timeout: Duration,
     slots: Arc<tokio::sync::Semaphore>,
@@ -365,7 +374,10 @@ impl Handshake {
             match self.acceptor.accept(ClientTcp { tcp, client, slot }).await {
                 Ok(stream) => Some(stream),
                 Err(e) => {
-                    log_handshake_failure(client, &e);
+                    let class = log_handshake_failure(client, &e);
+                    self.failures
+                        .get_or_create(&crate::metrics::ReasonLabel { reason: class })
+                        .inc();
                     None
                 }
             }
@@ -378,6 +390,9 @@ impl Handshake {
                     waiting_for_slot = self.slots.available_permits() == 0,
                     "tls handshake timed out"
                 );
+                self.failures
+                    .get_or_create(&crate::metrics::ReasonLabel { reason: "timeout" })
+                    .inc();
                 None
             }
         }
@@ -396,13 +411,33 @@ impl Handshake {
     }
 }
 
-fn log_handshake_failure(peer: SocketAddr, e: &io::Error) {
-    let reason = e
+/// Logs a refused handshake; returns its reason class (a metric label).
+fn log_handshake_failure(peer: SocketAddr, e: &io::Error) -> &'static str {
+    let rustls_error = e
         .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    let reason = rustls_error
         .map(describe_rustls_error)
         .unwrap_or_else(|| e.to_string());
     tracing::warn!(%peer, %reason, "tls handshake refused");
+    rustls_error.map_or("io", failure_class)
+}
+
+/// A small, fixed set of reason classes for metrics.
+pub fn failure_class(e: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::Expired | C::ExpiredContext { .. } => "certificate_expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "certificate_not_yet_valid",
+            C::UnknownIssuer => "unknown_ca",
+            C::Revoked => "certificate_revoked",
+            _ => "invalid_certificate",
+        },
+        rustls::Error::NoCertificatesPresented => "no_client_certificate",
+        rustls::Error::PeerIncompatible(_) => "incompatible",
+        _ => "protocol",
+    }
 }
 
 /// A short, operator-readable reason for a failed handshake.

@@ -89,6 +89,30 @@ async fn probes_and_metrics_on_their_own_listeners() -> Result<()> {
     assert!(metric(&after, "transmissor_batches_total{outcome=\"loaded\"}").unwrap_or(0.0) >= 1.0);
     assert!(metric(&after, "transmissor_received_raw_bytes_total").unwrap_or(0.0) > 2500.0);
     assert!(metric(&after, "transmissor_batch_load_seconds_count").unwrap_or(0.0) >= 1.0);
+    // A refused handshake is counted by its reason class.
+    let other =
+        transmissor_collector::devcerts::generate(&stack.dir.join("other-pki"), &[], &[m.ibge])?;
+    let alert = transmissor_tests::identities::raw_alert(
+        &stack,
+        &other.agents[0].cert,
+        &other.agents[0].key,
+    )
+    .await?;
+    assert!(alert.contains("UnknownCA"), "{alert}");
+    let counted = transmissor_tests::pg::wait_until(std::time::Duration::from_secs(10), || async {
+        get(metrics_addr, "/metrics", None).await.is_ok_and(|r| {
+            metric(
+                &r.body,
+                "transmissor_tls_handshake_failures_total{reason=\"unknown_ca\"}",
+            ) == Some(1.0)
+        })
+    })
+    .await;
+    assert!(
+        counted,
+        "{}",
+        get(metrics_addr, "/metrics", None).await?.body
+    );
     // The example alert rules and Grafana dashboard use only metrics that exist.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     for file in [

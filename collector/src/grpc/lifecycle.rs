@@ -25,11 +25,12 @@ fn not_configured() -> CollectorError {
 
 pub struct EnrollmentService {
     enroller: Option<Arc<Enroller>>,
+    metrics: Arc<Metrics>,
 }
 
 impl EnrollmentService {
-    pub fn new(enroller: Option<Arc<Enroller>>) -> Self {
-        Self { enroller }
+    pub fn new(enroller: Option<Arc<Enroller>>, metrics: Arc<Metrics>) -> Self {
+        Self { enroller, metrics }
     }
 }
 
@@ -44,6 +45,7 @@ impl Enrollment for EnrollmentService {
         let req = request.into_inner();
         run_detached(async move { enroller.enroll(&addr, req).await })
             .await
+            .inspect_err(|s| self.metrics.refused("enroll", s))
             .map(Response::new)
     }
 }
@@ -102,6 +104,7 @@ impl AgentLifecycle for LifecycleService {
             enroller.renew(caller, presented, &addr, &csr).await
         })
         .await
+        .inspect_err(|s| self.metrics.refused("renew", s))
         .map(Response::new)
     }
 
