@@ -11,6 +11,7 @@
 
 mod bench;
 mod compare;
+mod dashboard_bench;
 mod demo;
 mod fault;
 mod fuzz;
@@ -58,6 +59,11 @@ enum Command {
     /// cargo-fuzz (and the nightly toolchain) when missing; fails on a crash
     /// with the input's path and the command that reproduces it.
     Fuzz(fuzz::FuzzArgs),
+    /// Server time to render the dashboard overview and the API list for a
+    /// national fleet (5,570 municipalities, a year of daily transmissions
+    /// each) against anchors (`/healthz`, the database read alone);
+    /// prints RESULT lines.
+    BenchDashboard(dashboard_bench::DashboardBenchArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -75,6 +81,7 @@ fn main() -> Result<()> {
         Command::Scale(args) => scale::run(args),
         Command::Fault(args) => fault::run(args),
         Command::Fuzz(args) => fuzz::run(args),
+        Command::BenchDashboard(args) => dashboard_bench::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }
