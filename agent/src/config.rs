@@ -81,6 +81,9 @@ pub struct AgentConfig {
     pub schedule: ScheduleConfig,
     #[serde(default)]
     pub heartbeat: HeartbeatConfig,
+    /// Prometheus metrics on a local port (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Central mode: the plan keys pinned at install.
     #[serde(default)]
     pub plan: PlanConfig,
@@ -304,6 +307,15 @@ impl<'de> Deserialize<'de> for TimeZone {
             .map(Self)
             .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IANA time zone")))
     }
+}
+
+/// `[metrics]`: `listen = "127.0.0.1:9464"` serves `/metrics` (Prometheus
+/// text, plain HTTP, no login: keep it on loopback or a management network;
+/// it holds no personal data, only job names, counts and sizes).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

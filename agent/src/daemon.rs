@@ -83,7 +83,15 @@ impl Plan {
 /// Runs the agent on its jobs' schedules until `cancel`.
 pub async fn run(agent: &Agent, cancel: &CancellationToken) -> Result<(), AgentError> {
     // Renewal and heartbeats run beside the schedule until shutdown.
-    let mut background = agent.start_background(cancel);
+    let metrics = match agent.config().metrics.listen {
+        Some(addr) => Some(
+            crate::metrics::bind(addr)
+                .await
+                .map_err(|source| AgentError::MetricsListen { addr, source })?,
+        ),
+        None => None,
+    };
+    let mut background = agent.start_background(cancel, metrics);
     let result = scheduled(agent, cancel).await;
     while background.join_next().await.is_some() {}
     result

@@ -15,6 +15,7 @@
 //! | [`daemon`]     | the long-running agent: background tasks and the schedule loop   |
 //! | [`status`]     | the state the heartbeat reports                                  |
 //! | [`heartbeat`]  | periodic status to the collector                                 |
+//! | [`metrics`]    | Prometheus metrics on an optional local port                      |
 //! | [`diagnose`]   | failed calls explained in sentences municipal IT can act on      |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
 
@@ -25,6 +26,7 @@ pub mod heartbeat;
 pub mod identity;
 pub mod job_lock;
 pub mod jobs;
+pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod private_fs;

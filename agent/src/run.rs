@@ -51,6 +51,11 @@ pub enum AgentError {
         "central mode needs the municipality, named by the agent's certificate: enroll the agent first"
     )]
     NoMunicipality,
+    #[error("cannot listen for metrics on {addr} ([metrics] listen): {source}")]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What happened to each job of a run (and of recovered earlier runs).
@@ -262,13 +267,27 @@ impl Agent {
 
     /// Starts the renewal and heartbeat tasks of the long-running agent;
     /// they end with `cancel`.
-    pub fn start_background(&self, cancel: &CancellationToken) -> JoinSet<()> {
+    pub fn start_background(
+        &self,
+        cancel: &CancellationToken,
+        metrics: Option<tokio::net::TcpListener>,
+    ) -> JoinSet<()> {
         let mut set = JoinSet::new();
         set.spawn(self.renewer().run(cancel.clone()));
         set.spawn(
             self.heartbeat()
                 .run(self.cfg.heartbeat.interval, cancel.clone()),
         );
+        if let Some(listener) = metrics {
+            let (heartbeat, status) = (self.heartbeat(), self.status.clone());
+            set.spawn(crate::metrics::serve(
+                listener,
+                std::sync::Arc::new(move || {
+                    crate::metrics::render(&heartbeat.request(), &status.totals())
+                }),
+                cancel.clone(),
+            ));
+        }
         set
     }
 

@@ -21,10 +21,37 @@ pub struct AgentStatus {
     pec_version: Mutex<Option<String>>,
     /// Next scheduled run of each job.
     next_runs: Mutex<BTreeMap<String, chrono::DateTime<chrono::Utc>>>,
+    /// Since start: runs by job and outcome, and rows committed by job.
+    totals: Mutex<RunTotals>,
+}
+
+/// Counts since the agent started (the local metrics).
+#[derive(Debug, Clone, Default)]
+pub struct RunTotals {
+    /// `(job, outcome)` → runs.
+    pub runs: BTreeMap<(String, &'static str), u64>,
+    /// job → rows committed.
+    pub rows: BTreeMap<String, u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The outcome names the heartbeat uses, as `'static` (a reported name not
+/// among them is `other`).
+pub fn outcome_name(name: &str) -> &'static str {
+    [
+        "committed",
+        "failed",
+        "refused",
+        "pending",
+        "abandoned",
+        "skipped",
+    ]
+    .into_iter()
+    .find(|n| *n == name)
+    .unwrap_or("other")
 }
 
 /// `(outcome, rows, error)` as the heartbeat reports a job's outcome.
@@ -44,8 +71,11 @@ impl AgentStatus {
     pub fn record_outcomes(&self, jobs: &[(Uuid, String, JobOutcome)]) {
         let now = clock::now_unix_ms();
         let mut runs = lock(&self.last_runs);
+        let mut totals = lock(&self.totals);
         for (_, job, outcome) in jobs {
             let (outcome, rows, error) = outcome_fields(outcome);
+            *totals.runs.entry((job.clone(), outcome)).or_default() += 1;
+            *totals.rows.entry(job.clone()).or_default() += rows;
             runs.insert(
                 job.clone(),
                 pb::JobRunStatus {
@@ -82,6 +112,10 @@ impl AgentStatus {
             })
             .collect();
         self.record_outcomes(&missed);
+    }
+
+    pub fn totals(&self) -> RunTotals {
+        lock(&self.totals).clone()
     }
 
     pub fn last_runs(&self) -> Vec<pb::JobRunStatus> {

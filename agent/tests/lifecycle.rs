@@ -398,7 +398,7 @@ async fn agent_with_default_identity_paths_renews_when_due_and_beats() {
     assert!(agent.renew_if_due().await.unwrap());
     assert_ne!(leaf_of(agent.credentials()), before);
 
-    let mut background = agent.start_background(&cancel);
+    let mut background = agent.start_background(&cancel, None);
     // Wait (bounded) until at least two heartbeats have arrived.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {

@@ -45,6 +45,8 @@ pub enum ServeError {
     Plans(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Alerts(#[from] crate::alerts::AlertsConfigError),
 }
 
 /// What `prepare` checked and built, ready to serve.
@@ -66,6 +68,8 @@ pub struct Prepared {
 /// the database and its schema.
 pub async fn prepare(cfg: &CollectorConfig) -> Result<Prepared, ServeError> {
     tls::install_crypto_provider();
+    // A webhook URL that cannot be read stops start-up (not a silent gap).
+    cfg.alerts.check_urls()?;
     let revoked = Arc::new(RevokedAgents::default());
     let tls_config = tls::server_config(&cfg.tls, revoked.clone())?;
     let pool = crate::db::connect(&cfg.database).await?;
@@ -219,8 +223,17 @@ impl App {
                 cfg.monitor.clone(),
             );
             let metrics = self.metrics.clone();
+            let (alerts, notifier) = crate::alerts::Alerts::spawn(cfg.alerts.clone(), stop.clone());
+            tasks.spawn(async move {
+                if let Err(e) = notifier.await {
+                    tracing::warn!(error = %e, "alert notifier ended abnormally");
+                }
+            });
+            let mut counted = crate::health::AlertCounts::default();
             tasks.spawn(evaluator.run(stop.clone(), move |report| {
                 crate::health::record_metrics(&metrics, report);
+                crate::health::hand_to_alerts(&alerts, report);
+                counted.record(&metrics, &alerts.stats());
             }));
         }
         tasks.spawn(self.loader.clone().run_reaper(

@@ -73,6 +73,10 @@ pub struct CollectorConfig {
     /// How each municipality's health is derived (thresholds).
     #[serde(default)]
     pub monitor: crate::monitor::Thresholds,
+    /// Webhook alerts on each municipality's overall state (off without
+    /// webhooks).
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// `[http]`: the HTTP side (probes, metrics, login, API; the dashboard
@@ -551,6 +555,9 @@ impl CollectorConfig {
         self.monitor
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("monitor: {e}")))?;
+        self.alerts
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if self.http.session_idle.is_zero() || self.http.session_lifetime < self.http.session_idle {
             return Err(ConfigError::Invalid(
                 "http.session_idle must be above zero and at most http.session_lifetime".into(),
@@ -648,6 +655,7 @@ impl CollectorConfig {
         if let Some(ca) = self.ca.as_mut() {
             fix(&mut ca.dir);
         }
+        self.alerts.resolve_relative(base);
         self
     }
 }

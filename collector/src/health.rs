@@ -62,3 +62,54 @@ pub fn record_metrics(metrics: &Metrics, report: &PassReport) {
         .health_transitions
         .inc_by(u64::try_from(report.transitions).unwrap_or(0));
 }
+
+/// Hands a pass's overall transitions to the alerts; on the first pass
+/// that wrote, first the states stored before it (so reminders continue
+/// after a restart).
+pub fn hand_to_alerts(alerts: &crate::alerts::Alerts, report: &PassReport) {
+    let event = |c: &OverallChange| crate::alerts::AlertEvent {
+        ibge: c.ibge.clone(),
+        name: c.name.clone(),
+        uf: c.uf.to_string(),
+        from: c.from,
+        to: c.to,
+        at: c.at,
+        reason: c.reason.clone(),
+        reason_pt_br: c.reason_pt_br.clone(),
+    };
+    if let Some(current) = &report.restored {
+        alerts.restore(current.iter().map(event).collect());
+    }
+    if !report.overall_changes.is_empty() {
+        alerts.notify(report.overall_changes.iter().map(event).collect());
+    }
+}
+
+/// What the alert counters last showed, so the metrics move by the
+/// difference (they only grow).
+#[derive(Debug, Default)]
+pub struct AlertCounts([u64; 4]);
+
+impl AlertCounts {
+    pub fn record(&mut self, metrics: &Metrics, stats: &crate::alerts::AlertStats) {
+        let now = [
+            stats.sent(),
+            stats.digests(),
+            stats.failed(),
+            stats.dropped(),
+        ];
+        for ((outcome, new), old) in ["sent", "digest", "failed", "dropped"]
+            .into_iter()
+            .zip(now)
+            .zip(self.0.iter_mut())
+        {
+            if new > *old {
+                metrics
+                    .alerts
+                    .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+                    .inc_by(new - *old);
+                *old = new;
+            }
+        }
+    }
+}

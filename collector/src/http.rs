@@ -9,6 +9,7 @@
 //! | [`listen`] | the accept loop: TLS 1.3, connection cap, header timeout, drain |
 //! | [`auth`]   | login, logout, the session behind each call, roles, CSRF        |
 //! | [`api`]    | the JSON API (`/api/v1`)                                        |
+//! | [`dashboard`] | the server-rendered dashboard (`/`, `/m/{ibge}`, `/failures`) |
 //! | [`error`]  | the one JSON error shape                                        |
 //!
 //! `/metrics` (Prometheus text, [`crate::metrics`]) is served here, or on
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod listen;
 pub mod probes;

@@ -17,6 +17,7 @@
 //! | [`http`]     | the people's front door: probes, metrics (API and dashboard to come) |
 //! | [`metrics`]  | Prometheus metrics, one registry                                 |
 //! | [`monitor`]  | each municipality's health: three axes, overall, reasons, transitions (pure) |
+//! | [`alerts`]   | webhook alerts on overall transitions: reminders, digests, rate limit, retries |
 //! | [`load`]     | begin / batch / commit / abort / status against PostgreSQL       |
 //! | [`error`]    | error type and its single mapping to gRPC status                 |
 //! | [`pg_error`] | database errors as text without data values (by SQLSTATE)        |
@@ -37,6 +38,7 @@ macro_rules! audited_sql {
 }
 
 pub mod admission;
+pub mod alerts;
 pub mod app;
 pub mod audit;
 pub mod ca;

@@ -83,9 +83,9 @@ pub struct Metrics {
     pub agent_certificates: Family<ExpiryLabel, Gauge>,
     /// Spool bytes in use, summed over the active agents' last heartbeats.
     pub agents_spool_used_bytes: Gauge,
-    /// Alert messages delivered, failed after every retry, sent as digests,
-    /// dropped (queue full).
-    pub alerts: Family<OutcomeLabel, Gauge>,
+    /// Alert messages delivered, sent as digests, failed after every
+    /// retry, dropped (queue full).
+    pub alerts: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -203,7 +203,7 @@ impl Metrics {
         );
         registry.register(
             "alert_messages",
-            "Alert messages by outcome (sent, failed, digest, dropped), since start",
+            "Alert messages by outcome (sent, digest, failed, dropped)",
             m.alerts.clone(),
         );
         Self { registry, ..m }

@@ -11,6 +11,7 @@
 //! - `i % 89 == 3`: last heartbeat forty days ago (`inactive`);
 //! - `i % 31 == 4`: the last transmission failed (`failing`);
 //! - `i % 41 == 5`: certificate expiring tomorrow (`degraded`);
+//! - `i % 17 == 6`: PEC 5.3.21 while the rest run 5.3.22 (`degraded`);
 //! - the rest heartbeat now and commit every day (`ok`).
 
 use anyhow::Result;

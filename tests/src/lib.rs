@@ -18,6 +18,7 @@
 //! | [`proxy`]  | a TCP proxy whose link can be cut and restored                   |
 //! | [`raw_h2`] | a raw HTTP/2 client without a certificate (unfinished bodies)     |
 //! | [`stack`]  | a whole installation: clusters, PKI, collector, agent configs      |
+//! | [`webhook`]| a webhook receiver recording what alerts send                    |
 
 pub mod balancer;
 pub mod client;
@@ -35,3 +36,4 @@ pub mod procs;
 pub mod proxy;
 pub mod raw_h2;
 pub mod stack;
+pub mod webhook;

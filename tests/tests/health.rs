@@ -20,6 +20,18 @@ use transmissor_tests::operators::{add_operator, login, wait_http};
 use transmissor_tests::pg::{free_port, wait_until};
 use transmissor_tests::plans::{PlanJob, PlanKey, plan_toml};
 use transmissor_tests::stack::{Stack, StackOptions};
+use transmissor_tests::webhook::Webhook;
+
+/// `[alerts]` with one generic-JSON webhook.
+fn alerts_toml(url: &str) -> String {
+    format!(
+        "\n[alerts]\ndigest_threshold = 20\ndigest_window = \"2s\"\n\
+         [[alerts.webhooks]]\nname = \"test\"\nurl = \"{url}\"\nformat = \"json\"\n"
+    )
+}
+
+/// The states the default webhook alerts on.
+const ALERTED: [&str; 5] = ["failing", "late", "missing", "offline", "degraded"];
 
 /// `(ibge, name, expected overall state)`.
 const CASES: [(&str, &str, &str); 8] = [
@@ -50,12 +62,14 @@ async fn api(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_state_is_derived_stored_with_history_and_served() -> Result<()> {
     let http_port = free_port();
+    let (hook, url) = Webhook::start().await?;
     let mut stack = Stack::with_options(
         &[],
         StackOptions {
             collector_extra_toml: format!(
                 "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
-                 [monitor]\nevaluate_every = \"1s\"\nlate_grace = \"1s\"\nmissing_after = \"6days\"\n"
+                 [monitor]\nevaluate_every = \"1s\"\nlate_grace = \"1s\"\nmissing_after = \"6days\"\n{}",
+                alerts_toml(&url)
             ),
             ..Default::default()
         },
@@ -264,6 +278,30 @@ async fn every_state_is_derived_stored_with_history_and_served() -> Result<()> {
     .await?;
     assert_eq!(rows_now, rows_later);
 
+    // The webhook got exactly one message per transition into an alerted
+    // state (never and inactive are not alerted by default), and one for
+    // Curitiba's recovery.
+    let all_sent = wait_until(Duration::from_secs(30), || async {
+        hook.received().len() >= 6
+    })
+    .await;
+    let sent = hook.received();
+    assert!(all_sent, "{sent:#?}");
+    assert_eq!(sent.len(), 6, "{sent:#?}");
+    for (ibge, _, want) in CASES.iter().filter(|(_, _, w)| ALERTED.contains(w)) {
+        let got: Vec<&Value> = sent
+            .iter()
+            .filter(|m| m["ibge"] == *ibge && m["to"] == *want)
+            .collect();
+        assert_eq!(got.len(), 1, "{ibge} {want}: {sent:#?}");
+        assert_eq!(got[0]["kind"], "transition");
+    }
+    assert!(
+        sent.iter()
+            .any(|m| m["ibge"] == "4106902" && m["from"] == "failing" && m["to"] == "ok"),
+        "{sent:#?}"
+    );
+
     // The other lists: agents, transmissions by state, failures, paging,
     // the OpenAPI document, and a clear refusal of a bad query.
     let (_, agents) = api(http, &trust, &cookie, "/api/v1/agents").await?;
@@ -331,6 +369,80 @@ async fn every_state_is_derived_stored_with_history_and_served() -> Result<()> {
         metrics.body
     );
     assert!(!metrics.body.contains("2304400"));
+    stack.stop_collector().await?;
+    Ok(())
+}
+
+/// A national outage is one digest, not one message per municipality.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_outage_is_one_digest() -> Result<()> {
+    let http_port = free_port();
+    let (hook, url) = Webhook::start().await?;
+    let mut stack = Stack::with_options(
+        &[],
+        StackOptions {
+            collector_extra_toml: format!(
+                "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[monitor]\nevaluate_every = \"1s\"\n{}",
+                alerts_toml(&url)
+            ),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let pool = stack.collector_pool().await?;
+    transmissor_tests::fleet::seed(&pool, 600, 3, &["visitas"]).await?;
+    add_operator(&stack, "vera", "viewer", "senha-da-vera-123")?;
+    stack.start_collector().await?;
+    let http = format!("127.0.0.1:{http_port}").parse()?;
+    let trust = stack.server_trust.clone();
+    wait_http(http).await?;
+    let cookie = login(http, &trust, "vera", "senha-da-vera-123")
+        .await?
+        .expect("vera logs in");
+    let evaluated = wait_until(Duration::from_secs(60), || async {
+        api(http, &trust, &cookie, "/api/v1/municipalities")
+            .await
+            .is_ok_and(|(s, v)| s == 200 && v["total"] == 600)
+    })
+    .await;
+    assert!(evaluated);
+    let (_, all) = api(http, &trust, &cookie, "/api/v1/municipalities").await?;
+    let alerted = all["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| ALERTED.iter().any(|s| r["overall"] == *s))
+        .count();
+    assert!(
+        alerted > 20,
+        "the fleet's mix gives {alerted} alerted municipalities"
+    );
+
+    let got = wait_until(Duration::from_secs(60), || async {
+        !hook.received().is_empty()
+    })
+    .await;
+    assert!(got, "no digest");
+    // Nothing else follows in later passes.
+    let evaluated_at = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT evaluated_at FROM transmissor.health_evaluations",
+        )
+        .fetch_one(&pool)
+        .await
+        .ok()
+    };
+    let seen = evaluated_at().await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            evaluated_at().await > seen.map(|s| s + chrono::TimeDelta::seconds(3))
+        })
+        .await
+    );
+    let sent = hook.received();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0]["kind"], "digest", "{:#}", sent[0]);
+    assert_eq!(sent[0]["count"], alerted, "{:#}", sent[0]);
     stack.stop_collector().await?;
     Ok(())
 }

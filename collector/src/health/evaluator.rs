@@ -73,6 +73,9 @@ pub struct PassReport {
     /// Spool bytes in use over the active agents.
     pub spool_used_bytes: i64,
     pub duration: std::time::Duration,
+    /// On the first pass that wrote: the non-ok states stored before it
+    /// (`from` empty, `at` when the state began), for the alerts' reminders.
+    pub restored: Option<Vec<OverallChange>>,
 }
 
 pub struct Evaluator {
@@ -83,6 +86,8 @@ pub struct Evaluator {
     watermark: Option<DateTime<Utc>>,
     drift: HashMap<String, Vec<String>>,
     drift_read: Option<DateTime<Utc>>,
+    /// Whether a pass of this process has written (and so restored).
+    has_written: bool,
 }
 
 impl Evaluator {
@@ -95,6 +100,7 @@ impl Evaluator {
             watermark: None,
             drift: HashMap::new(),
             drift_read: None,
+            has_written: false,
         }
     }
 
@@ -163,6 +169,34 @@ impl Evaluator {
             return Ok(report);
         }
         let previous = store::read(&mut tx).await?;
+        if !self.has_written {
+            let names: HashMap<&str, &str> = records
+                .iter()
+                .map(|r| (r.ibge.as_str(), r.name.as_str()))
+                .collect();
+            report.restored = Some(
+                previous
+                    .iter()
+                    .filter(|(_, p)| p.health.overall != Overall::Ok)
+                    .filter_map(|(ibge, p)| {
+                        // The texts of the state as stored.
+                        let t = monitor::transitions(None, &p.health, p.since)
+                            .into_iter()
+                            .find(|t| t.change.axis() == Axis::Overall)?;
+                        Some(OverallChange {
+                            ibge: ibge.clone(),
+                            name: names.get(ibge.as_str()).unwrap_or(&"").to_string(),
+                            uf: uf::of(ibge),
+                            from: None,
+                            to: p.health.overall,
+                            at: p.since,
+                            reason: t.reason,
+                            reason_pt_br: t.reason_pt_br,
+                        })
+                    })
+                    .collect(),
+            );
+        }
         let mut rows = Vec::new();
         let mut history: Vec<(&str, Transition)> = Vec::new();
         let mut finals: Vec<Stored> = Vec::with_capacity(derived.len());
@@ -212,6 +246,7 @@ impl Evaluator {
         )
         .await?;
         tx.commit().await?;
+        self.has_written = true;
         report.wrote = true;
         report.duration = started.elapsed();
         report.rows_written = rows.len();

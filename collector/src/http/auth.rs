@@ -6,10 +6,11 @@ use axum::Form;
 use axum::extract::{FromRequestParts, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
+use super::dashboard;
 use super::error::ApiError;
 use super::router::HttpState;
 use crate::operators::session::{self, COOKIE as SESSION_COOKIE, Session};
@@ -18,7 +19,7 @@ use crate::operators::{OperatorError, Role};
 /// The caller's session.
 pub struct Authed(pub Session);
 
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -87,21 +88,20 @@ impl Authed {
 pub struct LoginForm {
     name: String,
     password: String,
+    /// The page to return to (a same-site path; anything else means `/`).
+    #[serde(default)]
+    next: Option<String>,
 }
 
-const LOGIN_PAGE: &str = r#"<!doctype html>
-<html lang="pt-BR"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>transmissor — entrar</title></head>
-<body><main><h1>transmissor</h1>
-<form method="post" action="/login">
-<label>Nome / Name <input name="name" autocomplete="username" required></label>
-<label>Senha / Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Entrar / Log in</button>
-</form>{MESSAGE}</main></body></html>"#;
-
-pub async fn login_page() -> Html<String> {
-    Html(LOGIN_PAGE.replace("{MESSAGE}", ""))
+/// `GET /login[?next=/page]`: the form, in the dashboard's language.
+pub async fn login_page(headers: HeaderMap, uri: Uri) -> Response {
+    let (lang, remember) = dashboard::lang_of(&headers, &uri);
+    let next = dashboard::query_pairs(&uri)
+        .into_iter()
+        .find_map(|(k, v)| (k == "next").then_some(v));
+    let next = dashboard::safe_next(next.as_deref());
+    let page = dashboard::login::page(lang, &uri, next, false);
+    dashboard::respond(StatusCode::OK, lang, remember, page)
 }
 
 /// `POST /login`: a new session at every login (the old cookie, if any, is
@@ -109,6 +109,7 @@ pub async fn login_page() -> Html<String> {
 pub async fn login(
     State(state): State<HttpState>,
     headers: HeaderMap,
+    uri: Uri,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
     if let Some(old) = cookie(&headers, SESSION_COOKIE) {
@@ -126,16 +127,17 @@ pub async fn login(
         OperatorError::Database(db) => ApiError::database(&db),
         other => ApiError::bad_request(other.to_string()),
     })?;
+    let next = dashboard::safe_next(form.next.as_deref());
     let Some(new) = opened else {
         tracing::warn!(name = %form.name.chars().take(63).collect::<String>(), "login refused");
-        return Ok((
+        let (lang, _) = dashboard::lang_of(&headers, &uri);
+        let page = dashboard::login::page(lang, &uri, next, true);
+        return Ok(dashboard::respond(
             StatusCode::UNAUTHORIZED,
-            Html(LOGIN_PAGE.replace(
-                "{MESSAGE}",
-                "<p role=\"alert\">Nome ou senha incorretos. / Wrong name or password.</p>",
-            )),
-        )
-            .into_response());
+            lang,
+            false,
+            page,
+        ));
     };
     let mut conn = state.web_pool.acquire().await?;
     crate::audit::record(
@@ -153,7 +155,7 @@ pub async fn login(
         new.token,
         state.session_lifetime.as_secs()
     );
-    Ok(([(SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+    Ok(([(SET_COOKIE, cookie)], Redirect::to(next)).into_response())
 }
 
 /// `POST /logout`: ends the session (with its CSRF token) and clears the cookie.

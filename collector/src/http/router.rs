@@ -68,7 +68,8 @@ pub fn router(state: HttpState, with_metrics: bool) -> Router {
             get(super::api::fleet::transmissions),
         )
         .route("/api/v1/failures", get(super::api::fleet::failures))
-        .route("/api/v1/agents/{id}/revoke", post(super::api::revoke_agent));
+        .route("/api/v1/agents/{id}/revoke", post(super::api::revoke_agent))
+        .merge(super::dashboard::routes());
     if with_metrics {
         r = r.route("/metrics", get(metrics));
     }

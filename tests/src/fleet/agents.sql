@@ -11,6 +11,6 @@ SELECT gen_random_uuid(), v.ibge, now() - interval '380 days', 'ubs-' || v.n, '0
             WHEN v.n % 89 = 3 THEN now() - interval '40 days'
             ELSE now() END,
        CASE WHEN v.n % 97 = 1 THEN NULL ELSE now() END,
-       CASE WHEN v.n % 97 = 1 THEN NULL ELSE '5.3.' || (20 + v.n % 3) END,
+       CASE WHEN v.n % 97 = 1 THEN NULL WHEN v.n % 17 = 6 THEN '5.3.21' ELSE '5.3.22' END,
        'central', NULL, (v.n % 50) * 1048576, 1073741824
 FROM unnest($1::text[], $2::int[]) AS v(ibge, n)

@@ -19,4 +19,6 @@ CROSS JOIN unnest($4::text[]) AS j(job)
 CROSS JOIN LATERAL (
     SELECT now() - make_interval(days => d.d, hours => 1, mins => v.n % 120) AS at
 ) s
-WHERE a.heartbeat_at IS NOT NULL
+-- Nothing after the agent went silent; ids in time order, as Begin gives them.
+WHERE a.heartbeat_at IS NOT NULL AND s.at < a.heartbeat_at
+ORDER BY s.at
