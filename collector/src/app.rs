@@ -269,6 +269,13 @@ impl App {
             } else {
                 router::CaState::NotConfigured
             },
+            tokens: self.enroller.as_ref().zip(cfg.ca.as_ref()).map(|(e, ca)| {
+                router::TokenIssuer {
+                    pin: e.pin(),
+                    ttl: ca.token_ttl,
+                }
+            }),
+            plan_keys: cfg.plans.trusted().map(Arc::new),
         };
         let drain = cfg.server.drain_timeout;
         let mut handles = Vec::new();

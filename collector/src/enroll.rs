@@ -47,6 +47,13 @@ pub struct Enroller {
     limits: EnrollmentConfig,
 }
 
+impl Enroller {
+    /// The CA pin a token carries (so the agent can check its first contact).
+    pub fn pin(&self) -> [u8; 32] {
+        self.ca.pin
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

@@ -497,8 +497,13 @@ async fn main() -> Result<()> {
                 let (cfg, pool) = pool_of(&config.config).await?;
                 let bytes =
                     std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-                let published =
-                    plans::publish::publish(&pool, &bytes, cfg.plans.trusted().as_ref()).await?;
+                let published = plans::publish::publish(
+                    &pool,
+                    &bytes,
+                    cfg.plans.trusted().as_ref(),
+                    &audit::operator(),
+                )
+                .await?;
                 println!("{published}");
                 if cfg.plans.keys.is_empty() {
                     println!(

@@ -274,6 +274,77 @@ async fn operators_log_in_and_roles_and_csrf_guard_writes() -> Result<()> {
     assert!(revoked);
     assert_eq!(actor, "operator:bruno (web)");
 
+    // Admin-only writes: an operator may not add operators or publish
+    // plans; an admin may, audited with their name.
+    let json = ("Content-Type", "application/json");
+    let new_op = "{\"name\": \"edu\", \"role\": \"viewer\", \"password\": \"senha-do-edu-123\"}";
+    for (path, body) in [
+        ("/api/v1/operators", new_op),
+        ("/api/v1/plans", "format = 1"),
+    ] {
+        let r = request(
+            http,
+            "POST",
+            path,
+            &[("Cookie", &bruno), ("X-CSRF-Token", &bruno_csrf), json],
+            body,
+            Some(&trust),
+        )
+        .await?;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+        assert!(r.body.contains("admin role"), "{}", r.body);
+    }
+    add_operator(&stack, "dora", "admin", "senha-da-dora-123")?;
+    let dora = login(http, &trust, "dora", "senha-da-dora-123")
+        .await?
+        .expect("dora logs in");
+    let me = request(
+        http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", &dora)],
+        "",
+        Some(&trust),
+    )
+    .await?;
+    let dora_csrf = csrf(&me.body);
+    let r = request(
+        http,
+        "POST",
+        "/api/v1/operators",
+        &[("Cookie", &dora), ("X-CSRF-Token", &dora_csrf), json],
+        new_op,
+        Some(&trust),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert!(
+        login(http, &trust, "edu", "senha-do-edu-123")
+            .await?
+            .is_some()
+    );
+    // An unsigned plan is refused with a reason; nothing is published.
+    let r = request(
+        http,
+        "POST",
+        "/api/v1/plans",
+        &[("Cookie", &dora), ("X-CSRF-Token", &dora_csrf)],
+        "format = 1\nversion = 9\n",
+        Some(&trust),
+    )
+    .await?;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("signed"), "{}", r.body);
+    let added_by: String = c
+        .query_one(
+            "SELECT actor FROM transmissor.audit_log WHERE action = 'operator.added' \
+             AND detail->>'operator' = 'edu'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(added_by, "operator:dora (web)");
+
     // A new login is a new session; disabling the operator ends them all.
     let again = login(http, &trust, "bruno", "senha-do-bruno-123")
         .await?

@@ -8,6 +8,7 @@
 //! | `api/query.rs`        | query strings parsed strictly, errors in the one JSON shape  |
 //! | `api/municipalities.rs` | municipalities with states; one municipality, its transmissions and history |
 //! | `api/fleet.rs`        | agents, transmissions by state and time, failures            |
+//! | `api/admin.rs`        | writes by role: tokens (operator); plans, operators (admin)  |
 //! | `api/openapi.rs`      | the OpenAPI document                                         |
 
 use axum::Json;
@@ -21,6 +22,7 @@ use super::error::ApiError;
 use super::router::HttpState;
 use crate::operators::Role;
 
+pub mod admin;
 pub mod fleet;
 pub mod municipalities;
 pub mod openapi;

@@ -26,6 +26,17 @@ pub struct HttpState {
     pub metrics: Arc<Metrics>,
     /// `[ca]` is configured, and whether its CA loaded.
     pub ca: CaState,
+    /// What issuing enrollment tokens needs (`None` without `[ca]`).
+    pub tokens: Option<TokenIssuer>,
+    /// `plans.keys`, to check a plan's signature before publishing it.
+    pub plan_keys: Option<Arc<transmissor_plan::TrustedKeys>>,
+}
+
+/// The CA pin a token carries and the default validity.
+#[derive(Clone, Copy)]
+pub struct TokenIssuer {
+    pub pin: [u8; 32],
+    pub ttl: std::time::Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +80,16 @@ pub fn router(state: HttpState, with_metrics: bool) -> Router {
         )
         .route("/api/v1/failures", get(super::api::fleet::failures))
         .route("/api/v1/agents/{id}/revoke", post(super::api::revoke_agent))
+        .route("/api/v1/tokens", post(super::api::admin::issue_token))
+        .route("/api/v1/plans", post(super::api::admin::publish_plan))
+        .route(
+            "/api/v1/operators",
+            get(super::api::admin::list_operators).post(super::api::admin::add_operator),
+        )
+        .route(
+            "/api/v1/operators/{name}/disable",
+            post(super::api::admin::disable_operator),
+        )
         .merge(super::dashboard::routes());
     if with_metrics {
         r = r.route("/metrics", get(metrics));

@@ -4,7 +4,9 @@ use std::str::FromStr;
 
 /// `viewer` reads; `operator` also issues enrollment tokens, revokes agents
 /// and retries; `admin` also manages operators and publishes plans.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Viewer,

@@ -29,7 +29,8 @@ impl From<sqlx::Error> for PublishError {
 }
 
 /// What was published, for the operator.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Published {
     Plan {
         version: u64,
@@ -85,12 +86,14 @@ async fn current_keys(pool: &PgPool, pinned: &TrustedKeys) -> Result<TrustedKeys
     Ok(chain.keys)
 }
 
-/// Publishes `envelope` (a signed plan or plan-key list). `pinned`: the
-/// central team's plan keys from `plans.keys`, when configured.
+/// Publishes `envelope` (a signed plan or plan-key list) as `actor` (the
+/// audit log's name for who did it). `pinned`: the central team's plan keys
+/// from `plans.keys`, when configured.
 pub async fn publish(
     pool: &PgPool,
     envelope: &[u8],
     pinned: Option<&TrustedKeys>,
+    actor: &str,
 ) -> Result<Published, PublishError> {
     let kind = transmissor_plan::Envelope::parse(envelope)
         .map_err(OpenError::from)?
@@ -99,7 +102,7 @@ pub async fn publish(
         Some(p) => Some(current_keys(pool, p).await?),
         None => None,
     };
-    let actor = audit::operator();
+    let actor = actor.to_string();
     let mut tx = pool.begin().await?;
     let published = match kind {
         Kind::Plan => {

@@ -1,0 +1,175 @@
+//! Writes that need more than `viewer`, each with the session's CSRF token
+//! and audited with the operator's name: issuing an enrollment token
+//! (`operator`); publishing a signed plan and managing operators (`admin`).
+//! The same actions as the CLI's `token issue`, `plan publish` and
+//! `operator add/list/disable`.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use crate::error::CollectorError;
+use crate::http::auth::Authed;
+use crate::http::error::ApiError;
+use crate::http::router::HttpState;
+use crate::operators::{self, OperatorError, OperatorRow, Role};
+use crate::plans::publish::{PublishError, Published};
+
+/// Longest token validity an operator may ask for.
+const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    ibge: String,
+    /// Hours of validity (default: `[ca] token_ttl`; at most 30 days).
+    hours: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct IssuedToken {
+    /// Give this to the municipality's IT (shown once, stored as a hash).
+    token: String,
+    ibge: String,
+    expires_in_seconds: u64,
+}
+
+fn collector_error(e: CollectorError) -> ApiError {
+    match e {
+        CollectorError::Database(db) => ApiError::database(&db),
+        CollectorError::FailedPrecondition(m) | CollectorError::InvalidArgument(m) => {
+            ApiError::bad_request(m)
+        }
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            other.to_string(),
+        ),
+    }
+}
+
+/// `POST /api/v1/tokens` (operator): a one-time enrollment token.
+pub async fn issue_token(
+    State(state): State<HttpState>,
+    authed: Authed,
+    headers: HeaderMap,
+    Json(req): Json<TokenRequest>,
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    authed.require_write(Role::Operator, &headers)?;
+    let Some(issuer) = state.tokens else {
+        return Err(ApiError::bad_request(
+            "this collector has no [ca] section: it cannot issue enrollment tokens",
+        ));
+    };
+    let ibge: transmissor_proto::identity::Ibge = req
+        .ibge
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let ttl = req.hours.map_or(issuer.ttl, |h| {
+        std::time::Duration::from_secs(h.saturating_mul(3600))
+    });
+    if ttl.is_zero() || ttl > MAX_TOKEN_TTL {
+        return Err(ApiError::bad_request("hours must be between 1 and 720"));
+    }
+    let token = crate::enroll::issue_token(&state.web_pool, issuer.pin, ibge, ttl, &authed.actor())
+        .await
+        .map_err(collector_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedToken {
+            token: token.to_string(),
+            ibge: ibge.to_string(),
+            expires_in_seconds: ttl.as_secs(),
+        }),
+    ))
+}
+
+/// `POST /api/v1/plans` (admin): the body is a signed envelope exactly as
+/// `transmissor-plan sign` wrote it; published as is (never altered).
+pub async fn publish_plan(
+    State(state): State<HttpState>,
+    authed: Authed,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Published>), ApiError> {
+    authed.require_write(Role::Admin, &headers)?;
+    let published = crate::plans::publish::publish(
+        &state.web_pool,
+        &body,
+        state.plan_keys.as_deref(),
+        &authed.actor(),
+    )
+    .await
+    .map_err(|e| match e {
+        PublishError::Database(db) => ApiError::database(&db),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    Ok((StatusCode::CREATED, Json(published)))
+}
+
+fn operator_error(e: OperatorError) -> ApiError {
+    match e {
+        OperatorError::Database(db) => ApiError::database(&db),
+        OperatorError::NotFound(_) => ApiError::not_found(e.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// `GET /api/v1/operators` (admin).
+pub async fn list_operators(
+    State(state): State<HttpState>,
+    authed: Authed,
+) -> Result<Json<Vec<OperatorRow>>, ApiError> {
+    authed.require(Role::Admin)?;
+    Ok(Json(operators::list(&state.web_pool).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOperator {
+    name: String,
+    role: Role,
+    password: String,
+}
+
+#[derive(Serialize)]
+pub struct Added {
+    id: i64,
+    name: String,
+}
+
+/// `POST /api/v1/operators` (admin).
+pub async fn add_operator(
+    State(state): State<HttpState>,
+    authed: Authed,
+    headers: HeaderMap,
+    Json(req): Json<NewOperator>,
+) -> Result<(StatusCode, Json<Added>), ApiError> {
+    authed.require_write(Role::Admin, &headers)?;
+    let id = operators::add(
+        &state.web_pool,
+        &req.name,
+        req.role,
+        &req.password,
+        &authed.actor(),
+    )
+    .await
+    .map_err(operator_error)?;
+    Ok((StatusCode::CREATED, Json(Added { id, name: req.name })))
+}
+
+/// `POST /api/v1/operators/{name}/disable` (admin): also ends their sessions.
+pub async fn disable_operator(
+    State(state): State<HttpState>,
+    authed: Authed,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authed.require_write(Role::Admin, &headers)?;
+    operators::disable(&state.web_pool, &name, &authed.actor())
+        .await
+        .map_err(operator_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
