@@ -58,9 +58,10 @@ CREATE TABLE transmissor.health_evaluations (
     duration_ms     integer NOT NULL
 );
 
--- The evaluator reads what finished since its last pass, and the failures
--- page the newest failures.
+-- The evaluator reads what finished since its last pass, the failures
+-- page the newest failures, a municipality's page its newest transmissions.
 CREATE INDEX transmissions_finished ON transmissor.transmissions (finished_at)
     WHERE finished_at IS NOT NULL;
 CREATE INDEX transmissions_failures ON transmissor.transmissions (finished_at DESC)
     WHERE state IN ('failed', 'aborted');
+CREATE INDEX transmissions_ibge_id ON transmissor.transmissions (ibge, id);

@@ -27,16 +27,7 @@ use crate::monitor::Overall;
 
 /// Sets the health gauges from one pass.
 pub fn record_metrics(metrics: &Metrics, report: &PassReport) {
-    for state in [
-        Overall::Ok,
-        Overall::Degraded,
-        Overall::Late,
-        Overall::Failing,
-        Overall::Missing,
-        Overall::Offline,
-        Overall::Inactive,
-        Overall::Never,
-    ] {
+    for state in Overall::ALL {
         let n = report.by_state.get(&state).copied().unwrap_or(0);
         metrics
             .municipalities

@@ -266,13 +266,13 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
         .output()
         .context("transmissor-collector status")?;
     print!("{}", String::from_utf8_lossy(&out.stdout));
-    // Each `run --once` ends with a heartbeat; the collector writes them in
-    // batches every second.
+    // Each `run --now` ends with a heartbeat reporting the plan it ran; the
+    // collector writes heartbeats in batches every second.
     let analytic = stack.analytic_client().await?;
     for _ in 0..50 {
         let silent: i64 = analytic
             .query_one(
-                "SELECT count(*) FROM transmissor.agents WHERE revoked_at IS NULL AND heartbeat_at IS NULL",
+                "SELECT count(*) FROM transmissor.agents WHERE revoked_at IS NULL AND plan_version IS NULL",
                 &[],
             )
             .await?

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+use super::store::state;
 use super::uf;
 use super::view::{
     AgentRow, AgentSummary, DailyPoint, HistoryEntry, JobLast, MunicipalityDetail, MunicipalityRow,
@@ -23,17 +24,6 @@ pub const MAX_PAGE: i64 = 500;
 
 /// Days on a municipality's charts.
 const CHART_DAYS: i32 = 90;
-
-const ALL_STATES: [Overall; 8] = [
-    Overall::Ok,
-    Overall::Degraded,
-    Overall::Late,
-    Overall::Failing,
-    Overall::Missing,
-    Overall::Offline,
-    Overall::Inactive,
-    Overall::Never,
-];
 
 #[derive(sqlx::FromRow)]
 struct OverviewRecord {
@@ -56,10 +46,6 @@ struct OverviewRecord {
     plan_version: Option<i64>,
     cert_not_after: Option<DateTime<Utc>>,
     heartbeat_at: Option<DateTime<Utc>>,
-}
-
-fn state<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
-    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name)).ok()
 }
 
 impl OverviewRecord {
@@ -134,7 +120,7 @@ fn compare(a: &MunicipalityRow, b: &MunicipalityRow, key: SortKey) -> Ordering {
 pub async fn overview(pool: &PgPool, query: &OverviewQuery) -> Result<Overview, sqlx::Error> {
     let all = rows(pool, None).await?;
     let uf_filter = query.uf.as_deref().map(str::to_uppercase);
-    let mut counts: Vec<StateCount> = ALL_STATES
+    let mut counts: Vec<StateCount> = Overall::ALL
         .iter()
         .map(|s| StateCount {
             state: *s,
@@ -263,8 +249,13 @@ pub async fn transmissions(
         }
     };
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let items: Vec<TransmissionRow> = sqlx::query_as(include_str!("queries/transmissions.sql"))
-        .bind(q.ibge.as_deref())
+    // Two statements rather than `$1 IS NULL OR ibge = $1`, which a
+    // generic plan cannot use an index for.
+    let query = match q.ibge.as_deref() {
+        Some(ibge) => sqlx::query_as(include_str!("queries/transmissions_of.sql")).bind(ibge),
+        None => sqlx::query_as(include_str!("queries/transmissions.sql")),
+    };
+    let items: Vec<TransmissionRow> = query
         .bind(states)
         .bind(q.from)
         .bind(q.to)
@@ -308,11 +299,12 @@ pub async fn municipality(
     let Some(row) = rows(pool, Some(ibge)).await?.into_iter().next() else {
         return Ok(None);
     };
-    let tz: Option<String> =
-        sqlx::query_scalar("SELECT timezone FROM transmissor.municipalities WHERE ibge = $1")
-            .bind(ibge)
-            .fetch_one(pool)
-            .await?;
+    let tz: Option<String> = sqlx::query_scalar(
+        "SELECT timezone FROM transmissor.municipalities WHERE ibge = $1::bpchar",
+    )
+    .bind(ibge)
+    .fetch_one(pool)
+    .await?;
     let tz = uf::time_zone(ibge, tz.and_then(|t| t.parse::<Tz>().ok()));
     let daily: Vec<DailyPoint> = sqlx::query_as(include_str!("queries/daily.sql"))
         .bind(ibge)

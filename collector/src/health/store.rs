@@ -43,8 +43,9 @@ struct Row {
     jobs: Json<serde_json::Value>,
 }
 
-fn state<T: DeserializeOwned>(name: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+/// A state by its stable name (`None`: not one this build knows).
+pub(super) fn state<T: DeserializeOwned>(name: &str) -> Option<T> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(name)).ok()
 }
 
 impl Row {

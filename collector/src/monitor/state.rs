@@ -160,6 +160,18 @@ impl From<HealthState> for Overall {
 }
 
 impl Overall {
+    /// Every state, best first.
+    pub const ALL: [Self; 8] = [
+        Self::Ok,
+        Self::Degraded,
+        Self::Late,
+        Self::Failing,
+        Self::Missing,
+        Self::Offline,
+        Self::Inactive,
+        Self::Never,
+    ];
+
     /// The worst of the three axes.
     pub fn worst(c: Connectivity, d: DataState, h: HealthState) -> Self {
         Self::from(c).max(d.into()).max(h.into())

@@ -9,5 +9,5 @@ SELECT a.id, a.ibge::text AS ibge, m.name, a.hostname, a.os, a.agent_version AS 
        a.revoked_at, a.spool_used_bytes, a.spool_limit_bytes
 FROM transmissor.agents a
 JOIN transmissor.municipalities m ON m.ibge = a.ibge
-WHERE ($1::text IS NULL OR a.ibge = $1) AND ($2 OR a.revoked_at IS NULL)
+WHERE ($1::text IS NULL OR a.ibge = $1::bpchar) AND ($2 OR a.revoked_at IS NULL)
 ORDER BY a.ibge, a.created_at DESC

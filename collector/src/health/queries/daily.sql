@@ -7,6 +7,6 @@ SELECT (t.started_at AT TIME ZONE $2)::date AS day,
        count(*) FILTER (WHERE t.state = 'committed') AS committed,
        count(*) FILTER (WHERE t.state IN ('failed', 'aborted')) AS failed
 FROM transmissor.transmissions t
-WHERE t.ibge = $1 AND t.started_at >= now() - make_interval(days => $3)
+WHERE t.ibge = $1::bpchar AND t.started_at >= now() - make_interval(days => $3)
 GROUP BY 1
 ORDER BY 1

@@ -13,4 +13,4 @@ LEFT JOIN LATERAL (
     ORDER BY a.heartbeat_at DESC NULLS LAST, a.created_at DESC
     LIMIT 1
 ) a ON true
-WHERE $1::text IS NULL OR m.ibge = $1
+WHERE $1::text IS NULL OR m.ibge = $1::bpchar

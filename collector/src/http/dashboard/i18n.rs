@@ -198,16 +198,7 @@ impl Lang {
 }
 
 fn pt_state_name(name: &str) -> Option<&'static str> {
-    const OVERALL: [Overall; 8] = [
-        Overall::Ok,
-        Overall::Degraded,
-        Overall::Late,
-        Overall::Failing,
-        Overall::Missing,
-        Overall::Offline,
-        Overall::Inactive,
-        Overall::Never,
-    ];
+    const OVERALL: [Overall; 8] = Overall::ALL;
     const CONNECTIVITY: [Connectivity; 4] = [
         Connectivity::Online,
         Connectivity::Offline,
