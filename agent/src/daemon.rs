@@ -11,7 +11,9 @@
 //! two runs of one job never overlap (across processes, the job locks see
 //! to it). At start, each job's latest slot that neither committed nor was
 //! already caught up runs once (anacron-style). The ledger is written before
-//! each run starts and after it ends.
+//! each run starts and after it ends. An operator's run request (a retry,
+//! received with a heartbeat answer) queues its job, or every job, like a
+//! slot that fired; it has no slot, so the ledger does not move for it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -30,9 +32,21 @@ use crate::schedule::{JobClock, Ledger};
 /// followed within this).
 const TICK: Duration = Duration::from_secs(30);
 
+/// Why a job is queued: its slot fired (or is caught up), or an operator
+/// asked (`None`).
+type Slot = Option<DateTime<Utc>>;
+
 /// The run in progress: its jobs with their slots, and its report.
-type RunInFlight<'a> =
-    futures::future::LocalBoxFuture<'a, (Vec<(String, DateTime<Utc>)>, RunReport)>;
+type RunInFlight<'a> = futures::future::LocalBoxFuture<'a, (Vec<(String, Slot)>, RunReport)>;
+
+/// Queues `job` once; a slot wins over an operator's request (the ledger
+/// records it).
+fn enqueue(queue: &mut BTreeMap<String, Slot>, job: String, slot: Slot) {
+    let queued = queue.entry(job).or_insert(slot);
+    if queued.is_none() {
+        *queued = slot;
+    }
+}
 
 /// The scheduler's view of the jobs of the set in force.
 struct Plan {
@@ -118,12 +132,10 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
 
     let mut plan = Plan::new(agent.job_set(), &ibge, Utc::now(), tz);
     ledger.sync_jobs(&plan.clocks, Utc::now());
-    let mut queue: BTreeMap<String, DateTime<Utc>> = ledger
-        .take_catch_up(&plan.clocks, Utc::now(), tz)
-        .into_iter()
-        .collect();
-    for (job, slot) in &queue {
+    let mut queue: BTreeMap<String, Slot> = BTreeMap::new();
+    for (job, slot) in ledger.take_catch_up(&plan.clocks, Utc::now(), tz) {
         tracing::info!(%job, slot = %slot.to_rfc3339(), "catching up a missed slot");
+        enqueue(&mut queue, job, Some(slot));
     }
     ledger.save(&ledger_dir)?;
     publish_next_runs(agent, &plan);
@@ -138,11 +150,12 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
     loop {
         // Start the queued jobs together when nothing runs.
         if running.is_none() && !queue.is_empty() {
-            let batch: Vec<(String, DateTime<Utc>)> =
-                std::mem::take(&mut queue).into_iter().collect();
+            let batch: Vec<(String, Slot)> = std::mem::take(&mut queue).into_iter().collect();
             let names: Vec<String> = batch.iter().map(|(j, _)| j.clone()).collect();
             for (job, slot) in &batch {
-                ledger.attempted(job, *slot);
+                if let Some(slot) = slot {
+                    ledger.attempted(job, *slot);
+                }
             }
             ledger.save(&ledger_dir)?;
             let set = plan.set.only(&names);
@@ -174,6 +187,7 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
                     tracing::info!(summary = line, "run finished");
                 }
                 for (job, slot) in batch {
+                    let Some(slot) = slot else { continue };
                     let done = report.jobs.iter().any(|(_, j, o)| {
                         *j == job && matches!(o, JobOutcome::Committed { .. } | JobOutcome::Skipped { .. })
                     });
@@ -195,7 +209,7 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
                 // after start) catch up their missed slot like at start.
                 for (job, slot) in ledger.take_catch_up(&plan.clocks, now, tz) {
                     tracing::info!(%job, slot = %slot.to_rfc3339(), "catching up a missed slot");
-                    queue.entry(job).or_insert(slot);
+                    enqueue(&mut queue, job, Some(slot));
                 }
                 ledger.save(&ledger_dir)?;
                 // Queued jobs the new plan no longer has are dropped.
@@ -203,11 +217,24 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
                 tracing::info!(plan = plan.set.plan, jobs = plan.set.jobs.len(), "schedule follows the new plan");
                 publish_next_runs(agent, &plan);
             }
+            requested = agent.run_requests().next() => {
+                for r in requested {
+                    match r.job {
+                        None => {
+                            for j in &plan.set.jobs {
+                                enqueue(&mut queue, j.job.name.clone(), None);
+                            }
+                        }
+                        Some(job) if plan.set.get(&job).is_some() => enqueue(&mut queue, job, None),
+                        Some(job) => tracing::warn!(request = r.id, %job, "run request names a job the running plan does not have; ignored"),
+                    }
+                }
+            }
             () = tokio::time::sleep(wait) => {
                 let fired = plan.take_fired(Utc::now(), tz);
                 for (job, slot) in fired {
                     tracing::info!(%job, slot = %slot.to_rfc3339(), "job due");
-                    queue.entry(job).or_insert(slot);
+                    enqueue(&mut queue, job, Some(slot));
                 }
                 publish_next_runs(agent, &plan);
             }

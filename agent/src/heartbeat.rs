@@ -2,7 +2,8 @@
 //! interval, that it is alive and how it is doing — version, OS, certificate
 //! expiry, clock offset, spool usage, the last outcome of each job and any
 //! warning. Each response's time also refreshes the clock offset
-//! ([`crate::identity::clock`]) the renewal schedule relies on.
+//! ([`crate::identity::clock`]) the renewal schedule relies on, and its run
+//! requests go to the daemon ([`crate::run_requests`]).
 //! What it reports is kept in [`crate::status::AgentStatus`].
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::pipeline::spool::Spool;
 use crate::pipeline::transport::explain;
 use crate::plan::PlanKeeper;
 use crate::plan::fetch::{self, Advertised};
+use crate::run_requests::RunRequests;
 use crate::status::AgentStatus;
 
 /// Heartbeat waits are drawn within ±20% of the configured interval.
@@ -47,6 +49,8 @@ pub struct Heartbeat {
     spool: Spool,
     /// Central mode: plans are fetched when an answer announces another.
     plans: Option<Arc<PlanKeeper>>,
+    /// Operators' run requests the answers carry.
+    run_requests: Arc<RunRequests>,
 }
 
 impl Heartbeat {
@@ -57,6 +61,7 @@ impl Heartbeat {
         status: Arc<AgentStatus>,
         spool: Spool,
         plans: Option<Arc<PlanKeeper>>,
+        run_requests: Arc<RunRequests>,
     ) -> Self {
         Self {
             client,
@@ -65,6 +70,7 @@ impl Heartbeat {
             status,
             spool,
             plans,
+            run_requests,
         }
     }
 
@@ -101,6 +107,7 @@ impl Heartbeat {
             plan_refusal: plan.refusal.unwrap_or_default(),
             next_runs: self.status.next_runs(),
             key_list_serial: plan.key_list_serial,
+            run_requests_taken: self.run_requests.to_report(),
         }
     }
 
@@ -115,6 +122,7 @@ impl Heartbeat {
         let offset = self
             .clock
             .record(sent, clock::now_unix_ms(), resp.collector_time_unix_ms);
+        self.run_requests.receive(&resp.run_requests);
         if let Some(keeper) = &self.plans {
             let ad = Advertised::from(&resp);
             if keeper.should_fetch(ad) {

@@ -15,6 +15,7 @@
 //! | [`daemon`]     | the long-running agent: background tasks and the schedule loop   |
 //! | [`status`]     | the state the heartbeat reports                                  |
 //! | [`heartbeat`]  | periodic status to the collector                                 |
+//! | [`run_requests`]| operators' "run now" requests from heartbeat answers            |
 //! | [`metrics`]    | Prometheus metrics on an optional local port                      |
 //! | [`diagnose`]   | failed calls explained in sentences municipal IT can act on      |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
@@ -31,5 +32,6 @@ pub mod pipeline;
 pub mod plan;
 pub mod private_fs;
 pub mod run;
+pub mod run_requests;
 pub mod schedule;
 pub mod status;

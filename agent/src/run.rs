@@ -31,6 +31,7 @@ use crate::pipeline::transport;
 use crate::pipeline::upload::{JobOutcome, Uploader};
 use crate::plan::PlanKeeper;
 use crate::plan::store::PlanStore;
+use crate::run_requests::RunRequests;
 use crate::status::AgentStatus;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +132,8 @@ pub struct Agent {
     ibge: Option<String>,
     /// Central mode: the plan keeper (None in local mode).
     plans: Option<Arc<PlanKeeper>>,
+    /// Operators' run requests, from heartbeat answers to the daemon.
+    run_requests: Arc<RunRequests>,
 }
 
 impl Agent {
@@ -193,6 +196,7 @@ impl Agent {
             status: Arc::new(AgentStatus::default()),
             ibge,
             plans,
+            run_requests: Arc::default(),
         })
     }
 
@@ -237,6 +241,11 @@ impl Agent {
         &self.status
     }
 
+    /// Operators' run requests the heartbeat receives for the daemon.
+    pub fn run_requests(&self) -> &Arc<RunRequests> {
+        &self.run_requests
+    }
+
     pub fn renewer(&self) -> Renewer {
         Renewer::new(
             transport::lifecycle_client(self.channel.clone()),
@@ -256,6 +265,7 @@ impl Agent {
             self.status.clone(),
             self.spool.clone(),
             self.plans.clone(),
+            self.run_requests.clone(),
         )
     }
 

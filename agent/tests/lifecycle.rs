@@ -312,6 +312,7 @@ async fn enroll_heartbeat_renew_and_swap() {
         status.clone(),
         spool.clone(),
         None,
+        Default::default(),
     );
     let offset = hb.beat().await.unwrap();
     assert!((offset - SKEW_MS).abs() < 5_000, "{offset}");
@@ -347,6 +348,7 @@ async fn enroll_heartbeat_renew_and_swap() {
         Arc::default(),
         spool,
         None,
+        Default::default(),
     )
     .beat()
     .await
@@ -554,6 +556,7 @@ async fn a_collector_chain_through_a_retired_issuing_ca_is_refused() {
                 Arc::default(),
                 spool,
                 None,
+                Default::default(),
             )
             .beat()
             .await

@@ -1,7 +1,8 @@
 //! The collector, assembled once: [`prepare`] checks what can be checked
 //! before binding (TLS files, the CA, the database and its schema);
 //! [`App::assemble`] builds the shared parts (pools, loader, authenticator,
-//! heartbeats, published plans, admission) that the front doors use;
+//! heartbeats, published plans, run requests, admission) that the front
+//! doors use;
 //! [`run`] starts the background tasks and the gRPC side ([`crate::grpc`]),
 //! and shuts down in order: stop accepting, drain calls, stop background
 //! work (heartbeats flush once more), close the pools. Takes an
@@ -25,6 +26,7 @@ use crate::grpc::health;
 use crate::identity::Authenticator;
 use crate::load::Loader;
 use crate::plans::PublishedPlans;
+use crate::run_requests::RunRequests;
 use crate::tls;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     #[error("cannot read the published plans: {0}")]
     Plans(String),
+    #[error("cannot read the pending run requests: {0}")]
+    RunRequests(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(std::net::SocketAddr, std::io::Error),
     #[error(transparent)]
@@ -133,6 +137,7 @@ pub struct App {
     pub loader: Loader,
     pub heartbeats: Arc<Heartbeats>,
     pub plans: Arc<PublishedPlans>,
+    pub run_requests: Arc<RunRequests>,
     pub admission: Arc<Admission>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The health evaluator's own connections (a stream and a transaction).
@@ -153,8 +158,12 @@ impl App {
         let plans = PublishedPlans::load(pool.clone(), cfg.plans.allow_local_jobs)
             .await
             .map_err(|e| ServeError::Plans(crate::pg_error::describe(&e)))?;
+        let run_requests = RunRequests::load(pool.clone())
+            .await
+            .map_err(|e| ServeError::RunRequests(crate::pg_error::describe(&e)))?;
         let monitor_pool = crate::db::connect_sized(&cfg.database, 2).await?;
         Ok(Self {
+            run_requests,
             monitor_pool,
             auth: Authenticator::new(auth_pool.clone()),
             loader: Loader::new(pool.clone(), &cfg.load, &cfg.limits),
@@ -191,6 +200,11 @@ impl App {
         ));
         tasks.spawn(
             self.plans
+                .clone()
+                .run(cfg.plans.refresh_every, stop.clone()),
+        );
+        tasks.spawn(
+            self.run_requests
                 .clone()
                 .run(cfg.plans.refresh_every, stop.clone()),
         );
@@ -276,6 +290,8 @@ impl App {
                 }
             }),
             plan_keys: cfg.plans.trusted().map(Arc::new),
+            plans: self.plans.clone(),
+            run_requests: self.run_requests.clone(),
         };
         let drain = cfg.server.drain_timeout;
         let mut handles = Vec::new();

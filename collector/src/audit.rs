@@ -29,6 +29,8 @@ pub mod action {
     pub const OPERATOR_ADDED: &str = "operator.added";
     pub const OPERATOR_DISABLED: &str = "operator.disabled";
     pub const OPERATOR_LOGIN: &str = "operator.login";
+    /// An operator asked a municipality's agent to run now (a retry).
+    pub const RUN_REQUESTED: &str = "run.requested";
 }
 
 /// One event to record.

@@ -1,5 +1,8 @@
 //! The analytic database: connection pool with pinned session settings,
 //! embedded migrations of the control schema, and the schemas loads use.
+//! [`follow`] keeps in-memory copies of small tables current.
+
+pub mod follow;
 
 use std::str::FromStr;
 

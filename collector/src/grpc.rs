@@ -66,6 +66,7 @@ pub async fn serve(
             app.enroller.clone(),
             app.heartbeats.clone(),
             app.plans.clone(),
+            app.run_requests.clone(),
             app.metrics.clone(),
         ))
         .max_decoding_message_size(small)

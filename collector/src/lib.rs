@@ -14,7 +14,7 @@
 //! | [`tls`]      | TLS 1.3 listener config (ring), handshakes, failure reasons       |
 //! | [`identity`] | client certificate → authenticated agent (the one check per call) |
 //! | [`grpc`]     | the agents' front door: `Transmission`, `Enrollment`, `AgentLifecycle`, health |
-//! | [`http`]     | the people's front door: probes, metrics (API and dashboard to come) |
+//! | [`http`]     | the people's front door: probes, metrics, JSON API, dashboard      |
 //! | [`metrics`]  | Prometheus metrics, one registry                                 |
 //! | [`monitor`]  | each municipality's health: three axes, overall, reasons, transitions (pure) |
 //! | [`alerts`]   | webhook alerts on overall transitions: reminders, digests, rate limit, retries |
@@ -27,6 +27,7 @@
 //! | [`operators`]| people: roles, Argon2id passwords, sessions                      |
 //! | [`pki`]      | the CA: issuing server and agent certificates                    |
 //! | [`plans`]    | signed central plans: publish, serve, authorize `Begin` by them   |
+//! | [`run_requests`]| operators' "run now" (retry), handed to agents in heartbeat answers |
 //! | [`devcerts`] | a development PKI in a directory                                 |
 
 /// `format!` for SQL whose dynamic parts are validated names quoted with
@@ -60,5 +61,6 @@ pub mod pg_error;
 pub mod pki;
 pub mod plans;
 pub mod registry;
+pub mod run_requests;
 pub mod status;
 pub mod tls;

@@ -252,6 +252,16 @@ enum AgentCommand {
         #[arg(long, default_value = "revoked by an operator")]
         reason: String,
     },
+    /// Ask a municipality's agent to run now, outside its schedule (a
+    /// retry): it receives the request with its next heartbeat.
+    RunNow {
+        #[command(flatten)]
+        config: ConfigArg,
+        ibge: String,
+        /// One job of the published plan (default: every job).
+        #[arg(long)]
+        job: Option<String>,
+    },
 }
 
 fn parse_municipality(s: &str) -> Result<(Ibge, String)> {
@@ -573,6 +583,30 @@ async fn main() -> Result<()> {
                 for (id, ibge) in revoked {
                     println!("revoked agent {id} (municipality {ibge})");
                 }
+            }
+            AgentCommand::RunNow { config, ibge, job } => {
+                let ibge: Ibge = ibge.parse()?;
+                let (cfg, pool) = pool_of(&config.config).await?;
+                let plans = transmissor_collector::plans::PublishedPlans::load(
+                    pool.clone(),
+                    cfg.plans.allow_local_jobs,
+                )
+                .await?;
+                let row = transmissor_collector::run_requests::request(
+                    &pool,
+                    &plans,
+                    ibge,
+                    job.as_deref(),
+                    &audit::operator(),
+                )
+                .await?;
+                println!(
+                    "run request {} stored: {} runs {} at its next heartbeat (expires {})",
+                    row.id,
+                    row.ibge,
+                    row.job.as_deref().unwrap_or("every job"),
+                    row.expires_at.to_rfc3339()
+                );
             }
         },
         Command::Audit {

@@ -5,7 +5,7 @@
 //
 //   node tests/browser/dashboard.mjs \
 //     --url https://127.0.0.1:8443   [DASHBOARD_URL]        the collector's HTTP side
-//     --user ana                     [DASHBOARD_USER]       an operator (viewer suffices)
+//     --user ana                     [DASHBOARD_USER]       an operator with the `operator` role
 //     --count 5570                   [DASHBOARD_COUNT]      municipalities the overview must show
 //     --ibge 3550308                 [DASHBOARD_IBGE]       a municipality to search for and open
 //     --screenshots DIR              [DASHBOARD_SCREENSHOTS] where the PNGs go (created)
@@ -17,7 +17,8 @@
 // as table rows; filtering by a state with the form (the worst state with
 // municipalities in it) shows as many rows as that state's chip; searching
 // for --ibge shows its row, whose link opens the municipality page (its
-// heading, both charts' SVG); the failures page; English via ?lang=en; a
+// heading, both charts' SVG), where "run now" (accepting its confirmation)
+// stores a pending run request shown on the reloaded page; the failures page; English via ?lang=en; a
 // phone-sized (390x844) overview hides the lesser columns and does not
 // scroll sideways; no page logs a JavaScript error or a CSP violation.
 //
@@ -182,6 +183,17 @@ async function main() {
   );
   check((await page.locator("#history").count()) === 1, "the state history is missing");
   check((await page.locator("#agents").count()) === 1, "the agent section is missing");
+  // Run now: the script shows the form, asks for confirmation and posts
+  // with the CSRF token; the page reloads with the request pending.
+  const runNow = page.locator("#run-now form[data-post]");
+  check(await runNow.isVisible(), "the run-now form is not shown to an operator");
+  page.once("dialog", (d) => d.accept());
+  await Promise.all([
+    page.waitForEvent("load"),
+    runNow.locator('button[type="submit"]').click(),
+  ]);
+  const pending = await page.locator('#run-requests tr[data-status="pending"]').count();
+  check(pending === 1, `after "run now" the page lists ${pending} pending requests, expected 1`);
   await shot(page, "municipality.png");
 
   // Recent failures, from the navigation.

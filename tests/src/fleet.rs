@@ -23,10 +23,15 @@ const UF_PREFIXES: [&str; 27] = [
     "31", "32", "33", "35", "41", "42", "43", "50", "51", "52", "53",
 ];
 
-/// The IBGE code of fleet municipality `i` (1-based): a UF prefix and a
-/// number, never one of the codes the other tests use.
+/// The IBGE code of fleet municipality `i` (1-based): a UF prefix, a
+/// number from 9999 down (never one of the codes the other tests use) and
+/// a valid check digit, so the API takes it like a real one.
 pub fn ibge(i: usize) -> String {
-    format!("{}{:05}", UF_PREFIXES[i % UF_PREFIXES.len()], 90_000 - i)
+    let n = UF_PREFIXES.len();
+    let six = format!("{}{:04}", UF_PREFIXES[i % n], 9_999 - i / n);
+    transmissor_proto::identity::Ibge::with_check_digit(&six)
+        .map(|c| c.to_string())
+        .unwrap_or(six)
 }
 
 /// What [`seed`] wrote.

@@ -4,7 +4,8 @@
 //! `/usr/bin/chromium`; `cargo xtask test` installs both). The script logs
 //! in through the redirect, counts the overview's rows, filters by state and
 //! by IBGE code, opens a municipality (states derived by the collector's
-//! own evaluator from the seeded rows), the failures page, English, and a
+//! own evaluator from the seeded rows) and asks it to run now, the failures
+//! page, English, and a
 //! phone-sized overview, and saves screenshots under
 //! `target/<profile>/dashboard-screenshots/`.
 
@@ -88,7 +89,7 @@ async fn the_dashboard_in_a_real_browser() -> Result<()> {
     stack.start_collector().await?;
     let http: std::net::SocketAddr = format!("127.0.0.1:{http_port}").parse()?;
     wait_http(http).await?;
-    add_operator(&stack, OPERATOR.0, "viewer", OPERATOR.1)?;
+    add_operator(&stack, OPERATOR.0, "operator", OPERATOR.1)?;
     wait_until_evaluated(&stack, MUNICIPALITIES).await?;
 
     // Without a session a page sends the browser to the login form.
@@ -115,6 +116,14 @@ async fn the_dashboard_in_a_real_browser() -> Result<()> {
         out.status.success(),
         "the browser checks failed:\n{stdout}{stderr}"
     );
+    // The browser's "run now" was stored, with the operator's name.
+    let (ibge, by): (String, String) = sqlx::query_as(
+        "SELECT ibge::text, requested_by FROM transmissor.run_requests WHERE taken_at IS NULL",
+    )
+    .fetch_one(&pool)
+    .await?;
+    assert_eq!(ibge, transmissor_tests::fleet::ibge(7));
+    assert_eq!(by, format!("operator:{} (web)", OPERATOR.0));
     for name in [
         "overview.png",
         "filtered.png",

@@ -16,6 +16,7 @@ use crate::heartbeats::Heartbeats;
 use crate::identity::{Authenticator, Peer};
 use crate::metrics::Metrics;
 use crate::plans::PublishedPlans;
+use crate::run_requests::RunRequests;
 
 fn not_configured() -> CollectorError {
     CollectorError::FailedPrecondition(
@@ -55,6 +56,7 @@ pub struct LifecycleService {
     enroller: Option<Arc<Enroller>>,
     heartbeats: Arc<Heartbeats>,
     plans: Arc<PublishedPlans>,
+    run_requests: Arc<RunRequests>,
     metrics: Arc<Metrics>,
 }
 
@@ -64,6 +66,7 @@ impl LifecycleService {
         enroller: Option<Arc<Enroller>>,
         heartbeats: Arc<Heartbeats>,
         plans: Arc<PublishedPlans>,
+        run_requests: Arc<RunRequests>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -71,6 +74,7 @@ impl LifecycleService {
             enroller,
             heartbeats,
             plans,
+            run_requests,
             metrics,
         }
     }
@@ -113,7 +117,17 @@ impl AgentLifecycle for LifecycleService {
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let caller = self.caller(&request).await?;
-        let report = request.into_inner();
+        let mut report = request.into_inner();
+        let taken = std::mem::take(&mut report.run_requests_taken);
+        if !taken.is_empty() {
+            // In its own task: a disconnect never cuts the update short.
+            let (requests, ibge, agent) = (
+                self.run_requests.clone(),
+                caller.ibge.to_string(),
+                caller.agent_id,
+            );
+            let _ = tokio::spawn(async move { requests.taken(&ibge, agent, &taken).await }).await;
+        }
         if !report.warning.is_empty() {
             tracing::warn!(agent = %caller.agent_id, ibge = %caller.ibge, warning = %transmissor_proto::terminal::printable(&report.warning), "agent reports a warning");
         }
@@ -129,6 +143,7 @@ impl AgentLifecycle for LifecycleService {
                 .latest_for(caller.ibge.as_str())
                 .map_or(0, |p| p.version),
             key_list_serial: self.plans.key_list_serial(),
+            run_requests: self.run_requests.for_municipality(caller.ibge.as_str()),
         }))
     }
 

@@ -329,7 +329,9 @@ pub async fn municipality(
         .await
         .map_err(db)?;
     let agents = agents(pool, Some(ibge), true).await?;
+    let run_requests = crate::run_requests::recent(pool, ibge, 10).await?;
     Ok(Some(MunicipalityDetail {
+        run_requests,
         municipality: row,
         history,
         daily,

@@ -201,4 +201,6 @@ pub struct MunicipalityDetail {
     /// Failed or aborted, newest first, errors in full.
     pub recent_errors: Vec<TransmissionRow>,
     pub agents: Vec<AgentRow>,
+    /// Operators' newest run requests (retries), newest first.
+    pub run_requests: Vec<crate::run_requests::RunRequestRow>,
 }

@@ -30,6 +30,10 @@ pub struct HttpState {
     pub tokens: Option<TokenIssuer>,
     /// `plans.keys`, to check a plan's signature before publishing it.
     pub plan_keys: Option<Arc<transmissor_plan::TrustedKeys>>,
+    /// The published plans (a retry may only name a job of the plan).
+    pub plans: Arc<crate::plans::PublishedPlans>,
+    /// This collector's copy of the pending run requests.
+    pub run_requests: Arc<crate::run_requests::RunRequests>,
 }
 
 /// The CA pin a token carries and the default validity.
@@ -72,6 +76,10 @@ pub fn router(state: HttpState, with_metrics: bool) -> Router {
         .route(
             "/api/v1/municipalities/{ibge}/history",
             get(super::api::municipalities::history),
+        )
+        .route(
+            "/api/v1/municipalities/{ibge}/run-requests",
+            get(super::api::municipalities::run_requests).post(super::api::admin::request_run),
         )
         .route("/api/v1/agents", get(super::api::fleet::agents))
         .route(

@@ -9,7 +9,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use sqlx::postgres::PgListener;
 use tokio_util::sync::CancellationToken;
 
 use transmissor_plan::Plan;
@@ -116,38 +115,15 @@ impl PublishedPlans {
     /// every collector replica), and every `every` in case a notification
     /// was missed (e.g. while the listening connection was re-established).
     pub async fn run(self: Arc<Self>, every: Duration, stop: CancellationToken) {
-        let mut listener = match PgListener::connect_with(&self.pool).await {
-            Ok(mut l) => match l.listen(NOTIFY_CHANNEL).await {
-                Ok(()) => Some(l),
-                Err(e) => {
-                    tracing::warn!(error = %crate::pg_error::describe(&e), "cannot listen for plan publications; polling only");
-                    None
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %crate::pg_error::describe(&e), "cannot listen for plan publications; polling only");
-                None
-            }
-        };
-        // A publication between the first load and LISTEN is caught here.
-        if let Err(e) = self.refresh().await {
-            tracing::warn!(error = %crate::pg_error::describe(&e), "cannot refresh the published plans");
-        }
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-                n = async { listener.as_mut().expect("guarded").recv().await }, if listener.is_some() => {
-                    match n {
-                        Ok(n) => tracing::info!(version = n.payload(), "plan publication notified"),
-                        Err(e) => tracing::debug!(error = %crate::pg_error::describe(&e), "plan listener reconnecting"),
-                    }
-                }
-            }
-            if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %crate::pg_error::describe(&e), "cannot refresh the published plans");
-            }
-        }
+        crate::db::follow::follow(
+            &self.pool,
+            NOTIFY_CHANNEL,
+            "published plans",
+            every,
+            stop,
+            || self.refresh(),
+        )
+        .await;
     }
 
     /// The newest plan whose scope includes `ibge`.

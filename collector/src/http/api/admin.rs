@@ -1,6 +1,6 @@
 //! Writes that need more than `viewer`, each with the session's CSRF token
-//! and audited with the operator's name: issuing an enrollment token
-//! (`operator`); publishing a signed plan and managing operators (`admin`).
+//! and audited with the operator's name: issuing an enrollment token and
+//! asking an agent to run now (`operator`); publishing a signed plan and managing operators (`admin`).
 //! The same actions as the CLI's `token issue`, `plan publish` and
 //! `operator add/list/disable`.
 
@@ -16,6 +16,7 @@ use crate::http::error::ApiError;
 use crate::http::router::HttpState;
 use crate::operators::{self, OperatorError, OperatorRow, Role};
 use crate::plans::publish::{PublishError, Published};
+use crate::run_requests::{RunRequestError, RunRequestRow};
 
 /// Longest token validity an operator may ask for.
 const MAX_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
@@ -172,4 +173,45 @@ pub async fn disable_operator(
         .await
         .map_err(operator_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequestBody {
+    /// One job of the municipality's plan; absent: every job.
+    job: Option<String>,
+}
+
+/// `POST /api/v1/municipalities/{ibge}/run-requests` (operator): the
+/// municipality's agent runs now (a retry), at its next heartbeat.
+pub async fn request_run(
+    State(state): State<HttpState>,
+    authed: Authed,
+    headers: HeaderMap,
+    Path(ibge): Path<String>,
+    body: Option<Json<RunRequestBody>>,
+) -> Result<(StatusCode, Json<RunRequestRow>), ApiError> {
+    authed.require_write(Role::Operator, &headers)?;
+    let ibge: transmissor_proto::identity::Ibge = ibge
+        .parse()
+        .map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    let job = body.and_then(|Json(b)| b.job).filter(|j| !j.is_empty());
+    let row = crate::run_requests::request(
+        &state.web_pool,
+        &state.plans,
+        ibge,
+        job.as_deref(),
+        &authed.actor(),
+    )
+    .await
+    .map_err(|e| match e {
+        RunRequestError::Database(db) => ApiError::database(&db),
+        RunRequestError::UnknownMunicipality(_) => ApiError::not_found(e.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    })?;
+    // This collector hands it out at once (others follow the notification).
+    if let Err(e) = state.run_requests.refresh().await {
+        tracing::warn!(error = %crate::pg_error::describe(&e), "cannot refresh the run requests");
+    }
+    Ok((StatusCode::ACCEPTED, Json(row)))
 }

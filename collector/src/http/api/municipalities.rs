@@ -1,7 +1,7 @@
 //! `GET /api/v1/municipalities` (states and last transmission per job,
 //! filtered and sorted like the overview), `GET /api/v1/municipalities/{ibge}`
 //! (the municipality page's data), and its transmissions and state history
-//! by page.
+//! by page; `GET .../run-requests`, its newest run requests (retries).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -15,6 +15,7 @@ use crate::health::view::{
 use crate::http::auth::Authed;
 use crate::http::error::ApiError;
 use crate::http::router::HttpState;
+use crate::run_requests::RunRequestRow;
 
 pub async fn list(
     State(state): State<HttpState>,
@@ -83,5 +84,17 @@ pub async fn history(
             page.limit.unwrap_or(100),
         )
         .await?,
+    ))
+}
+
+/// `GET /api/v1/municipalities/{ibge}/run-requests`: the newest 50 run
+/// requests (retries), pending, taken or expired.
+pub async fn run_requests(
+    State(state): State<HttpState>,
+    _authed: Authed,
+    Path(ibge): Path<String>,
+) -> Result<Json<Vec<RunRequestRow>>, ApiError> {
+    Ok(Json(
+        crate::run_requests::recent(&state.web_pool, checked(&ibge)?, 50).await?,
     ))
 }

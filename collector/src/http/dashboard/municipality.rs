@@ -1,7 +1,8 @@
 //! `GET /m/{ibge}`: one municipality: the three axes and overall with
 //! their reasons, charts of rows and duration per day, its state history,
-//! recent errors in full, recent transmissions, and its agents (with a
-//! revoke button for operators).
+//! recent errors in full, recent transmissions, run requests (with a "run
+//! now" form for operators), and its agents (with a revoke button for
+//! operators).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -41,14 +42,15 @@ pub async fn page(
         let page = layout::page(&chrome, lang.t(T::NotFound), body);
         return Ok(viewer.respond(StatusCode::NOT_FOUND, page));
     };
-    let can_revoke = viewer.authed.0.role.allows(Role::Operator);
-    let body = render(&detail, lang, Utc::now(), can_revoke);
+    let can_act = viewer.authed.0.role.allows(Role::Operator);
+    let body = render(&detail, lang, Utc::now(), can_act);
     let page = layout::page(&chrome, &detail.municipality.name, body);
     Ok(viewer.respond(StatusCode::OK, page))
 }
 
-/// The page's body; `can_revoke` adds a revoke form per active agent.
-pub fn render(d: &MunicipalityDetail, lang: Lang, now: DateTime<Utc>, can_revoke: bool) -> Markup {
+/// The page's body; `can_act` (operators) adds the "run now" form and a
+/// revoke form per active agent.
+pub fn render(d: &MunicipalityDetail, lang: Lang, now: DateTime<Utc>, can_act: bool) -> Markup {
     let m = &d.municipality;
     html! {
         header.muni {
@@ -78,6 +80,7 @@ pub fn render(d: &MunicipalityDetail, lang: Lang, now: DateTime<Utc>, can_revoke
                 }
             }
         }
+        (run_requests(d, lang, can_act))
         (charts(d, lang))
         (history(d, lang))
         (errors(&d.recent_errors, lang))
@@ -95,7 +98,70 @@ pub fn render(d: &MunicipalityDetail, lang: Lang, now: DateTime<Utc>, can_revoke
                 p.empty { (lang.t(T::NoAgents)) }
             }
             @for a in &d.agents {
-                (agent(a, lang, now, can_revoke))
+                (agent(a, lang, now, can_act))
+            }
+        }
+    }
+}
+
+/// Operators' run requests, and the form to make one.
+fn run_requests(d: &MunicipalityDetail, lang: Lang, can_act: bool) -> Markup {
+    if !can_act && d.run_requests.is_empty() {
+        return html! {};
+    }
+    let m = &d.municipality;
+    html! {
+        section #run-now {
+            h2 { (lang.t(T::RunNow)) }
+            @if can_act {
+                // Sent by the script with the session's CSRF token (the API
+                // wants it in a header); hidden until the script shows it.
+                form.act hidden data-post={ "/api/v1/municipalities/" (m.ibge) "/run-requests" }
+                    data-confirm=(lang.t(T::RunNowConfirm)) data-done=(lang.t(T::RunNowDone))
+                    data-failed=(lang.t(T::RunNowFailed)) {
+                    label {
+                        span { (lang.t(T::RunJob)) }
+                        select name="job" {
+                            option value="" { (lang.t(T::AllJobs)) }
+                            @for j in &m.jobs { option value=(j.job) { (j.job) } }
+                        }
+                    }
+                    button type="submit" { (lang.t(T::RunNowButton)) }
+                    output {}
+                }
+                p.hint { (lang.t(T::RunNowHint)) }
+            }
+            @if !d.run_requests.is_empty() {
+                div.scroll {
+                    table #run-requests {
+                        caption { (lang.t(T::RunRequests)) }
+                        thead { tr {
+                            th { (lang.t(T::ColWhen)) }
+                            th { (lang.t(T::ColJob)) }
+                            th { (lang.t(T::ColRequestedBy)) }
+                            th { (lang.t(T::ColStatus)) }
+                        } }
+                        tbody {
+                            @for r in &d.run_requests {
+                                tr data-status=(r.status) {
+                                    td.nowrap { (lang.time(r.requested_at)) }
+                                    td { (r.job.as_deref().unwrap_or(lang.t(T::AllJobs))) }
+                                    td { (r.requested_by) }
+                                    td {
+                                        @match r.status.as_str() {
+                                            "taken" => {
+                                                span.b.s-ok { (lang.t(T::RequestTaken)) }
+                                                @if let Some(t) = r.taken_at { " " (lang.time(t)) }
+                                            }
+                                            "expired" => span.b.s-missing { (lang.t(T::RequestExpired)) },
+                                            _ => span.b.s-late { (lang.t(T::RequestPending)) },
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -273,7 +339,7 @@ fn transmissions(rows: &[TransmissionRow], lang: Lang) -> Markup {
     }
 }
 
-fn agent(a: &AgentRow, lang: Lang, now: DateTime<Utc>, can_revoke: bool) -> Markup {
+fn agent(a: &AgentRow, lang: Lang, now: DateTime<Utc>, can_act: bool) -> Markup {
     let dash = lang.t(T::Unknown);
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| dash.to_string());
     let when = |v: Option<DateTime<Utc>>| {
@@ -320,10 +386,8 @@ fn agent(a: &AgentRow, lang: Lang, now: DateTime<Utc>, can_revoke: bool) -> Mark
                     dt { (lang.t(T::RevokedAt)) } dd { (lang.time(r)) }
                 }
             }
-            @if can_revoke && a.revoked_at.is_none() {
-                // Sent by the script with the session's CSRF token (the API
-                // wants it in a header); hidden until the script shows it.
-                form.revoke hidden data-revoke={ "/api/v1/agents/" (a.id) "/revoke" }
+            @if can_act && a.revoked_at.is_none() {
+                form.act hidden data-post={ "/api/v1/agents/" (a.id) "/revoke" }
                     data-confirm=(lang.t(T::RevokeConfirm)) data-done=(lang.t(T::RevokeDone))
                     data-failed=(lang.t(T::RevokeFailed)) {
                     label {
@@ -420,6 +484,17 @@ mod tests {
                 spool_used_bytes: Some(1024 * 1024),
                 spool_limit_bytes: Some(100 * 1024 * 1024),
             }],
+            run_requests: vec![crate::run_requests::RunRequestRow {
+                id: 7,
+                ibge: "3550308".into(),
+                job: None,
+                requested_by: "operator:<ana> (web)".into(),
+                requested_at: now(),
+                expires_at: now(),
+                taken_at: Some(now()),
+                taken_by: None,
+                status: "taken".into(),
+            }],
         }
     }
 
@@ -436,16 +511,23 @@ mod tests {
         assert!(html.contains(r#"id="chart-rows""#) && html.contains(r#"id="chart-duration""#));
         assert_eq!(html.matches("<rect").count(), 90);
         assert!(html.contains("1,0 MiB / 100,0 MiB (1%)"), "{html}");
-        assert!(!html.contains("data-revoke"), "viewers get no revoke form");
+        assert!(!html.contains("data-post"), "viewers get no forms");
+        assert!(
+            html.contains("operator:&lt;ana&gt; (web)") && html.contains("recebido pelo agente")
+        );
     }
 
     #[test]
-    fn english_and_the_revoke_form() {
+    fn english_and_the_operator_forms() {
         let html = render(&detail(), Lang::En, now(), true).into_string();
         assert!(html.contains("State history") && html.contains("job cad: late"));
         assert!(html.contains("on time → "), "{html}");
-        assert!(html.contains(
-            r#"data-revoke="/api/v1/agents/00000000-0000-0000-0000-000000000000/revoke""#
-        ));
+        assert!(
+            html.contains(
+                r#"data-post="/api/v1/agents/00000000-0000-0000-0000-000000000000/revoke""#
+            )
+        );
+        assert!(html.contains(r#"data-post="/api/v1/municipalities/3550308/run-requests""#));
+        assert!(html.contains("Every job") && html.contains("taken by the agent"));
     }
 }

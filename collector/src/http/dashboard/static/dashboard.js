@@ -50,14 +50,20 @@
     });
   });
 
-  // Revoke an agent through the JSON API.
-  document.querySelectorAll("form[data-revoke]").forEach(function (form) {
+  // Operator actions (run now, revoke) through the JSON API: the form's
+  // named fields with a value make the body.
+  document.querySelectorAll("form[data-post]").forEach(function (form) {
     form.hidden = false;
     form.addEventListener("submit", function (e) {
       e.preventDefault();
-      if (!confirm(form.getAttribute("data-confirm"))) return;
+      var ask = form.getAttribute("data-confirm");
+      if (ask && !confirm(ask)) return;
+      var body = {};
+      Array.prototype.forEach.call(form.elements, function (el) {
+        if (el.name && el.value) body[el.name] = el.value;
+      });
       var out = form.querySelector("output");
-      post(form.getAttribute("data-revoke"), { reason: form.elements.reason.value })
+      post(form.getAttribute("data-post"), body)
         .then(function (r) {
           if (r.ok) {
             out.textContent = form.getAttribute("data-done");
