@@ -10,12 +10,14 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// A response: status code, headers (lowercase names) and body.
+/// A response: status code, headers (lowercase names) and body (as text,
+/// and as the bytes received, de-chunked).
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -70,10 +72,11 @@ async fn exchange(mut io: impl AsyncRead + AsyncWrite + Unpin, request: &str) ->
     io.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     io.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-        bail!("no http response: {text:?}");
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        bail!("no http response: {:?}", String::from_utf8_lossy(&raw));
     };
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
     let status = head
         .split_whitespace()
         .nth(1)
@@ -90,29 +93,34 @@ async fn exchange(mut io: impl AsyncRead + AsyncWrite + Unpin, request: &str) ->
     let chunked = headers
         .iter()
         .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
+    let bytes = if chunked {
         dechunk(body)
     } else {
-        body.to_string()
+        body.to_vec()
     };
     Ok(Response {
         status,
         headers,
-        body,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        bytes,
     })
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+fn dechunk(mut s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
+        let Some(n) = std::str::from_utf8(&s[..eol])
+            .ok()
+            .and_then(|size| usize::from_str_radix(size.trim(), 16).ok())
+        else {
             break;
         };
+        let rest = &s[eol + 2..];
         if n == 0 || rest.len() < n {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&rest[..n]);
+        s = rest[n..].strip_prefix(b"\r\n").unwrap_or(&rest[n..]);
     }
     out
 }

@@ -14,8 +14,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 
-use transmissor_tests::http::get;
-use transmissor_tests::operators::{add_operator, wait_http};
+use transmissor_tests::http::{get, request};
+use transmissor_tests::operators::{add_operator, login, wait_http};
 use transmissor_tests::pg::free_port;
 use transmissor_tests::stack::{Stack, StackOptions};
 
@@ -96,6 +96,46 @@ async fn the_dashboard_in_a_real_browser() -> Result<()> {
     let r = get(http, "/m/3550308", Some(&stack.server_trust)).await?;
     assert_eq!(r.status, 303, "{r:?}");
     assert_eq!(r.header("location"), Some("/login?next=%2Fm%2F3550308"));
+
+    // The overview goes gzipped to a client that accepts it.
+    let cookie = login(http, &stack.server_trust, OPERATOR.0, OPERATOR.1)
+        .await?
+        .context("logs in")?;
+    let overview = |gzip: bool| {
+        let (cookie, trust) = (cookie.clone(), stack.server_trust.clone());
+        async move {
+            let mut headers = vec![("Cookie", cookie.as_str())];
+            if gzip {
+                headers.push(("Accept-Encoding", "gzip"));
+            }
+            request(http, "GET", "/", &headers, "", Some(&trust)).await
+        }
+    };
+    let (plain, gzipped) = (overview(false).await?, overview(true).await?);
+    assert_eq!((plain.status, gzipped.status), (200, 200));
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(gzipped.header("content-encoding"), Some("gzip"));
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(gzipped.bytes.as_slice()),
+        &mut unzipped,
+    )?;
+    eprintln!(
+        "overview of {MUNICIPALITIES}: {} bytes, {} gzipped",
+        plain.bytes.len(),
+        gzipped.bytes.len()
+    );
+    // The same page: as many table rows.
+    let unzipped = String::from_utf8(unzipped)?;
+    ensure!(
+        unzipped.matches("<tr").count() == plain.body.matches("<tr").count()
+            && unzipped.matches("<tr").count() > MUNICIPALITIES,
+        "the gzipped overview is not the page"
+    );
+    ensure!(
+        gzipped.bytes.len() * 5 < plain.bytes.len(),
+        "gzip should shrink the overview more than 5 times"
+    );
 
     let shots = screenshot_dir()?;
     let out = Command::new("node")

@@ -19,7 +19,8 @@
 //!   job never overlaps another run of it; `run --job NAME --now`.
 //! - An operator's run request (retry) over the API reaches the running
 //!   agent in a heartbeat answer and runs the plan's job (or every job)
-//!   once; viewers may not ask, unknown jobs are refused.
+//!   once; viewers may not ask, unknown jobs are refused; the CLI asks the
+//!   same way; the running agent's own metrics count the runs.
 
 use std::path::Path;
 use std::process::Command;
@@ -683,10 +684,14 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
     stack.publish_plan("v1", &v1)?;
     stack.wait_served(&m, &v1).await?;
     let keys = format!("\"{}\"", k1.public);
+    let agent_metrics: std::net::SocketAddr =
+        format!("127.0.0.1:{}", transmissor_tests::pg::free_port()).parse()?;
     let cfg = stack.agent_config(
         &m,
         &[],
-        &format!("[plan]\nkeys = [{keys}]\n\n[heartbeat]\ninterval = \"1s\"\n"),
+        &format!(
+            "[plan]\nkeys = [{keys}]\n\n[heartbeat]\ninterval = \"1s\"\n\n[metrics]\nlisten = \"{agent_metrics}\"\n"
+        ),
     )?;
     let mut daemon = spawn_service(&cfg, &dir.join("daemon.log"))?;
     wait_log(&daemon, "schedule follows the new plan").await?;
@@ -924,6 +929,21 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         actors[2].starts_with("operator:") && !actors[2].ends_with("(web)"),
         "{actors:?}"
     );
+
+    // The running agent's own metrics (`[metrics] listen`) count the runs.
+    let scraped = transmissor_tests::http::get(agent_metrics, "/metrics", None).await?;
+    assert_eq!(scraped.status, 200);
+    for line in [
+        "transmissor_agent_runs_total{job=\"equipes\",outcome=\"committed\"} 2",
+        "transmissor_agent_runs_total{job=\"cbo\",outcome=\"committed\"} 2",
+        "transmissor_agent_plan_version 1",
+    ] {
+        assert!(
+            scraped.body.contains(line),
+            "{line} missing:\n{}",
+            scraped.body
+        );
+    }
     daemon.terminate(Duration::from_secs(30)).await?;
     Ok(())
 }

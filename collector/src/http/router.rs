@@ -102,7 +102,10 @@ pub fn router(state: HttpState, with_metrics: bool) -> Router {
     if with_metrics {
         r = r.route("/metrics", get(metrics));
     }
-    r.with_state(state)
+    // The overview of 5,570 municipalities is ~3 MB of HTML and the API
+    // list more in JSON; gzip (when the client asks) makes them a tenth.
+    r.layer(tower_http::compression::CompressionLayer::new())
+        .with_state(state)
 }
 
 /// Only `/metrics` (for `http.metrics_listen`).
