@@ -7,12 +7,13 @@
 //! - the anchor: `GET /healthz` (TLS handshake and HTTP, no work);
 //! - the anchor: the database read alone (`SELECT` of the stored health
 //!   with the agents, what the overview reads);
-//! - `GET /api/v1/municipalities` (the JSON list, 5,570 rows);
-//! - `GET /` (the dashboard overview, 5,570 rows);
+//! - `GET /api/v1/municipalities` (the JSON list, 5,570 rows), plain and
+//!   gzipped (`Accept-Encoding: gzip`, what browsers send);
+//! - `GET /` (the dashboard overview, 5,570 rows), plain and gzipped;
 //! - `GET /api/v1/municipalities/{ibge}` and `GET /m/{ibge}` (a year of one
 //!   municipality);
 //!
-//! and reports medians and ratios, the size of each answer, and the
+//! and reports medians and ratios, the size of each answer on the wire, and the
 //! evaluator's pass times (the first one loads the recent past). Prints
 //! RESULT lines.
 
@@ -118,25 +119,33 @@ async fn bench(args: DashboardBenchArgs) -> Result<()> {
     let (_, next_ms) = passes(0).await.context("second pass")?;
 
     let ibge = transmissor_tests::fleet::ibge(7);
-    let targets: [(&str, String); 5] = [
-        ("healthz", "/healthz".into()),
-        ("api_list", "/api/v1/municipalities".into()),
-        ("overview", "/".into()),
-        ("api_one", format!("/api/v1/municipalities/{ibge}")),
-        ("page_one", format!("/m/{ibge}")),
+    // (name, path, gzip): browsers always accept gzip; the plain answers
+    // show what rendering alone costs.
+    let targets: [(&str, String, bool); 7] = [
+        ("healthz", "/healthz".into(), false),
+        ("api_list", "/api/v1/municipalities".into(), false),
+        ("api_list_gzip", "/api/v1/municipalities".into(), true),
+        ("overview", "/".into(), false),
+        ("overview_gzip", "/".into(), true),
+        ("api_one", format!("/api/v1/municipalities/{ibge}"), false),
+        ("page_one", format!("/m/{ibge}"), false),
     ];
     let mut results = Vec::new();
-    for (name, path) in &targets {
+    for (name, path, gzip) in &targets {
         let mut times = Vec::new();
         let mut size = 0;
+        let mut headers = vec![("Cookie", cookie.as_str())];
+        if *gzip {
+            headers.push(("Accept-Encoding", "gzip"));
+        }
         for i in 0..=args.repeat {
             let t = Instant::now();
-            let r = request(http, "GET", path, &[("Cookie", &cookie)], "", Some(&trust)).await?;
+            let r = request(http, "GET", path, &headers, "", Some(&trust)).await?;
             let took = t.elapsed();
             if r.status != 200 {
                 bail!("{path}: {} {}", r.status, &r.body[..r.body.len().min(300)]);
             }
-            size = r.body.len();
+            size = r.bytes.len();
             // The first request warms caches; it is not counted.
             if i > 0 {
                 times.push(took);
