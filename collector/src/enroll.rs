@@ -208,7 +208,7 @@ impl Enroller {
         let mut tx = self.pool.begin().await?;
         // One enrollment at a time per municipality, so that revoking the
         // previous agents never misses a concurrent one.
-        sqlx::query("SELECT 1 FROM transmissor.municipalities WHERE ibge = $1 FOR UPDATE")
+        sqlx::query("SELECT 1 FROM transmissor.municipalities WHERE ibge = $1::bpchar FOR UPDATE")
             .bind(&ibge)
             .execute(&mut *tx)
             .await?;
@@ -260,7 +260,7 @@ impl Enroller {
         if self.revoke_previous {
             let replaced: Vec<Uuid> = sqlx::query_scalar(
                 "UPDATE transmissor.agents SET revoked_at = now(), revoked_reason = $3 \
-                 WHERE ibge = $1 AND id <> $2 AND revoked_at IS NULL RETURNING id",
+                 WHERE ibge = $1::bpchar AND id <> $2 AND revoked_at IS NULL RETURNING id",
             )
             .bind(&ibge)
             .bind(agent_id)
@@ -417,7 +417,7 @@ pub async fn issue_token(
     let token = Token::generate(ibge, pin);
     let mut tx = pool.begin().await?;
     let known: Option<String> =
-        sqlx::query_scalar("SELECT name FROM transmissor.municipalities WHERE ibge = $1")
+        sqlx::query_scalar("SELECT name FROM transmissor.municipalities WHERE ibge = $1::bpchar")
             .bind(ibge.as_str())
             .fetch_optional(&mut *tx)
             .await?;

@@ -234,7 +234,7 @@ pub async fn revoke(
     let mut tx = pool.begin().await?;
     let revoked: Vec<(Uuid, String)> = sqlx::query_as(
         "UPDATE transmissor.agents SET revoked_at = now(), revoked_reason = $3 \
-         WHERE revoked_at IS NULL AND (id = $1 OR ibge = $2) RETURNING id, ibge::text",
+         WHERE revoked_at IS NULL AND (id = $1 OR ibge = $2::bpchar) RETURNING id, ibge::text",
     )
     .bind(agent)
     .bind(ibge.map(|i| i.to_string()))

@@ -69,17 +69,27 @@ async fn server(script: &[(StatusCode, Option<&'static str>)]) -> (String, Arc<R
     (format!("http://{addr}/hook/secret-token"), rec)
 }
 
-/// Polls until the server has accepted `n` messages (deadline 30 s).
-async fn wait_for(rec: &Recorder, n: usize) {
+/// Polls `done` every 10 ms until it holds; fails after 30 s with `what`.
+async fn poll(what: impl Fn() -> String, done: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while rec.accepted.lock().unwrap().len() < n {
+    while !done() {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "waited 30s for {n} messages, got {}",
-            rec.accepted.lock().unwrap().len()
+            "waited 30s: {}",
+            what()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Polls until the server has accepted `n` messages.
+async fn wait_for(rec: &Recorder, n: usize) {
+    let count = || rec.accepted.lock().unwrap().len();
+    poll(
+        || format!("{n} messages expected, got {}", count()),
+        || count() >= n,
+    )
+    .await;
 }
 
 /// Stops the notifier and waits for its flush: after this, nothing more
@@ -291,11 +301,7 @@ async fn alerts_client_error_is_not_retried() {
     let (alerts, task) = Alerts::spawn(config(&url, "slack", "", ""), token.clone());
     alerts.notify(vec![event("3550308", Some(Overall::Ok), Overall::Failing)]);
     let stats = alerts.stats();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stats.failed() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no failure seen");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll(|| "no failure seen".into(), || stats.failed() > 0).await;
     stop(token, task).await;
     assert_eq!(rec.attempts.load(Ordering::SeqCst), 1);
     assert!(rec.accepted().is_empty());
@@ -310,11 +316,7 @@ async fn alerts_exhausted_attempts_give_up() {
     let (alerts, task) = Alerts::spawn(cfg, token.clone());
     alerts.notify(vec![event("3550308", Some(Overall::Ok), Overall::Failing)]);
     let stats = alerts.stats();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stats.failed() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "no failure seen");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    poll(|| "no failure seen".into(), || stats.failed() > 0).await;
     stop(token, task).await;
     assert_eq!(rec.attempts.load(Ordering::SeqCst), 2);
     assert_eq!((stats.sent(), stats.retries(), stats.failed()), (0, 1, 1));

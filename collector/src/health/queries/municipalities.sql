@@ -7,9 +7,4 @@ SELECT m.ibge::text AS ibge, m.name, m.timezone, m.created_at,
        coalesce((SELECT array_agg(h.day) FROM transmissor.municipal_holidays h
                  WHERE h.ibge = m.ibge), '{}') AS holidays
 FROM transmissor.municipalities m
-LEFT JOIN LATERAL (
-    SELECT * FROM transmissor.agents a
-    WHERE a.ibge = m.ibge AND a.revoked_at IS NULL
-    ORDER BY a.heartbeat_at DESC NULLS LAST, a.created_at DESC
-    LIMIT 1
-) a ON true
+LEFT JOIN transmissor.current_agents a ON a.ibge = m.ibge

@@ -7,10 +7,5 @@ SELECT m.ibge::text AS ibge, m.name,
        a.heartbeat_at
 FROM transmissor.municipalities m
 JOIN transmissor.municipality_health h ON h.ibge = m.ibge
-LEFT JOIN LATERAL (
-    SELECT * FROM transmissor.agents a
-    WHERE a.ibge = m.ibge AND a.revoked_at IS NULL
-    ORDER BY a.heartbeat_at DESC NULLS LAST, a.created_at DESC
-    LIMIT 1
-) a ON true
+LEFT JOIN transmissor.current_agents a ON a.ibge = m.ibge
 WHERE $1::text IS NULL OR m.ibge = $1::bpchar
