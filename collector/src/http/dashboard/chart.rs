@@ -50,7 +50,7 @@ pub struct Labels {
 
 const W: f64 = 900.0;
 const H: f64 = 160.0;
-const LEFT: f64 = 56.0;
+const LEFT: f64 = 84.0;
 const RIGHT: f64 = 896.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 134.0;
