@@ -231,6 +231,11 @@ fn cargo_fuzz(root: &Path) -> Command {
     for var in CLEARED_ENV {
         cmd.env_remove(var);
     }
+    // `--dev` builds with fuzz/'s dev profile, whose default is full debug
+    // info for every crate: line tables are enough for libFuzzer's stack
+    // traces and cost far less to build. (Release builds: cargo-fuzz
+    // already asks for line tables.)
+    cmd.env("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
     cmd
 }
 
@@ -262,19 +267,24 @@ fn ensure_cargo_fuzz() -> Result<()> {
     if answers(Command::new("cargo").args(["+nightly", "fuzz", "--version"])) {
         return Ok(());
     }
-    eprintln!("==> installing cargo-fuzz {CARGO_FUZZ_VERSION}: cargo install cargo-fuzz --locked");
+    eprintln!(
+        "==> installing cargo-fuzz {CARGO_FUZZ_VERSION}: cargo install cargo-fuzz --locked --debug"
+    );
     let status = Command::new("cargo")
+        // --debug: a debug build of this small command-line tool takes a
+        // fraction of the release build's time and runs just as well.
         .args([
             "install",
             "cargo-fuzz",
             "--locked",
+            "--debug",
             "--version",
             CARGO_FUZZ_VERSION,
         ])
         .status()
         .context("running cargo install cargo-fuzz")?;
     if !status.success() {
-        bail!("cargo install cargo-fuzz --locked --version {CARGO_FUZZ_VERSION} failed");
+        bail!("cargo install cargo-fuzz --locked --debug --version {CARGO_FUZZ_VERSION} failed");
     }
     Ok(())
 }

@@ -303,23 +303,55 @@ fn unreachable_hint(path: &Path, as_other_user: bool) -> String {
     String::new()
 }
 
-/// Builds the agent, collector and plan-signer binaries; returns their directory.
-pub fn build_bins(release: bool) -> Result<PathBuf> {
+/// `cargo` for a nested build, without the variables `cargo run` set for
+/// xtask itself (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...). ring's build
+/// script declares `rerun-if-env-changed` on several of them, so with them
+/// left in, the nested build sees another environment than the `cargo run`
+/// that built xtask: ring's build script reruns and ring, rustls, tonic,
+/// reqwest and everything else above ring are compiled again.
+fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "--quiet",
-        "-p",
-        "transmissor-agent",
-        "-p",
-        "transmissor-collector",
-        "-p",
-        "transmissor-plan",
-        "--bins",
-    ]);
-    if release {
-        cmd.arg("--release");
+    for (key, _) in std::env::vars_os() {
+        let set_by_cargo_run = key.to_str().is_some_and(|k| {
+            k.starts_with("CARGO_PKG_")
+                || k.starts_with("CARGO_MANIFEST_")
+                || matches!(
+                    k,
+                    "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+                )
+        });
+        if set_by_cargo_run {
+            cmd.env_remove(&key);
+        }
     }
+    cmd
+}
+
+/// Builds the agent, collector and plan-signer binaries; returns their directory.
+///
+/// The debug build selects the whole workspace (`--workspace --bins`): its
+/// features then resolve exactly as for `cargo run -p xtask`, which depends
+/// on every member, so it reuses the dependencies that `cargo xtask` has just
+/// compiled. Selecting only the three packages resolves other features (no
+/// `nix` from the harness: `libc` without `extra_traits`) and recompiles
+/// everything above `libc`: tokio, ring, rustls, zstd, sqlx, tonic...
+pub fn build_bins(release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.current_dir(workspace_root()).args(["build", "--quiet"]);
+    if release {
+        cmd.args([
+            "-p",
+            "transmissor-agent",
+            "-p",
+            "transmissor-collector",
+            "-p",
+            "transmissor-plan",
+            "--release",
+        ]);
+    } else {
+        cmd.arg("--workspace");
+    }
+    cmd.arg("--bins");
     eprintln!(
         "==> building transmissor-agent, transmissor-collector and transmissor-plan{}",
         if release { " (release)" } else { "" }
@@ -422,13 +454,12 @@ pub fn run_tests(extra: &[String]) -> Result<()> {
     ensure_embedded_postgres(&pg_dists, TEST_MAJORS)?;
     ensure_browser()?;
     let bins = build_bins(false)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let nextest = Command::new(&cargo)
+    let nextest = cargo()
         .args(["nextest", "--version"])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    let mut cmd = Command::new(&cargo);
+    let mut cmd = cargo();
     cmd.current_dir(workspace_root())
         .env("TRANSMISSOR_BIN_DIR", &bins)
         .env(transmissor_tests::pg::DISTS_ENV, &pg_dists);
