@@ -18,11 +18,13 @@
 //! | [`run_requests`]| operators' "run now" requests from heartbeat answers            |
 //! | [`metrics`]    | Prometheus metrics on an optional local port                      |
 //! | [`diagnose`]   | failed calls explained in sentences municipal IT can act on      |
+//! | [`doctor`]     | the preflight checklist (so far: the role cannot write)          |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
 
 pub mod config;
 pub mod daemon;
 pub mod diagnose;
+pub mod doctor;
 pub mod heartbeat;
 pub mod identity;
 pub mod job_lock;
