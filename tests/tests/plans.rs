@@ -773,16 +773,25 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         }
     };
     assert_eq!((committed("equipes").await, committed("cbo").await), (0, 0));
+    // Waits until each job has committed this many times.
+    let runs = |want: &'static [(&'static str, i64)]| async move {
+        wait_until(Duration::from_secs(60), || async {
+            for (job, n) in want {
+                if committed(job).await != *n {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+    };
 
     // One job.
     let r = ask(bruno.clone(), "{\"job\": \"equipes\"}").await?;
     assert_eq!(r.status, 202, "{}", r.body);
     assert!(r.body.contains("\"status\":\"pending\""), "{}", r.body);
     assert!(
-        wait_until(Duration::from_secs(60), || async {
-            committed("equipes").await == 1
-        })
-        .await,
+        runs(&[("equipes", 1)]).await,
         "the requested run never committed:\n{}",
         daemon.log_text()
     );
@@ -823,10 +832,7 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
     let r = ask(bruno.clone(), "{}").await?;
     assert_eq!(r.status, 202, "{}", r.body);
     assert!(
-        wait_until(Duration::from_secs(60), || async {
-            committed("cbo").await == 1 && committed("equipes").await == 2
-        })
-        .await,
+        runs(&[("cbo", 1), ("equipes", 2)]).await,
         "the run of every job never committed:\n{}",
         daemon.log_text()
     );
@@ -908,10 +914,7 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         "{out}"
     );
     assert!(
-        wait_until(Duration::from_secs(60), || async {
-            committed("cbo").await == 2
-        })
-        .await,
+        runs(&[("cbo", 2)]).await,
         "the CLI's request never ran:\n{}",
         daemon.log_text()
     );
