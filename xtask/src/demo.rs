@@ -107,12 +107,14 @@ async fn show_health(stack: &Stack, http_port: u16) -> Result<String> {
         .await?;
         anyhow::Ok(serde_json::from_str::<serde_json::Value>(&r.body)?)
     };
-    // Evaluated after the agents' heartbeats landed.
+    // Evaluated after the agents' heartbeats and transmissions landed.
     let evaluated = transmissor_tests::pg::wait_until(Duration::from_secs(60), || async {
         fetch().await.is_ok_and(|v| {
             v["rows"].as_array().is_some_and(|rows| {
                 rows.len() == MUNICIPALITIES.len()
-                    && rows.iter().all(|r| r["connectivity"] == "online")
+                    && rows
+                        .iter()
+                        .all(|r| r["connectivity"] == "online" && r["last_rows"].as_i64() > Some(0))
             })
         })
     })
