@@ -146,6 +146,8 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
         "schedule ready"
     );
 
+    // Operators' run requests are taken from now on.
+    agent.run_requests().accept();
     let mut running: Option<RunInFlight<'_>> = None;
     loop {
         // Start the queued jobs together when nothing runs.

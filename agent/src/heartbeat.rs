@@ -162,6 +162,10 @@ impl Heartbeat {
                     }
                     failing = false;
                     tracing::debug!(clock_offset_ms = offset, "heartbeat sent");
+                    // Run requests arrived: report them taken now.
+                    if self.run_requests.take_report_due() {
+                        continue;
+                    }
                 }
                 Err(s) if !failing => {
                     failing = true;

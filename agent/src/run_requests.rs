@@ -3,8 +3,13 @@
 //! The collector sends each pending request in every answer until the agent
 //! reports it taken; the agent reports the ids of the latest answer in its
 //! next heartbeat. An id seen before (an answer whose report was lost) is
-//! not queued again, so each request runs once. The daemon takes queued
-//! requests with [`RunRequests::next`]; it decides which jobs they mean.
+//! not queued again, so a running agent runs each request once (after a
+//! restart between receiving and reporting it, the request may run again;
+//! loading is exactly-once, so that costs a transmission, not data). The
+//! daemon takes queued requests with [`RunRequests::next`] and decides
+//! which jobs they mean. Only an agent whose daemon accepts requests
+//! ([`RunRequests::accept`]) takes them: one started for a single run
+//! (`run --now`, cron) leaves them for the collector to hand out again.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -26,10 +31,14 @@ pub struct Requested {
 
 #[derive(Default)]
 struct Inner {
+    /// The daemon runs and takes requests.
+    accepting: bool,
     /// Ids already queued, newest last.
     seen: VecDeque<u64>,
     /// The ids of the latest answer, reported taken in the next heartbeat.
     to_report: Vec<u64>,
+    /// New ids arrived: the heartbeat reports them at once.
+    report_due: bool,
     queue: Vec<Requested>,
 }
 
@@ -45,10 +54,19 @@ impl RunRequests {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The daemon takes requests from now on.
+    pub fn accept(&self) {
+        self.lock().accepting = true;
+    }
+
     /// What one heartbeat answer carried: new ids are queued; every id of
-    /// the answer is reported taken in the next heartbeat.
+    /// the answer is reported taken in the next heartbeat. Ignored while no
+    /// daemon accepts requests.
     pub fn receive(&self, requests: &[pb::RunRequest]) {
         let mut inner = self.lock();
+        if !inner.accepting {
+            return;
+        }
         inner.to_report = requests.iter().map(|r| r.id).collect();
         let mut added = false;
         for r in requests {
@@ -68,6 +86,7 @@ impl RunRequests {
             inner.queue.push(Requested { id: r.id, job });
             added = true;
         }
+        inner.report_due |= added;
         drop(inner);
         if added {
             self.queued.notify_one();
@@ -77,6 +96,13 @@ impl RunRequests {
     /// The ids the next heartbeat reports taken.
     pub fn to_report(&self) -> Vec<u64> {
         self.lock().to_report.clone()
+    }
+
+    /// Whether new requests arrived since the last call: the heartbeat then
+    /// beats again at once, so they are reported taken within a round trip
+    /// (the window in which a restart could run one twice).
+    pub fn take_report_due(&self) -> bool {
+        std::mem::take(&mut self.lock().report_due)
     }
 
     /// Waits for queued requests and takes them all. Cancel-safe: requests
@@ -103,11 +129,21 @@ mod tests {
         }
     }
 
+    #[test]
+    fn without_a_daemon_nothing_is_taken() {
+        let r = RunRequests::default();
+        r.receive(&[req(1, "")]);
+        assert!(r.to_report().is_empty());
+        assert!(r.lock().queue.is_empty());
+    }
+
     #[tokio::test]
     async fn a_request_sent_again_runs_once_and_is_reported_until_dropped() {
         let r = RunRequests::default();
+        r.accept();
         r.receive(&[req(1, ""), req(2, "cad")]);
         assert_eq!(r.to_report(), vec![1, 2]);
+        assert!(r.take_report_due() && !r.take_report_due());
         // The report was lost: the collector sends both again.
         r.receive(&[req(1, ""), req(2, "cad")]);
         assert_eq!(
@@ -136,6 +172,7 @@ mod tests {
     #[test]
     fn remembers_a_bounded_number_of_ids() {
         let r = RunRequests::default();
+        r.accept();
         for id in 0..(REMEMBERED as u64 + 10) {
             r.receive(&[req(id, "")]);
         }

@@ -144,10 +144,21 @@ pub async fn recent(
         .await
 }
 
+/// Most ids of one heartbeat's report stored (an agent takes at most
+/// [`MAX_PER_ANSWER`] per answer).
+const MAX_REPORTED: usize = 64;
+
+/// A pending request and when it expires.
+#[derive(Clone)]
+struct Pending {
+    request: pb::RunRequest,
+    expires_at: DateTime<Utc>,
+}
+
 /// The pending requests of every municipality, in memory.
 pub struct RunRequests {
     pool: PgPool,
-    pending: RwLock<HashMap<String, Vec<pb::RunRequest>>>,
+    pending: RwLock<HashMap<String, Vec<Pending>>>,
 }
 
 impl RunRequests {
@@ -163,15 +174,18 @@ impl RunRequests {
     /// Reads the pending requests again (a handful at most, by a partial
     /// index).
     pub async fn refresh(&self) -> Result<(), sqlx::Error> {
-        let rows: Vec<(i64, String, Option<String>)> =
+        let rows: Vec<(i64, String, Option<String>, DateTime<Utc>)> =
             sqlx::query_as(include_str!("run_requests/pending.sql"))
                 .fetch_all(&self.pool)
                 .await?;
-        let mut pending: HashMap<String, Vec<pb::RunRequest>> = HashMap::new();
-        for (id, ibge, job) in rows {
-            pending.entry(ibge).or_default().push(pb::RunRequest {
-                id: id as u64,
-                job: job.unwrap_or_default(),
+        let mut pending: HashMap<String, Vec<Pending>> = HashMap::new();
+        for (id, ibge, job, expires_at) in rows {
+            pending.entry(ibge).or_default().push(Pending {
+                request: pb::RunRequest {
+                    id: id as u64,
+                    job: job.unwrap_or_default(),
+                },
+                expires_at,
             });
         }
         *self.pending.write().unwrap_or_else(|p| p.into_inner()) = pending;
@@ -191,30 +205,34 @@ impl RunRequests {
         .await;
     }
 
-    /// What a heartbeat answer carries for `ibge`.
+    /// What a heartbeat answer carries for `ibge`: its pending requests
+    /// not yet expired.
     pub fn for_municipality(&self, ibge: &str) -> Vec<pb::RunRequest> {
+        let now = Utc::now();
         let pending = self.pending.read().unwrap_or_else(|p| p.into_inner());
         pending
             .get(ibge)
-            .map(|v| v.iter().take(MAX_PER_ANSWER).cloned().collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|p| p.expires_at > now)
+                    .take(MAX_PER_ANSWER)
+                    .map(|p| p.request.clone())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
     /// The agent `agent` of `ibge` reports `ids` taken: stored (only that
-    /// municipality's pending ones) and no longer handed out. On a database
-    /// error they stay pending and are handed out again; the agent runs
-    /// each id once.
+    /// municipality's requests not taken yet, whatever this collector's
+    /// copy holds: the answer may have come from another replica) and no
+    /// longer handed out. On a database error they stay pending and are
+    /// handed out again; the agent runs each id once.
     pub async fn taken(&self, ibge: &str, agent: Uuid, ids: &[u64]) {
-        let ids: Vec<i64> = {
-            let pending = self.pending.read().unwrap_or_else(|p| p.into_inner());
-            let Some(mine) = pending.get(ibge) else {
-                return;
-            };
-            ids.iter()
-                .filter(|id| mine.iter().any(|r| r.id == **id))
-                .map(|id| *id as i64)
-                .collect()
-        };
+        let ids: Vec<i64> = ids
+            .iter()
+            .take(MAX_REPORTED)
+            .filter_map(|id| i64::try_from(*id).ok())
+            .collect();
         if ids.is_empty() {
             return;
         }
@@ -226,11 +244,13 @@ impl RunRequests {
                 .fetch_all(&self.pool)
                 .await;
         match stored {
-            Ok(_) => {
-                tracing::info!(%ibge, %agent, requests = ?ids, "run requests taken by the agent");
+            Ok(stored) => {
+                if !stored.is_empty() {
+                    tracing::info!(%ibge, %agent, requests = ?stored, "run requests taken by the agent");
+                }
                 let mut pending = self.pending.write().unwrap_or_else(|p| p.into_inner());
                 if let Some(mine) = pending.get_mut(ibge) {
-                    mine.retain(|r| !ids.contains(&(r.id as i64)));
+                    mine.retain(|p| !ids.contains(&(p.request.id as i64)));
                     if mine.is_empty() {
                         pending.remove(ibge);
                     }

@@ -4,16 +4,18 @@
 //! and 18 — each asked what it could write:
 //!
 //! - a correct read-only role (SELECT on the tables, `public` closed): none;
-//! - a superuser; a role with INSERT on one table; with UPDATE on one
-//!   column; a member of a writing role, with INHERIT and without (SET ROLE
-//!   reaches it); CREATE on a schema; default privileges that make the next
-//!   tables writable; a grant to PUBLIC; a sequence; a SECURITY DEFINER
-//!   function (a warning) — each found, named, and the SQL it prints to fix
-//!   it, once run, leaves the role with nothing.
+//! - a superuser, also one whose settings `SET role` to a reader; a role
+//!   with INSERT on one table; with UPDATE on one column; a member of a
+//!   writing role, with INHERIT and without (SET ROLE reaches it), and
+//!   through a role in between; the owner of a table; CREATE on a schema;
+//!   default privileges that make the next tables writable; a grant to
+//!   PUBLIC; a sequence; a SECURITY DEFINER function (a warning) — each
+//!   found, named, and the SQL it prints to fix it, once run, leaves the
+//!   role with nothing.
 
 use anyhow::{Context, Result};
 
-use transmissor_agent::doctor::write_access::{self, Finding, Kind};
+use transmissor_agent::doctor::write_access::{self, Finding, Grantee, Kind};
 use transmissor_tests::pg::{Cluster, ClusterOptions, PgServer};
 
 async fn connect_as(cluster: &Cluster, role: &str) -> Result<tokio_postgres::Client> {
@@ -69,9 +71,17 @@ async fn roles_on(server: PgServer) -> Result<()> {
              CREATE ROLE com_default LOGIN;
              CREATE ROLE com_sequencia LOGIN;
              CREATE ROLE chama_funcao LOGIN;
+             CREATE ROLE meio NOLOGIN IN ROLE escritor;
+             CREATE ROLE neto LOGIN IN ROLE meio;
+             CREATE ROLE dono LOGIN;
+             CREATE TABLE pec.tb_dono (id int);
+             ALTER TABLE pec.tb_dono OWNER TO dono;
+             CREATE ROLE disfarcado LOGIN SUPERUSER;
+             ALTER ROLE disfarcado SET role = leitor;
              REVOKE CREATE ON SCHEMA public FROM PUBLIC;
              GRANT USAGE ON SCHEMA pec TO leitor, com_insert, com_coluna, membro,
-                 membro_sem_heranca, cria_schema, com_default, com_sequencia, chama_funcao;
+                 membro_sem_heranca, cria_schema, com_default, com_sequencia, chama_funcao,
+                 neto, dono;
              GRANT SELECT ON ALL TABLES IN SCHEMA pec TO leitor, com_insert, com_coluna, membro,
                  membro_sem_heranca, cria_schema, com_default, com_sequencia, chama_funcao;
              GRANT INSERT ON pec.tb_cidadao TO com_insert;
@@ -89,6 +99,10 @@ async fn roles_on(server: PgServer) -> Result<()> {
     // Read-only: nothing (SECURITY DEFINER functions of PUBLIC aside: none here).
     let ok = findings(&cluster, "leitor").await?;
     assert!(ok.is_empty(), "{server}: {ok:#?}");
+
+    // A `SET role` in its settings does not hide a superuser.
+    let f = findings(&cluster, "disfarcado").await?;
+    one(&f, Kind::Attribute, "superuser");
 
     let f = findings(&cluster, "admin_total").await?;
     let su = one(&f, Kind::Attribute, "superuser");
@@ -116,10 +130,28 @@ async fn roles_on(server: PgServer) -> Result<()> {
     for role in ["membro", "membro_sem_heranca"] {
         let f = findings(&cluster, role).await?;
         let t = one(&f, Kind::Table, "pec.tb_atend");
-        assert_eq!(t.via, vec!["escritor"], "{server} {role}");
+        assert_eq!(
+            t.via,
+            vec![Grantee::Role("escritor".into())],
+            "{server} {role}"
+        );
         assert_eq!(t.privileges, vec!["DELETE", "INSERT"], "{server} {role}");
         assert_eq!(t.fix(role), format!(r#"REVOKE "escritor" FROM "{role}";"#));
     }
+
+    // Through a role in between: the login role's own membership is cut.
+    let f = findings(&cluster, "neto").await?;
+    assert_eq!(
+        one(&f, Kind::Table, "pec.tb_atend").fix("neto"),
+        r#"REVOKE "meio" FROM "neto";"#
+    );
+
+    let f = findings(&cluster, "dono").await?;
+    assert_eq!(
+        one(&f, Kind::Owner, "TABLE pec.tb_dono").fix("dono"),
+        "ALTER TABLE pec.tb_dono OWNER TO postgres;"
+    );
+    assert_eq!(f.len(), 1, "ownership is one finding: {f:#?}");
 
     let f = findings(&cluster, "cria_schema").await?;
     assert_eq!(
@@ -138,7 +170,7 @@ async fn roles_on(server: PgServer) -> Result<()> {
     one(&f, Kind::Sequence, "pec.seq_x");
 
     let f = findings(&cluster, "chama_funcao").await?;
-    let s = one(&f, Kind::SecurityDefiner, "pec.limpa()");
+    let s = one(&f, Kind::SecurityDefiner, "FUNCTION pec.limpa()");
     assert!(s.is_warning() && s.owner == "postgres", "{s:?}");
 
     // Where PUBLIC may create in `public` (the default before 15), every
@@ -157,7 +189,10 @@ async fn roles_on(server: PgServer) -> Result<()> {
     // (the warning about the function aside).
     for role in [
         "leitor",
+        "disfarcado",
         "admin_total",
+        "neto",
+        "dono",
         "com_insert",
         "com_coluna",
         "membro",
@@ -177,7 +212,11 @@ async fn roles_on(server: PgServer) -> Result<()> {
         assert!(left.is_empty(), "{server} {role} (v{version}): {left:#?}");
     }
 
-    // The role SQL the installer prints gives a role with nothing to write.
+    // The role SQL the installer prints gives a role with nothing to write,
+    // even where PUBLIC may create in `public` (before 15, by default).
+    admin
+        .batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        .await?;
     let sql = write_access::read_only_role_sql(
         "transmissor_leitura",
         "esus",

@@ -827,8 +827,9 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         .get(0);
     assert_eq!(actor, "operator:bruno (web)");
 
-    // Every job: both run; `equipes` is not run a third time by answers
-    // repeating a request (two more heartbeats after it was taken).
+    // Every job: both run, and nothing runs again once the requests are
+    // taken (two more heartbeats after it; an answer repeating a request is
+    // covered by the agent's unit test).
     let r = ask(bruno.clone(), "{}").await?;
     assert_eq!(r.status, 202, "{}", r.body);
     assert!(
@@ -933,20 +934,45 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         "{actors:?}"
     );
 
-    // The running agent's own metrics (`[metrics] listen`) count the runs.
-    let scraped = transmissor_tests::http::get(agent_metrics, "/metrics", None).await?;
-    assert_eq!(scraped.status, 200);
-    for line in [
+    // The running agent's own metrics (`[metrics] listen`) count the runs
+    // (the count moves when the agent has its report, just after the
+    // collector's commit).
+    let want = [
         "transmissor_agent_runs_total{job=\"equipes\",outcome=\"committed\"} 2",
         "transmissor_agent_runs_total{job=\"cbo\",outcome=\"committed\"} 2",
         "transmissor_agent_plan_version 1",
-    ] {
-        assert!(
-            scraped.body.contains(line),
-            "{line} missing:\n{}",
-            scraped.body
-        );
-    }
+    ];
+    let scrape = || async {
+        transmissor_tests::http::get(agent_metrics, "/metrics", None)
+            .await
+            .map(|r| r.body)
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            let body = scrape().await;
+            want.iter().all(|line| body.contains(line))
+        })
+        .await,
+        "{want:?} not all in:\n{}",
+        scrape().await
+    );
     daemon.terminate(Duration::from_secs(30)).await?;
+
+    // An agent started for one run (cron) heartbeats before and after it,
+    // but takes no request: it stays pending for the daemon.
+    let (ok, out) = cli(&["--job", "equipes"])?;
+    assert!(ok, "{out}");
+    let (ok, out) = run_now(&cfg, &["cbo"])?;
+    assert!(ok && out.contains("committed"), "{out}");
+    let pending: i64 = c
+        .query_one(
+            "SELECT count(*) FROM transmissor.run_requests WHERE taken_at IS NULL AND job = 'equipes'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(pending, 1);
+    assert_eq!((committed("equipes").await, committed("cbo").await), (2, 3));
     Ok(())
 }

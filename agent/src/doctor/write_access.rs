@@ -1,18 +1,22 @@
-//! Whether the agent's database role can write anything. The agent only
+//! Whether the agent's database role (the login role: a `SET role` in its
+//! settings can be undone with `RESET ROLE`) can write anything. The agent only
 //! reads, inside a read-only snapshot; a role that *could* write is still a
 //! failure, because the agent's credentials then become a way to change
 //! the municipality's records. What counts (`queries/write_access.sql`):
 //! attributes (superuser, createrole, createdb, replication, bypassrls),
 //! predefined roles that write files or every table, write privileges on
-//! any table, view, foreign table or sequence, CREATE on a schema or the
-//! database, default privileges that would make future tables writable —
+//! any table, view, foreign table or sequence (and MAINTAIN, 17+), CREATE
+//! on a schema or the database, default privileges that would make future
+//! tables, sequences or schemas writable, and whatever it owns —
 //! directly, through PUBLIC, or through any role it is a member of (with or
 //! without INHERIT, since `SET ROLE` reaches those). SECURITY DEFINER
 //! functions it may call are reported as warnings: they act with their
 //! owner's rights, and whether they write cannot be known from here.
 //!
-//! Not covered: large objects (any role may create them) and
-//! what an extension's functions allow.
+//! Not covered: large objects (any role may create them), parameter
+//! privileges (`GRANT SET`/`ALTER SYSTEM`, 15+), types and other objects it
+//! might own besides tables, schemas, the database and routines, and what
+//! an extension's functions allow.
 
 use std::collections::BTreeMap;
 
@@ -29,8 +33,10 @@ pub enum Kind {
     Sequence,
     Schema,
     Database,
+    Owner,
     DefaultTables,
     DefaultSequences,
+    DefaultSchemas,
     SecurityDefiner,
 }
 
@@ -45,9 +51,27 @@ impl Kind {
             "database" => Self::Database,
             "default_tables" => Self::DefaultTables,
             "default_sequences" => Self::DefaultSequences,
+            "default_schemas" => Self::DefaultSchemas,
+            "owner" => Self::Owner,
             "security_definer" => Self::SecurityDefiner,
             _ => return None,
         })
+    }
+}
+
+/// Who holds a grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grantee {
+    Public,
+    Role(String),
+}
+
+impl std::fmt::Display for Grantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Public => f.write_str("PUBLIC"),
+            Self::Role(r) => f.write_str(r),
+        }
     }
 }
 
@@ -55,22 +79,26 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     pub kind: Kind,
-    /// The object, quoted as SQL: a table, a schema, the database, a
-    /// function's signature, a role attribute (`superuser`), a predefined
-    /// role; for default privileges the schema (empty: every schema).
+    /// The object, quoted as SQL: a table, a schema, the database; what it
+    /// owns or a SECURITY DEFINER routine with its keyword (`TABLE x.y`,
+    /// `FUNCTION x.f(integer)`); a role attribute (`superuser`); a
+    /// predefined role; for default privileges the schema (empty: all).
     pub object: String,
-    /// `INSERT`, `CREATE`, … (empty for attributes and predefined roles).
+    /// `INSERT`, `CREATE`, … (empty for attributes, ownership and
+    /// predefined roles).
     pub privileges: Vec<String>,
-    /// The roles it comes through: the role itself, roles it is a member
-    /// of, or `PUBLIC` (default privileges name the grantee).
-    pub via: Vec<String>,
-    /// Default privileges: whose new objects they cover; functions: the
-    /// owner they run as.
+    /// Who holds it: the role itself, a role it reaches, or PUBLIC.
+    pub via: Vec<Grantee>,
+    /// The login role's own memberships that lead to `via` (what to revoke).
+    pub cut: Vec<String>,
+    /// Default privileges: whose new objects they cover; SECURITY DEFINER
+    /// routines: whom they run as; ownership: the database owner, to whom
+    /// the object can be given.
     pub owner: String,
 }
 
 impl Finding {
-    /// A warning rather than a failure (SECURITY DEFINER functions).
+    /// A warning rather than a failure (SECURITY DEFINER routines).
     pub fn is_warning(&self) -> bool {
         self.kind == Kind::SecurityDefiner
     }
@@ -78,30 +106,43 @@ impl Finding {
     /// One line in English saying what the role could do.
     pub fn describe(&self) -> String {
         let privs = self.privileges.join(", ");
-        let via = self.via.join(", ");
+        let via = self
+            .via
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let in_schema = if self.object.is_empty() {
+            String::new()
+        } else {
+            format!(" in schema {}", self.object)
+        };
         match self.kind {
             Kind::Attribute => {
                 format!("the role has the {} attribute (through {via})", self.object)
             }
             Kind::PredefinedRole => format!("the role is a member of {}", self.object),
+            Kind::Owner => format!("the role owns {} (through {via})", self.object),
             Kind::Table => format!("{privs} on table {} (through {via})", self.object),
             Kind::Sequence => format!("{privs} on sequence {} (through {via})", self.object),
             Kind::Schema => format!("CREATE in schema {} (through {via})", self.object),
             Kind::Database => format!("CREATE in database {} (through {via})", self.object),
-            Kind::DefaultTables | Kind::DefaultSequences => format!(
-                "default privileges give {via} {privs} on {} {} creates{}",
-                if self.kind == Kind::DefaultTables {
-                    "tables"
-                } else {
-                    "sequences"
-                },
-                self.owner,
-                if self.object.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in schema {}", self.object)
-                }
+            Kind::DefaultTables => {
+                format!(
+                    "default privileges give {via} {privs} on tables {} creates{in_schema}",
+                    self.owner
+                )
+            }
+            Kind::DefaultSequences => format!(
+                "default privileges give {via} {privs} on sequences {} creates{in_schema}",
+                self.owner
             ),
+            Kind::DefaultSchemas => {
+                format!(
+                    "default privileges give {via} {privs} on schemas {} creates",
+                    self.owner
+                )
+            }
             Kind::SecurityDefiner => format!(
                 "may call {}, which runs as {} (SECURITY DEFINER)",
                 self.object, self.owner
@@ -111,21 +152,24 @@ impl Finding {
 
     /// The SQL an administrator runs to take this access away from `role`
     /// (the agent's login role): grants to the role itself or to PUBLIC
-    /// are revoked; access through another role is cut at the membership
-    /// (that role may be the application's own).
+    /// are revoked; what comes through another role is cut at the login
+    /// role's own membership (the role granted may be the application's);
+    /// what it owns is given to the database's owner.
     pub fn fix(&self, role: &str) -> String {
         let me = quote_ident(role);
-        let mut grantees = Vec::new();
-        let mut statements = Vec::new();
-        for v in &self.via {
-            if v == "PUBLIC" {
-                grantees.push(v.clone());
-            } else if v == role {
-                grantees.push(me.clone());
-            } else if self.kind != Kind::PredefinedRole {
-                statements.push(format!("REVOKE {} FROM {me};", quote_ident(v)));
-            }
-        }
+        let grantees: Vec<String> = self
+            .via
+            .iter()
+            .filter_map(|v| match v {
+                Grantee::Public => Some("PUBLIC".to_string()),
+                Grantee::Role(r) if r == role => Some(me.clone()),
+                Grantee::Role(_) => None,
+            })
+            .collect();
+        let cuts = self
+            .cut
+            .iter()
+            .map(|hop| format!("REVOKE {} FROM {me};", quote_ident(hop)));
         let privileges = self.privileges.join(", ");
         let on = |what: &str| {
             format!(
@@ -134,38 +178,34 @@ impl Finding {
                 grantees.join(", ")
             )
         };
-        let direct = match self.kind {
-            _ if grantees.is_empty() && self.kind != Kind::PredefinedRole => None,
-            Kind::Attribute => Some(format!("ALTER ROLE {me} NO{};", self.object.to_uppercase())),
-            Kind::PredefinedRole => {
-                Some(format!("REVOKE {} FROM {me};", quote_ident(&self.object)))
-            }
-            Kind::Table => Some(on("")),
-            Kind::Sequence => Some(on("SEQUENCE ")),
-            Kind::Schema => Some(on("SCHEMA ")),
-            Kind::Database => Some(on("DATABASE ")),
-            Kind::SecurityDefiner => Some(on("FUNCTION ")),
-            Kind::DefaultTables | Kind::DefaultSequences => Some(format!(
-                "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {privileges} ON {} FROM {};",
+        let defaults = |what: &str| {
+            format!(
+                "ALTER DEFAULT PRIVILEGES FOR ROLE {}{} REVOKE {privileges} ON {what} FROM {};",
                 self.owner,
                 if self.object.is_empty() {
                     String::new()
                 } else {
                     format!(" IN SCHEMA {}", self.object)
                 },
-                if self.kind == Kind::DefaultTables {
-                    "TABLES"
-                } else {
-                    "SEQUENCES"
-                },
                 grantees.join(", ")
-            )),
+            )
         };
-        direct
-            .into_iter()
-            .chain(statements)
-            .collect::<Vec<_>>()
-            .join(" ")
+        let direct = match self.kind {
+            Kind::PredefinedRole => None,
+            Kind::Owner if grantees.is_empty() => None,
+            Kind::Owner => Some(format!("ALTER {} OWNER TO {};", self.object, self.owner)),
+            _ if grantees.is_empty() => None,
+            Kind::Attribute => Some(format!("ALTER ROLE {me} NO{};", self.object.to_uppercase())),
+            Kind::Table => Some(on("")),
+            Kind::Sequence => Some(on("SEQUENCE ")),
+            Kind::Schema => Some(on("SCHEMA ")),
+            Kind::Database => Some(on("DATABASE ")),
+            Kind::SecurityDefiner => Some(on("")),
+            Kind::DefaultTables => Some(defaults("TABLES")),
+            Kind::DefaultSequences => Some(defaults("SEQUENCES")),
+            Kind::DefaultSchemas => Some(defaults("SCHEMAS")),
+        };
+        direct.into_iter().chain(cuts).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -182,8 +222,10 @@ pub async fn check(client: &Client) -> Result<Vec<Finding>, tokio_postgres::Erro
         let Some(kind) = Kind::parse(&kind) else {
             continue;
         };
-        let (via, object, privilege, owner): (String, String, String, String) =
-            (row.get(1), row.get(2), row.get(3), row.get(4));
+        let grantee: Option<String> = row.get(1);
+        let (object, privilege, owner): (String, String, String) =
+            (row.get(2), row.get(3), row.get(4));
+        let hop: Option<String> = row.get(5);
         let f = grouped
             .entry((kind, object.clone(), owner.clone()))
             .or_insert_with(|| Finding {
@@ -191,31 +233,29 @@ pub async fn check(client: &Client) -> Result<Vec<Finding>, tokio_postgres::Erro
                 object,
                 privileges: Vec::new(),
                 via: Vec::new(),
+                cut: Vec::new(),
                 owner,
             });
         if !privilege.is_empty() && !f.privileges.contains(&privilege) {
             f.privileges.push(privilege);
         }
-        if !f.via.contains(&via) {
-            f.via.push(via);
+        let grantee = grantee.map_or(Grantee::Public, Grantee::Role);
+        if !f.via.contains(&grantee) {
+            f.via.push(grantee);
+        }
+        if let Some(hop) = hop
+            && !f.cut.contains(&hop)
+        {
+            f.cut.push(hop);
         }
     }
     let findings: Vec<Finding> = grouped.into_values().collect();
-    // A superuser can do everything (and counts as a member of every role):
-    // that one finding says it all.
+    // A superuser can do everything: that one finding says it all.
     if let Some(su) = findings
         .iter()
         .find(|f| f.kind == Kind::Attribute && f.object == "superuser")
     {
-        let me: String = client
-            .query_one("SELECT current_user::text", &[])
-            .await?
-            .get(0);
-        let mut su = su.clone();
-        if su.via.contains(&me) {
-            su.via = vec![me];
-        }
-        return Ok(vec![su]);
+        return Ok(vec![su.clone()]);
     }
     Ok(findings)
 }
@@ -246,5 +286,7 @@ pub fn read_only_role_sql(role: &str, database: &str, tables: &[String]) -> Stri
     sql.push_str(&format!(
         "ALTER ROLE {r} SET default_transaction_read_only = on;\n"
     ));
+    // Before PostgreSQL 15 every role may create in `public`.
+    sql.push_str("REVOKE CREATE ON SCHEMA public FROM PUBLIC;\n");
     sql
 }
