@@ -224,3 +224,49 @@ pub struct AgentPlanState {
     pub plan_expired: Option<bool>,
     pub next_runs: Option<String>,
 }
+
+/// `transmissor-agent run --now [--job J]`: (success, output).
+pub fn run_now(config: &Path, jobs: &[&str]) -> Result<(bool, String)> {
+    let mut cmd = Command::new(crate::procs::bin("transmissor-agent")?);
+    cmd.args(["run", "--now", "--config"]).arg(config);
+    for j in jobs {
+        cmd.args(["--job", j]);
+    }
+    let out = cmd.output()?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// `transmissor-agent run` (the service) for a config.
+pub fn spawn_service(config: &Path, log: &Path) -> Result<crate::procs::Proc> {
+    let cfg = config.display().to_string();
+    crate::procs::Proc::spawn("transmissor-agent", ["run", "--config", &cfg], &[], log)
+}
+
+/// Waits until the process's log contains `needle`.
+pub async fn wait_log(p: &crate::procs::Proc, needle: &str) -> Result<()> {
+    if !crate::pg::wait_until(Duration::from_secs(60), || async {
+        p.log_text().contains(needle)
+    })
+    .await
+    {
+        anyhow::bail!("{needle:?} never logged:\n{}", p.log_text());
+    }
+    Ok(())
+}
+
+/// One number from the analytic database (`SELECT count(*) …`).
+pub async fn count(stack: &Stack, sql: &str) -> Result<i64> {
+    Ok(stack
+        .analytic_client()
+        .await?
+        .query_one(sql, &[])
+        .await?
+        .get(0))
+}
