@@ -6,6 +6,15 @@ use tonic::{Code, Status};
 
 /// The status, its cause chain, and what to do about it.
 pub fn explain(status: &Status) -> String {
+    let base = describe(status);
+    match hint(status.code(), status.message(), &base) {
+        Some(h) => format!("{base} — {h}"),
+        None => base,
+    }
+}
+
+/// The status and its cause chain, without advice.
+pub fn describe(status: &Status) -> String {
     let mut chain = Vec::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(e) = cur {
@@ -15,7 +24,7 @@ pub fn explain(status: &Status) -> String {
         }
         cur = e.source();
     }
-    let base = if chain.is_empty() {
+    if chain.is_empty() {
         format!("{}: {}", status.code(), status.message())
     } else {
         format!(
@@ -24,10 +33,6 @@ pub fn explain(status: &Status) -> String {
             status.message(),
             chain.join(": ")
         )
-    };
-    match hint(status.code(), status.message(), &chain.join(": ")) {
-        Some(h) => format!("{base} — {h}"),
-        None => base,
     }
 }
 

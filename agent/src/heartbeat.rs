@@ -51,6 +51,8 @@ pub struct Heartbeat {
     plans: Option<Arc<PlanKeeper>>,
     /// Operators' run requests the answers carry.
     run_requests: Arc<RunRequests>,
+    /// Where the doctor keeps its last summary (the state directory).
+    doctor_dir: Option<std::path::PathBuf>,
 }
 
 impl Heartbeat {
@@ -71,7 +73,14 @@ impl Heartbeat {
             spool,
             plans,
             run_requests,
+            doctor_dir: None,
         }
+    }
+
+    /// Reports the last doctor summary kept in `state_dir`.
+    pub fn with_doctor_summaries(mut self, state_dir: &std::path::Path) -> Self {
+        self.doctor_dir = Some(state_dir.to_path_buf());
+        self
     }
 
     /// The heartbeat as it would be sent now.
@@ -108,6 +117,10 @@ impl Heartbeat {
             next_runs: self.status.next_runs(),
             key_list_serial: plan.key_list_serial,
             run_requests_taken: self.run_requests.to_report(),
+            doctor: self
+                .doctor_dir
+                .as_deref()
+                .and_then(crate::doctor::report::load_summary),
         }
     }
 

@@ -18,7 +18,7 @@
 //! | [`run_requests`]| operators' "run now" requests from heartbeat answers            |
 //! | [`metrics`]    | Prometheus metrics on an optional local port                      |
 //! | [`diagnose`]   | failed calls explained in sentences municipal IT can act on      |
-//! | [`doctor`]     | the preflight checklist (so far: the role cannot write)          |
+//! | [`doctor`]     | the preflight checklist, in Portuguese or English; the role SQL  |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
 
 pub mod config;

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{ArgGroup, Parser, Subcommand};
 
 use transmissor_agent::config::{AgentConfig, JobSourceMode};
+use transmissor_agent::doctor::{self, Check, Lang};
 use transmissor_agent::identity::enroll::{EnrollOptions, enroll};
 use transmissor_agent::identity::renew::RenewError;
 use transmissor_agent::identity::{self, IdentityPaths};
@@ -108,6 +109,52 @@ enum Command {
         #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
         config: PathBuf,
     },
+    /// The preflight checklist: config, database (reachable, version, PEC,
+    /// the plan's tables readable, the role cannot write), certificate,
+    /// collector and its pin, clock, plan, spool, service. Each item passes,
+    /// warns or fails with a fix. Exit code: 0 all passed, 1 warnings, 2 a
+    /// failure. The summary goes to the collector with the next heartbeat.
+    Doctor {
+        #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
+        config: PathBuf,
+        /// pt or en (default: the system's locale; Portuguese for pt_BR).
+        #[arg(long)]
+        lang: Option<Lang>,
+        /// Print JSON (stable check ids and codes) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A check not to run, by id (repeatable): config, database.connect,
+        /// database.read, collector.connect, spool, service, systemd, …
+        #[arg(long, value_name = "CHECK", value_parser = parse_check)]
+        skip: Vec<Check>,
+        /// The service's name.
+        #[arg(long, default_value = transmissor_agent::doctor::service::SERVICE_NAME)]
+        service: String,
+    },
+    /// The SQL that creates the agent's read-only database role ([source]
+    /// user): SELECT on the tables the plan's queries read, nothing else.
+    /// Printed for an administrator; with --apply, run once through an
+    /// administrator's connection (its password asked for, never stored),
+    /// then the doctor checks the result.
+    DbRole {
+        #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Tables to grant (repeatable; default: those the plan's queries read).
+        #[arg(long, value_name = "TABLE")]
+        table: Vec<String>,
+        /// Run it as --admin-user (password from TRANSMISSOR_ADMIN_PASSWORD or asked for).
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, default_value = "postgres", requires = "apply")]
+        admin_user: String,
+    },
+}
+
+fn parse_check(s: &str) -> Result<Check, String> {
+    Check::from_id(s).ok_or_else(|| {
+        let ids: Vec<&str> = Check::ALL.iter().map(|c| c.id()).collect();
+        format!("unknown check {s:?}; checks: {}", ids.join(", "))
+    })
 }
 
 fn main() -> Result<ExitCode> {
@@ -157,6 +204,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => check(&config).await,
+        Command::Doctor {
+            config,
+            lang,
+            json,
+            skip,
+            service,
+        } => {
+            let opts = doctor::Options {
+                skip: skip.into_iter().collect(),
+                service,
+            };
+            doctor_cmd(&config, lang.unwrap_or_else(Lang::detect), json, &opts).await
+        }
+        Command::DbRole {
+            config,
+            table,
+            apply,
+            admin_user,
+        } => db_role(&config, table, apply.then_some(admin_user)).await,
         Command::Run { config, now, job } => {
             let cfg = AgentConfig::load(&config)?;
             let cancel = shutdown::on_signal();
@@ -235,6 +301,82 @@ async fn run_now(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `doctor`: runs the checklist, prints it, keeps its summary for the
+/// heartbeat.
+async fn doctor_cmd(
+    config: &std::path::Path,
+    lang: Lang,
+    json: bool,
+    opts: &doctor::Options,
+) -> Result<ExitCode> {
+    let report = doctor::run(config, opts).await;
+    if json {
+        println!("{}", report.json(lang));
+    } else {
+        print!("{}", report.render(lang));
+    }
+    if let Ok(cfg) = AgentConfig::load(config)
+        && cfg.agent.state_dir.is_dir()
+        && let Err(e) = doctor::report::save_summary(&cfg.agent.state_dir, &report.summary())
+    {
+        tracing::warn!(error = %e, "the summary for the collector was not kept");
+    }
+    Ok(ExitCode::from(report.exit_code()))
+}
+
+/// `db-role`: the read-only role's SQL, printed or applied.
+async fn db_role(
+    config: &std::path::Path,
+    tables: Vec<String>,
+    admin: Option<String>,
+) -> Result<ExitCode> {
+    let cfg = AgentConfig::load(config)?;
+    let tables = if tables.is_empty() {
+        let jobs = match cfg.job_source() {
+            JobSourceMode::Local => JobSet::local(&cfg),
+            JobSourceMode::Central => {
+                let id = identity::load(&IdentityPaths::from_config(&cfg))?;
+                doctor::local::plan(&cfg, Some(&id), None, chrono::Utc::now())
+                    .jobs
+                    .unwrap_or_else(JobSet::empty)
+            }
+        };
+        let t = doctor::role_sql::tables_of(&jobs)?;
+        if t.is_empty() {
+            return Err(doctor::role_sql::RoleSqlError::NoTables.into());
+        }
+        t
+    } else {
+        tables
+    };
+    let Some(admin) = admin else {
+        print!("{}", doctor::role_sql::print(&cfg, &tables));
+        return Ok(ExitCode::SUCCESS);
+    };
+    let password = match std::env::var("TRANSMISSOR_ADMIN_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => rpassword::prompt_password(format!(
+            "senha de {admin} em {}:{} / password of {admin}: ",
+            cfg.source.host, cfg.source.port
+        ))
+        .context("reading the administrator's password")?,
+    };
+    doctor::role_sql::apply(&cfg, &tables, &admin, &password).await?;
+    drop(password);
+    let lang = Lang::detect();
+    println!(
+        "{}",
+        lang.pick(
+            format!(
+                "usuário {} criado ou ajustado; verificando:",
+                cfg.source.user
+            ),
+            format!("role {} created or adjusted; checking:", cfg.source.user)
+        )
+    );
+    doctor_cmd(config, lang, false, &doctor::Options::default()).await
 }
 
 /// `check`: configuration, mode, identity, plan, and every job's query.

@@ -267,6 +267,7 @@ impl Agent {
             self.plans.clone(),
             self.run_requests.clone(),
         )
+        .with_doctor_summaries(&self.cfg.agent.state_dir)
     }
 
     /// Renews the certificate if its renewal point has passed (one attempt;

@@ -164,6 +164,13 @@ impl pb::agent_lifecycle_server::AgentLifecycle for Svc {
     ) -> Result<Response<pb::FetchPlanResponse>, Status> {
         Err(Status::unimplemented("this fake serves no plans"))
     }
+
+    async fn check(
+        &self,
+        _: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        Err(Status::unimplemented("this fake answers no doctor"))
+    }
 }
 
 /// Starts the fake collector; returns its endpoint.

@@ -16,6 +16,8 @@ use transmissor_proto::pb;
 
 /// Longest text kept of an agent-reported error or warning.
 const MAX_REPORTED_TEXT: usize = 1000;
+/// Most doctor problems kept (the checklist has about a dozen checks).
+const MAX_DOCTOR_PROBLEMS: usize = 32;
 
 pub struct Heartbeats {
     pending: Mutex<HashMap<Uuid, (DateTime<Utc>, pb::HeartbeatRequest)>>,
@@ -23,6 +25,30 @@ pub struct Heartbeats {
     seen: Mutex<HashMap<Uuid, std::time::Instant>>,
     /// Job statuses kept per heartbeat (`limits.max_heartbeat_runs`).
     max_runs: usize,
+}
+
+/// A doctor summary as stored (`agents.doctor`, [`crate::health::view::DoctorSummary`]).
+fn doctor_json(d: &pb::DoctorSummary) -> String {
+    let outcome = |o: i32| match pb::DoctorOutcome::try_from(o) {
+        Ok(pb::DoctorOutcome::Pass) => "pass",
+        Ok(pb::DoctorOutcome::Warn) => "warn",
+        Ok(pb::DoctorOutcome::Fail) => "fail",
+        _ => "unknown",
+    };
+    let problems: Vec<serde_json::Value> = d
+        .problems
+        .iter()
+        .map(|p| serde_json::json!({"check": p.check, "outcome": outcome(p.outcome), "code": p.code}))
+        .collect();
+    serde_json::json!({
+        "ran_at": DateTime::from_timestamp_millis(d.ran_at_unix_ms).filter(|_| d.ran_at_unix_ms > 0),
+        "worst": outcome(d.worst),
+        "passed": d.passed,
+        "warnings": d.warnings,
+        "failures": d.failures,
+        "problems": problems,
+    })
+    .to_string()
 }
 
 /// Cuts `s` to at most `max` bytes, on a character boundary.
@@ -63,6 +89,13 @@ impl Heartbeats {
         truncate(&mut report.pec_version, 40);
         truncate(&mut report.plan_refusal, MAX_REPORTED_TEXT);
         report.next_runs.truncate(self.max_runs);
+        if let Some(d) = &mut report.doctor {
+            d.problems.truncate(MAX_DOCTOR_PROBLEMS);
+            for p in &mut d.problems {
+                truncate(&mut p.check, 63);
+                truncate(&mut p.code, 63);
+            }
+        }
         for next in &mut report.next_runs {
             truncate(&mut next.job, 63);
         }
@@ -104,6 +137,7 @@ impl Heartbeats {
         let mut refusal: Vec<Option<String>> = Vec::with_capacity(n);
         let mut keys: Vec<i64> = Vec::with_capacity(n);
         let mut next_runs = Vec::with_capacity(n);
+        let mut doctor: Vec<Option<String>> = Vec::with_capacity(n);
         for (id, (when, r)) in batch {
             ids.push(id);
             at.push(when);
@@ -149,6 +183,7 @@ impl Heartbeats {
                 })
                 .collect();
             next_runs.push(serde_json::Value::Array(next).to_string());
+            doctor.push(r.doctor.as_ref().map(doctor_json));
         }
         sqlx::query(include_str!("heartbeats/flush.sql"))
             .bind(ids)
@@ -168,6 +203,7 @@ impl Heartbeats {
             .bind(refusal)
             .bind(keys)
             .bind(next_runs)
+            .bind(doctor)
             .execute(pool)
             .await?;
         Ok(n)

@@ -24,6 +24,8 @@ use tokio_postgres::Client;
 
 use transmissor_proto::names::{quote_ident, quote_literal};
 
+use super::lang::Lang;
+
 /// What kind of access a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -103,8 +105,8 @@ impl Finding {
         self.kind == Kind::SecurityDefiner
     }
 
-    /// One line in English saying what the role could do.
-    pub fn describe(&self) -> String {
+    /// One line saying what the role could do.
+    pub fn describe(&self, lang: Lang) -> String {
         let privs = self.privileges.join(", ");
         let via = self
             .via
@@ -112,41 +114,56 @@ impl Finding {
             .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join(", ");
-        let in_schema = if self.object.is_empty() {
+        let (object, owner) = (&self.object, &self.owner);
+        let in_schema = if object.is_empty() {
             String::new()
         } else {
-            format!(" in schema {}", self.object)
+            lang.pick(
+                format!(" no schema {object}"),
+                format!(" in schema {object}"),
+            )
         };
-        match self.kind {
-            Kind::Attribute => {
-                format!("the role has the {} attribute (through {via})", self.object)
+        match (self.kind, lang) {
+            (Kind::Attribute, Lang::Pt) => format!("o usuário tem o atributo {object} (por {via})"),
+            (Kind::Attribute, Lang::En) => {
+                format!("the role has the {object} attribute (through {via})")
             }
-            Kind::PredefinedRole => format!("the role is a member of {}", self.object),
-            Kind::Owner => format!("the role owns {} (through {via})", self.object),
-            Kind::Table => format!("{privs} on table {} (through {via})", self.object),
-            Kind::Sequence => format!("{privs} on sequence {} (through {via})", self.object),
-            Kind::Schema => format!("CREATE in schema {} (through {via})", self.object),
-            Kind::Database => format!("CREATE in database {} (through {via})", self.object),
-            Kind::DefaultTables => {
-                format!(
-                    "default privileges give {via} {privs} on tables {} creates{in_schema}",
-                    self.owner
-                )
-            }
-            Kind::DefaultSequences => format!(
-                "default privileges give {via} {privs} on sequences {} creates{in_schema}",
-                self.owner
+            (Kind::PredefinedRole, Lang::Pt) => format!("o usuário é membro de {object}"),
+            (Kind::PredefinedRole, Lang::En) => format!("the role is a member of {object}"),
+            (Kind::Owner, Lang::Pt) => format!("o usuário é dono de {object} (por {via})"),
+            (Kind::Owner, Lang::En) => format!("the role owns {object} (through {via})"),
+            (Kind::Table, Lang::Pt) => format!("{privs} na tabela {object} (por {via})"),
+            (Kind::Table, Lang::En) => format!("{privs} on table {object} (through {via})"),
+            (Kind::Sequence, Lang::Pt) => format!("{privs} na sequência {object} (por {via})"),
+            (Kind::Sequence, Lang::En) => format!("{privs} on sequence {object} (through {via})"),
+            (Kind::Schema, Lang::Pt) => format!("CREATE no schema {object} (por {via})"),
+            (Kind::Schema, Lang::En) => format!("CREATE in schema {object} (through {via})"),
+            (Kind::Database, Lang::Pt) => format!("CREATE no banco {object} (por {via})"),
+            (Kind::Database, Lang::En) => format!("CREATE in database {object} (through {via})"),
+            (Kind::DefaultTables, Lang::Pt) => format!(
+                "privilégios padrão dão a {via} {privs} nas tabelas que {owner} criar{in_schema}"
             ),
-            Kind::DefaultSchemas => {
-                format!(
-                    "default privileges give {via} {privs} on schemas {} creates",
-                    self.owner
-                )
-            }
-            Kind::SecurityDefiner => format!(
-                "may call {}, which runs as {} (SECURITY DEFINER)",
-                self.object, self.owner
+            (Kind::DefaultTables, Lang::En) => format!(
+                "default privileges give {via} {privs} on tables {owner} creates{in_schema}"
             ),
+            (Kind::DefaultSequences, Lang::Pt) => format!(
+                "privilégios padrão dão a {via} {privs} nas sequências que {owner} criar{in_schema}"
+            ),
+            (Kind::DefaultSequences, Lang::En) => format!(
+                "default privileges give {via} {privs} on sequences {owner} creates{in_schema}"
+            ),
+            (Kind::DefaultSchemas, Lang::Pt) => {
+                format!("privilégios padrão dão a {via} {privs} nos schemas que {owner} criar")
+            }
+            (Kind::DefaultSchemas, Lang::En) => {
+                format!("default privileges give {via} {privs} on schemas {owner} creates")
+            }
+            (Kind::SecurityDefiner, Lang::Pt) => {
+                format!("pode chamar {object}, que executa como {owner} (SECURITY DEFINER)")
+            }
+            (Kind::SecurityDefiner, Lang::En) => {
+                format!("may call {object}, which runs as {owner} (SECURITY DEFINER)")
+            }
         }
     }
 

@@ -76,8 +76,9 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
-/// Connects and pins the session.
-pub async fn connect(cfg: &SourceConfig) -> Result<Client, SourceError> {
+/// The connection settings of `[source]`, the password read from its file
+/// or variable.
+pub fn pg_config(cfg: &SourceConfig) -> Result<tokio_postgres::Config, SourceError> {
     let mut pg = tokio_postgres::Config::new();
     pg.host(&cfg.host)
         .port(cfg.port)
@@ -88,6 +89,12 @@ pub async fn connect(cfg: &SourceConfig) -> Result<Client, SourceError> {
     if let Some(pw) = cfg.password()? {
         pg.password(pw);
     }
+    Ok(pg)
+}
+
+/// Connects and pins the session.
+pub async fn connect(cfg: &SourceConfig) -> Result<Client, SourceError> {
+    let pg = pg_config(cfg)?;
     let (client, connection) = pg.connect(NoTls).await.map_err(|e| SourceError::Connect {
         host: cfg.host.clone(),
         port: cfg.port,

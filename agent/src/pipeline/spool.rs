@@ -174,6 +174,12 @@ impl Spool {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// What the spool at `root` holds, without opening it (0 when it cannot
+    /// be read).
+    pub fn usage(root: &Path) -> u64 {
+        dir_size(root).unwrap_or(0)
+    }
+
     pub fn limit(&self) -> u64 {
         self.limit
     }

@@ -147,6 +147,23 @@ impl AgentLifecycle for LifecycleService {
         }))
     }
 
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let caller = self.caller(&request).await?;
+        tracing::info!(agent = %caller.agent_id, ibge = %caller.ibge, "agent doctor checked in");
+        Ok(Response::new(pb::CheckResponse {
+            agent_id: caller.agent_id.to_string(),
+            ibge: caller.ibge.to_string(),
+            collector_time_unix_ms: chrono::Utc::now().timestamp_millis(),
+            plan_version: self
+                .plans
+                .latest_for(caller.ibge.as_str())
+                .map_or(0, |p| p.version),
+        }))
+    }
+
     async fn fetch_plan(
         &self,
         request: Request<pb::FetchPlanRequest>,

@@ -186,6 +186,32 @@ pub struct AgentRow {
     pub revoked_at: Option<DateTime<Utc>>,
     pub spool_used_bytes: Option<i64>,
     pub spool_limit_bytes: Option<i64>,
+    /// The last doctor summary the agent reported.
+    pub doctor: Option<sqlx::types::Json<DoctorSummary>>,
+}
+
+/// What the agent's last `transmissor-agent doctor` run found, as its
+/// heartbeat reported it (the texts stay on the agent, in its language).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DoctorSummary {
+    pub ran_at: Option<DateTime<Utc>>,
+    /// `pass`, `warn` or `fail`: the worst item.
+    pub worst: String,
+    pub passed: u32,
+    pub warnings: u32,
+    pub failures: u32,
+    /// The checks that warned or failed.
+    pub problems: Vec<DoctorProblem>,
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DoctorProblem {
+    /// e.g. `database.write_access`.
+    pub check: String,
+    /// `warn` or `fail`.
+    pub outcome: String,
+    /// What was found, e.g. `can_write`.
+    pub code: String,
 }
 
 /// A municipality's own page.

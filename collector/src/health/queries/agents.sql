@@ -6,7 +6,7 @@ SELECT a.id, a.ibge::text AS ibge, m.name, a.hostname, a.os, a.agent_version AS 
             WHEN a.plan_expired THEN 'expired'
             WHEN a.plan_version IS NOT NULL THEN 'applied' END AS plan_status,
        a.cert_not_after, a.heartbeat_at AS last_heartbeat, a.created_at AS enrolled_at,
-       a.revoked_at, a.spool_used_bytes, a.spool_limit_bytes
+       a.revoked_at, a.spool_used_bytes, a.spool_limit_bytes, a.doctor
 FROM transmissor.agents a
 JOIN transmissor.municipalities m ON m.ibge = a.ibge
 WHERE ($1::text IS NULL OR a.ibge = $1::bpchar) AND ($2 OR a.revoked_at IS NULL)

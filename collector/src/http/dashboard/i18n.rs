@@ -330,6 +330,9 @@ table! {
     Hostname => "Computador", "Hostname";
     Os => "Sistema", "OS";
     Spool => "Fila local (spool)", "Local spool";
+    Doctor => "Diagnóstico (doctor)", "Doctor";
+    DoctorNever => "nunca executado", "never run";
+    DoctorCounts => "aprovados / avisos / falhas", "passed / warnings / failures";
     EnrolledAt => "Cadastrado em", "Enrolled";
     RevokedAt => "Revogado em", "Revoked";
     Revoke => "Revogar agente", "Revoke agent";

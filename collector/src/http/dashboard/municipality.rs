@@ -339,6 +339,27 @@ fn transmissions(rows: &[TransmissionRow], lang: Lang) -> Markup {
     }
 }
 
+/// The agent's last doctor run: when, the counts, and each check that did
+/// not pass (`check: code`).
+fn doctor(a: &AgentRow, lang: Lang, now: DateTime<Utc>) -> Markup {
+    let Some(d) = a.doctor.as_deref() else {
+        return html! { (lang.t(T::DoctorNever)) };
+    };
+    let class = match d.worst.as_str() {
+        "pass" => "s-ok",
+        "warn" => "s-degraded",
+        _ => "s-failing",
+    };
+    html! {
+        span.b.(class) { (d.worst) } " "
+        @if let Some(t) = d.ran_at { (lang.time(t)) " (" (lang.relative(t, now)) ") " }
+        span title=(lang.t(T::DoctorCounts)) { (d.passed) " / " (d.warnings) " / " (d.failures) }
+        @if !d.problems.is_empty() {
+            ul.problems { @for p in &d.problems { li { code { (p.check) ": " (p.code) } " (" (p.outcome) ")" } } }
+        }
+    }
+}
+
 fn agent(a: &AgentRow, lang: Lang, now: DateTime<Utc>, can_act: bool) -> Markup {
     let dash = lang.t(T::Unknown);
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| dash.to_string());
@@ -381,6 +402,7 @@ fn agent(a: &AgentRow, lang: Lang, now: DateTime<Utc>, can_act: bool) -> Markup 
                 dt { (lang.t(T::Hostname)) } dd { (text(&a.hostname)) }
                 dt { (lang.t(T::Os)) } dd { (text(&a.os)) }
                 dt { (lang.t(T::Spool)) } dd { (spool) }
+                dt { (lang.t(T::Doctor)) } dd.doctor { (doctor(a, lang, now)) }
                 dt { (lang.t(T::EnrolledAt)) } dd { (lang.time(a.enrolled_at)) }
                 @if let Some(r) = a.revoked_at {
                     dt { (lang.t(T::RevokedAt)) } dd { (lang.time(r)) }
@@ -483,6 +505,7 @@ mod tests {
                 revoked_at: None,
                 spool_used_bytes: Some(1024 * 1024),
                 spool_limit_bytes: Some(100 * 1024 * 1024),
+                doctor: None,
             }],
             run_requests: vec![crate::run_requests::RunRequestRow {
                 id: 7,

@@ -1,0 +1,188 @@
+//! The read-only role the agent should log in as: `SELECT` on the tables
+//! the plan's queries read, nothing else. Printed for an administrator to
+//! run, or run once through an administrator's connection given
+//! interactively (that password is never stored; the agent's own comes
+//! from its password file).
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{Query, Visit, Visitor};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+use thiserror::Error;
+use tokio_postgres::NoTls;
+
+use transmissor_proto::names::{quote_ident, quote_literal};
+
+use crate::config::AgentConfig;
+use crate::jobs::JobSet;
+use crate::pipeline::source::{self, describe_pg_error};
+
+use super::write_access::read_only_role_sql;
+
+#[derive(Debug, Error)]
+pub enum RoleSqlError {
+    #[error(
+        "job {job}: its SQL cannot be read to find its tables ({message}); name them with --table"
+    )]
+    Parse { job: String, message: String },
+    #[error("no jobs to read the tables from (no plan accepted yet): name them with --table")]
+    NoTables,
+    #[error("{0}")]
+    Source(#[from] crate::pipeline::source::SourceError),
+    #[error("as {admin}: {message}")]
+    Admin { admin: String, message: String },
+}
+
+/// Collects table names and the names of the query's own CTEs.
+#[derive(Default)]
+struct Tables {
+    relations: BTreeSet<String>,
+    ctes: BTreeSet<String>,
+}
+
+impl Visitor for Tables {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.ctes.insert(cte.alias.name.value.to_lowercase());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &sqlparser::ast::ObjectName) -> ControlFlow<()> {
+        self.relations.insert(relation.to_string());
+        ControlFlow::Continue(())
+    }
+}
+
+/// The tables `jobs` read, as written in their SQL (`tb_x`, `pec.tb_y`),
+/// sorted, CTE names left out.
+pub fn tables_of(jobs: &JobSet) -> Result<Vec<String>, RoleSqlError> {
+    let mut all = BTreeSet::new();
+    for spec in &jobs.jobs {
+        let statements =
+            Parser::parse_sql(&PostgreSqlDialect {}, &spec.job.query).map_err(|e| {
+                RoleSqlError::Parse {
+                    job: spec.job.name.clone(),
+                    message: e.to_string(),
+                }
+            })?;
+        let mut v = Tables::default();
+        let _ = statements.visit(&mut v);
+        all.extend(
+            v.relations
+                .into_iter()
+                .filter(|r| !v.ctes.contains(&r.to_lowercase())),
+        );
+    }
+    Ok(all.into_iter().collect())
+}
+
+/// The SQL for `cfg`'s role, database and `tables` (the password a
+/// placeholder).
+pub fn print(cfg: &AgentConfig, tables: &[String]) -> String {
+    read_only_role_sql(&cfg.source.user, &cfg.source.dbname, tables)
+}
+
+/// Runs it through an administrator's connection to the same server and
+/// database, in one transaction: the role is created (or, when it exists,
+/// altered) with the password of the agent's password file.
+pub async fn apply(
+    cfg: &AgentConfig,
+    tables: &[String],
+    admin: &str,
+    admin_password: &str,
+) -> Result<(), RoleSqlError> {
+    let failed = |e: tokio_postgres::Error| RoleSqlError::Admin {
+        admin: admin.to_string(),
+        message: describe_pg_error(&e),
+    };
+    let password = cfg.source.password().map_err(source::SourceError::from)?;
+    let mut pg = source::pg_config(&cfg.source)?;
+    pg.user(admin).password(admin_password);
+    let (mut client, connection) = pg.connect(NoTls).await.map_err(failed)?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let role = &cfg.source.user;
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)",
+            &[role],
+        )
+        .await
+        .map_err(failed)?
+        .get(0);
+    let password_sql = password
+        .as_deref()
+        .map_or("NULL".to_string(), quote_literal);
+    let mut sql = print(cfg, tables);
+    // The printed SQL creates the role with a placeholder password: here it
+    // gets the real one, or is altered when it exists.
+    let create_line = sql.lines().next().unwrap_or_default().to_string();
+    let attributes = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION";
+    let replacement = if exists {
+        format!(
+            "ALTER ROLE {} LOGIN PASSWORD {password_sql} {attributes};",
+            quote_ident(role)
+        )
+    } else {
+        format!(
+            "CREATE ROLE {} LOGIN PASSWORD {password_sql} {attributes};",
+            quote_ident(role)
+        )
+    };
+    sql = sql.replacen(&create_line, &replacement, 1);
+    let tx = client.transaction().await.map_err(failed)?;
+    tx.batch_execute(&sql).await.map_err(failed)?;
+    tx.commit().await.map_err(failed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JobConfig, Mode};
+
+    fn jobs(queries: &[&str]) -> JobSet {
+        let mut set = JobSet::empty();
+        for (i, q) in queries.iter().enumerate() {
+            set.jobs.push(crate::jobs::JobSpec {
+                job: JobConfig {
+                    name: format!("j{i}"),
+                    mode: Mode::Snapshot,
+                    target: format!("t{i}"),
+                    query: q.to_string(),
+                },
+                timing: None,
+                pec_version: None,
+            });
+        }
+        set
+    }
+
+    #[test]
+    fn tables_of_queries() {
+        let t = tables_of(&jobs(&[
+            "SELECT a.co_seq, c.no_x FROM tb_atend a JOIN pec.tb_cidadao c ON c.id = a.id",
+            "WITH recent AS (SELECT * FROM tb_fat WHERE dt > now() - interval '1 day') \
+             SELECT * FROM recent WHERE EXISTS (SELECT 1 FROM tb_dim d WHERE d.id = recent.id)",
+        ]))
+        .unwrap();
+        assert_eq!(
+            t,
+            ["pec.tb_cidadao", "tb_atend", "tb_dim", "tb_fat"]
+                .map(String::from)
+                .to_vec()
+        );
+        assert!(matches!(
+            tables_of(&jobs(&["SELEC nonsense"])),
+            Err(RoleSqlError::Parse { .. })
+        ));
+    }
+}
