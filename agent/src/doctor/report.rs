@@ -120,7 +120,7 @@ impl Report {
         out.push('\n');
         out.push_str(&match lang {
             Lang::Pt => format!(
-                "Resultado: {} ok, {} avisos, {} falhas, {} não verificados (código de saída {}).\n",
+                "Resultado: ok {}, avisos {}, falhas {}, não verificados {} (código de saída {}).\n",
                 c.pass,
                 c.warn,
                 c.fail,
@@ -128,7 +128,7 @@ impl Report {
                 self.exit_code()
             ),
             Lang::En => format!(
-                "Result: {} passed, {} warnings, {} failed, {} not checked (exit code {}).\n",
+                "Result: passed {}, warnings {}, failed {}, not checked {} (exit code {}).\n",
                 c.pass,
                 c.warn,
                 c.fail,

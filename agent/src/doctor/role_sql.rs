@@ -35,6 +35,10 @@ pub enum RoleSqlError {
     Admin { admin: String, message: String },
 }
 
+/// Tables the agent reads besides the plan's: PEC's migration log, where
+/// PEC's version comes from (granted only where it exists).
+pub const AGENT_TABLES: [&str; 1] = ["tb_migracao"];
+
 /// Collects table names and the names of the query's own CTEs.
 #[derive(Default)]
 struct Tables {
@@ -61,7 +65,7 @@ impl Visitor for Tables {
 }
 
 /// The tables `jobs` read, as written in their SQL (`tb_x`, `pec.tb_y`),
-/// sorted, CTE names left out.
+/// sorted, CTE names left out, and [`AGENT_TABLES`].
 pub fn tables_of(jobs: &JobSet) -> Result<Vec<String>, RoleSqlError> {
     let mut all = BTreeSet::new();
     for spec in &jobs.jobs {
@@ -79,6 +83,9 @@ pub fn tables_of(jobs: &JobSet) -> Result<Vec<String>, RoleSqlError> {
                 .into_iter()
                 .filter(|r| !v.ctes.contains(&r.to_lowercase())),
         );
+    }
+    if !all.is_empty() {
+        all.extend(AGENT_TABLES.iter().map(|t| t.to_string()));
     }
     Ok(all.into_iter().collect())
 }
@@ -118,10 +125,22 @@ pub async fn apply(
         .await
         .map_err(failed)?
         .get(0);
+    // The agent's own tables only where this database has them.
+    let mut tables = tables.to_vec();
+    for t in AGENT_TABLES {
+        let present: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&t])
+            .await
+            .map_err(failed)?
+            .get(0);
+        if !present {
+            tables.retain(|x| x != t);
+        }
+    }
     let password_sql = password
         .as_deref()
         .map_or("NULL".to_string(), quote_literal);
-    let mut sql = print(cfg, tables);
+    let mut sql = print(cfg, &tables);
     // The printed SQL creates the role with a placeholder password: here it
     // gets the real one, or is altered when it exists.
     let create_line = sql.lines().next().unwrap_or_default().to_string();
@@ -176,9 +195,15 @@ mod tests {
         .unwrap();
         assert_eq!(
             t,
-            ["pec.tb_cidadao", "tb_atend", "tb_dim", "tb_fat"]
-                .map(String::from)
-                .to_vec()
+            [
+                "pec.tb_cidadao",
+                "tb_atend",
+                "tb_dim",
+                "tb_fat",
+                "tb_migracao"
+            ]
+            .map(String::from)
+            .to_vec()
         );
         assert!(matches!(
             tables_of(&jobs(&["SELEC nonsense"])),
