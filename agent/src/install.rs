@@ -145,7 +145,7 @@ pub enum InstallError {
     Command(#[from] command::CommandError),
     #[error(transparent)]
     Config(#[from] config_file::ConfigFileError),
-    #[error("enrollment failed: {0}")]
+    #[error(transparent)]
     Enroll(crate::identity::enroll::EnrollError),
     #[error(
         "the identity in {dir} is incomplete or unreadable ({error}); enroll again: add --force-enroll and a new --token"

@@ -191,7 +191,7 @@ async fn install_repair_upgrade_uninstall() -> Result<()> {
     let out = run_ok(&exe, &flags, &[("TRANSMISSOR_ENROLL_TOKEN", &token)]).await?;
     let lines = summary_lines(&out);
     ensure!(
-        line_for(&lines, "/var/lib/transmissor/identity")?.0 == "created",
+        line_for(&lines, "identity in /var/lib/transmissor/identity")?.0 == "created",
         "{out}"
     );
     ensure!(out.contains(&format!("of municipality {}", A.0)), "{out}");
@@ -301,7 +301,7 @@ async fn install_repair_upgrade_uninstall() -> Result<()> {
         ("/var/lib/transmissor/spool", "mode 755 → 700"),
         (
             "owner of everything under /var/lib/transmissor",
-            "1 entries",
+            "1 entry given",
         ),
     ] {
         let (verb, rest) = line_for(&lines, what)?;
@@ -406,6 +406,7 @@ async fn install_repair_upgrade_uninstall() -> Result<()> {
         layout::CONFIG_DIR,
         layout::STATE_DIR,
         "user transmissor",
+        "group transmissor",
     ] {
         ensure!(line_for(&lines, what)?.0 == "removed", "{what}: {out}");
     }

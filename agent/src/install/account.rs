@@ -159,34 +159,32 @@ pub fn remove(
     name: &str,
     home: &Path,
 ) -> Result<Vec<(String, Outcome)>, AccountError> {
-    let mut done = Vec::new();
+    let user = format!("user {name}");
+    let group = format!("group {name}");
+    let had_group = lookup_group(root, name)?.is_some();
     match lookup_user(root, name)? {
-        None => done.push((format!("user {name}"), Outcome::Absent)),
         Some(u) if u.home != home => {
-            done.push((
-                format!("user {name}"),
-                Outcome::Kept(format!(
-                    "its home is {}, not {}: not an account this installer made",
-                    u.home.display(),
-                    home.display()
-                )),
-            ));
-            return Ok(done);
+            let why = format!(
+                "its home is {}, not {}: not an account this installer made",
+                u.home.display(),
+                home.display()
+            );
+            return Ok(vec![(user, Outcome::Kept(why))]);
         }
-        Some(_) => {
-            command::run(tool("userdel", root)?.arg(name))?;
-            done.push((format!("user {name}"), Outcome::Removed));
-        }
-    }
+        Some(_) => command::run(tool("userdel", root)?.arg(name))?,
+        None => return Ok(vec![(user, Outcome::Absent), (group, Outcome::Absent)]),
+    };
     // userdel removes the user's own group only where login.defs says
     // USERGROUPS_ENAB yes.
     if lookup_group(root, name)?.is_some() {
         command::run(tool("groupdel", root)?.arg(name))?;
-        done.push((format!("group {name}"), Outcome::Removed));
-    } else {
-        done.push((format!("group {name}"), Outcome::Absent));
     }
-    Ok(done)
+    let group_outcome = if had_group {
+        Outcome::Removed
+    } else {
+        Outcome::Absent
+    };
+    Ok(vec![(user, Outcome::Removed), (group, group_outcome)])
 }
 
 #[cfg(test)]

@@ -189,7 +189,7 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
             fsops::chown_tree(&at, service).map_err(InstallError::io(&at))?;
             changed = true;
             summary.add_note(
-                show(&identity_dir),
+                format!("identity in {}", identity_dir.display()),
                 if existing.identity {
                     Outcome::Updated
                 } else {
@@ -214,7 +214,7 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
             );
             let until = loaded.validity.not_after();
             summary.add_note(
-                show(&identity_dir),
+                format!("identity in {}", identity_dir.display()),
                 Outcome::Unchanged,
                 format!(
                     "{who}, certificate valid until {}",
@@ -242,7 +242,11 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
         if owned == 0 {
             Outcome::Unchanged
         } else {
-            Outcome::Repaired(format!("{owned} entries given to {}", user.name))
+            Outcome::Repaired(format!(
+                "{owned} {} given to {}",
+                if owned == 1 { "entry" } else { "entries" },
+                user.name
+            ))
         },
     );
 
