@@ -280,6 +280,7 @@ async fn install_repair_upgrade_uninstall() -> Result<()> {
     // nothing changes, not even a modification time.
     let out = run_ok(&exe, &flags, &[("TRANSMISSOR_ENROLL_TOKEN", &token)]).await?;
     assert_eq!(changes(&out), vec![], "{out}");
+    ensure!(out.contains("the token was not used"), "{out}");
     assert_eq!(snapshot(root)?, installed, "{out}");
     // Broken modes and owners are repaired, by a run with no flags at all.
     let set_mode = |p: &str, mode: u32| {

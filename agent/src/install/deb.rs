@@ -93,13 +93,10 @@ fn glibc_needed(binary: &[u8]) -> Option<(u32, u32)> {
     best
 }
 
+/// Writes a staged file (directories 0755 and files `mode` whatever the
+/// umask: the archive keeps the staged modes).
 fn write(path: &Path, text: &[u8], mode: u32) -> Result<(), DebError> {
-    if let Some(dir) = path.parent() {
-        let mut b = fs::DirBuilder::new();
-        b.recursive(true);
-        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o755);
-        b.create(dir).map_err(io_err(dir))?;
-    }
+    super::fsops::ensure_parents(path).map_err(io_err(path))?;
     fs::write(path, text).map_err(io_err(path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err(path))
 }
@@ -128,6 +125,8 @@ pub fn build(binary: &Path, out_dir: &Path) -> Result<PathBuf, DebError> {
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(io_err(&staging))?;
     }
+    fs::create_dir(&staging).map_err(io_err(&staging))?;
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o755)).map_err(io_err(&staging))?;
     let result = stage_and_build(&dpkg_deb, binary, out_dir, &staging);
     let _ = fs::remove_dir_all(&staging);
     result

@@ -40,18 +40,18 @@ pub fn ensure_dir(path: &Path, owner: Owner, mode: u32) -> io::Result<Outcome> {
     }
 }
 
-/// Creates missing parent directories of `path` (root's, 0755), as a
-/// package manager would; existing ones are left alone.
+/// Creates missing parent directories of `path` (root's, 0755 whatever the
+/// umask), as a package manager would; existing ones are left alone.
 pub fn ensure_parents(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) if !dir.exists() => {
-            let mut b = fs::DirBuilder::new();
-            b.recursive(true);
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o755);
-            b.create(dir)
-        }
-        _ => Ok(()),
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    for d in missing.into_iter().rev() {
+        fs::create_dir(d)?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
     }
+    Ok(())
 }
 
 /// Puts the owner and mode of an existing path back; `Repaired` says what
@@ -271,5 +271,10 @@ mod tests {
         let file = d.path().join("file");
         fs::write(&file, b"").unwrap();
         assert!(ensure_dir(&file, me(), 0o700).is_err());
+        let deep = d.path().join("a/b/c");
+        ensure_parents(&deep).unwrap();
+        assert_eq!(mode(&d.path().join("a")), 0o755);
+        assert_eq!(mode(&d.path().join("a/b")), 0o755);
+        assert!(!deep.exists());
     }
 }

@@ -38,27 +38,23 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Summary, InstallError> {
         );
 
     let name = layout::UNIT_NAME;
-    match Systemctl::find(&layout) {
-        Some(sc) => {
-            if sc.running() {
-                let o = if sc.is_active(name) {
-                    sc.live("stop", Some(name))?
-                } else {
-                    Outcome::Absent
-                };
-                summary.add(format!("systemctl stop {name}"), o);
-            }
-            summary.add(format!("systemctl disable {name}"), sc.disable(name)?);
+    if let Some(sc) = Systemctl::find(&layout) {
+        if sc.running() {
+            let o = if sc.is_active(name) {
+                sc.live("stop", Some(name))?
+            } else {
+                Outcome::Absent
+            };
+            summary.add(format!("systemctl stop {name}"), o);
         }
-        None => {
-            // What `systemctl enable` made.
-            let link = PathBuf::from("/etc/systemd/system/multi-user.target.wants").join(name);
-            let at = layout.rooted(&link);
-            summary.add(
-                show(&link),
-                fsops::remove(&at).map_err(InstallError::io(&at))?,
-            );
-        }
+        summary.add(format!("systemctl disable {name}"), sc.disable(name)?);
+    }
+    // What `systemctl enable` made, if systemctl is missing or no longer
+    // knew the unit.
+    let link = PathBuf::from("/etc/systemd/system/multi-user.target.wants").join(name);
+    let at = layout.rooted(&link);
+    if fsops::remove(&at).map_err(InstallError::io(&at))? == Outcome::Removed {
+        summary.add(show(&link), Outcome::Removed);
     }
     let remove = |summary: &mut Summary, path: &Path| -> Result<(), InstallError> {
         let at = layout.rooted(path);

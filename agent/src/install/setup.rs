@@ -221,6 +221,11 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
                     until.format("%Y-%m-%d %H:%M UTC")
                 ),
             );
+            if args.token.is_some() {
+                summary.next.push(
+                    "note: the token was not used (already enrolled); --force-enroll enrolls again with it".into(),
+                );
+            }
             if until < chrono::Utc::now() {
                 summary.next.push(
                     "WARNING: the certificate has expired: enroll again with --force-enroll and a new --token".into(),
