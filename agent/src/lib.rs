@@ -19,6 +19,7 @@
 //! | [`metrics`]    | Prometheus metrics on an optional local port                      |
 //! | [`diagnose`]   | failed calls explained in sentences municipal IT can act on      |
 //! | [`doctor`]     | the preflight checklist, in Portuguese or English; the role SQL  |
+//! | [`install`]    | `install`/`uninstall` on Linux: user, files, hardened systemd unit, `.deb` (unix only) |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
 
 pub mod config;
@@ -27,6 +28,8 @@ pub mod diagnose;
 pub mod doctor;
 pub mod heartbeat;
 pub mod identity;
+#[cfg(unix)]
+pub mod install;
 pub mod job_lock;
 pub mod jobs;
 pub mod metrics;

@@ -148,6 +148,16 @@ enum Command {
         #[arg(long, default_value = "postgres", requires = "apply")]
         admin_user: String,
     },
+    /// Install this binary as a hardened systemd service: system user,
+    /// directories, config, database password, enrollment, unit, start, and
+    /// the doctor. Run again it repairs; run from a newer binary it upgrades
+    /// (identity, plan state and spool kept).
+    #[cfg(unix)]
+    Install(transmissor_agent::install::InstallArgs),
+    /// Stop the service and remove what `install` made (the spool too,
+    /// unless --keep-spool).
+    #[cfg(unix)]
+    Uninstall(transmissor_agent::install::UninstallArgs),
 }
 
 fn parse_check(s: &str) -> Result<Check, String> {
@@ -223,6 +233,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             apply,
             admin_user,
         } => db_role(&config, table, apply.then_some(admin_user)).await,
+        #[cfg(unix)]
+        Command::Install(args) => Ok(transmissor_agent::install::cli_install(args).await?),
+        #[cfg(unix)]
+        Command::Uninstall(args) => Ok(transmissor_agent::install::cli_uninstall(args)?),
         Command::Run { config, now, job } => {
             let cfg = AgentConfig::load(&config)?;
             let cancel = shutdown::on_signal();

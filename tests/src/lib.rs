@@ -6,6 +6,7 @@
 //! | [`balancer`]| a round-robin TCP balancer in front of collector replicas       |
 //! | [`http`]   | a minimal HTTP/1.1 client for the collector's HTTP side      |
 //! | [`identities`]| enrolling, renewing and calling with chosen certificates |
+//! | [`installer`]| a temporary root for the Linux installer, tree snapshots        |
 //! | [`fidelity`]| the fidelity data set: every tricky type and value, per server version |
 //! | [`locales`]| the OS locales that make a server speak Spanish, French, German |
 //! | [`netns`]  | an emulated slow link: network namespace, veth pair, `tc tbf`     |
@@ -26,6 +27,7 @@ pub mod fidelity;
 pub mod fleet;
 pub mod http;
 pub mod identities;
+pub mod installer;
 pub mod locales;
 pub mod netns;
 pub mod operators;

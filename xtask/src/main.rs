@@ -7,11 +7,13 @@
 //! `cargo xtask fault` (a bounded campaign of crashes, restarts, network
 //! cuts, a full and a corrupted spool, kills inside a commit and schema
 //! changes, checked row for row) and
-//! `cargo xtask fuzz` (every `cargo fuzz` target for a bounded time).
+//! `cargo xtask fuzz` (every `cargo fuzz` target for a bounded time) and
+//! `cargo xtask deb` (the agent's Debian package).
 
 mod bench;
 mod compare;
 mod dashboard_bench;
+mod deb;
 mod demo;
 mod fault;
 mod fuzz;
@@ -64,6 +66,9 @@ enum Command {
     /// each) against anchors (`/healthz`, the database read alone);
     /// prints RESULT lines.
     BenchDashboard(dashboard_bench::DashboardBenchArgs),
+    /// Builds the agent's .deb (release binary, same layout and systemd unit
+    /// as `transmissor-agent install`) into <target>/debian/.
+    Deb(deb::DebArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -82,6 +87,7 @@ fn main() -> Result<()> {
         Command::Fault(args) => fault::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::BenchDashboard(args) => dashboard_bench::run(args),
+        Command::Deb(args) => deb::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }

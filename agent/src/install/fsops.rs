@@ -1,0 +1,280 @@
+//! Idempotent file operations: each brings one path to a wanted state
+//! (content, owner, mode) and says what it had to do. Content is replaced
+//! atomically (a temporary file in the same directory, fsynced, renamed over
+//! the old one); modes are set explicitly, whatever the umask; symbolic
+//! links are never followed.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::summary::Outcome;
+
+/// A numeric owner and group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Owner {
+    pub const ROOT: Owner = Owner { uid: 0, gid: 0 };
+}
+
+/// Creates `path` (one level: its parent must exist) or puts its owner and
+/// mode back.
+pub fn ensure_dir(path: &Path, owner: Owner, mode: u32) -> io::Result<Outcome> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fix_meta(path, owner, mode),
+        Ok(_) => Err(io::Error::other("exists and is not a directory")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let mut b = fs::DirBuilder::new();
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, mode);
+            b.create(path)?;
+            std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+            Ok(Outcome::Created)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates missing parent directories of `path` (root's, 0755 whatever the
+/// umask), as a package manager would; existing ones are left alone.
+pub fn ensure_parents(path: &Path) -> io::Result<()> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+    for d in missing.into_iter().rev() {
+        fs::create_dir(d)?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
+/// Puts the owner and mode of an existing path back; `Repaired` says what
+/// was wrong.
+pub fn fix_meta(path: &Path, owner: Owner, mode: u32) -> io::Result<Outcome> {
+    let m = fs::symlink_metadata(path)?;
+    let mut wrong = Vec::new();
+    if (m.uid(), m.gid()) != (owner.uid, owner.gid) {
+        std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))?;
+        wrong.push(format!(
+            "owner {}:{} → {}:{}",
+            m.uid(),
+            m.gid(),
+            owner.uid,
+            owner.gid
+        ));
+    }
+    let had = m.permissions().mode() & 0o7777;
+    if had != mode {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        wrong.push(format!("mode {had:o} → {mode:o}"));
+    }
+    Ok(if wrong.is_empty() {
+        Outcome::Unchanged
+    } else {
+        Outcome::Repaired(wrong.join(", "))
+    })
+}
+
+/// Gives `path` this content, owner and mode.
+pub fn ensure_file(path: &Path, contents: &[u8], owner: Owner, mode: u32) -> io::Result<Outcome> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() && fs::read(path)? == contents => fix_meta(path, owner, mode),
+        Ok(_) => {
+            write_atomic(path, owner, mode, |f| f.write_all(contents))?;
+            Ok(Outcome::Updated)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            write_atomic(path, owner, mode, |f| f.write_all(contents))?;
+            Ok(Outcome::Created)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Gives `dst` the content of `src` (e.g. the running binary), this owner
+/// and mode.
+pub fn ensure_copy(src: &Path, dst: &Path, owner: Owner, mode: u32) -> io::Result<Outcome> {
+    let copy = |f: &mut File| io::copy(&mut File::open(src)?, f).map(drop);
+    match fs::symlink_metadata(dst) {
+        Ok(m) if m.is_file() && same_contents(src, dst)? => fix_meta(dst, owner, mode),
+        Ok(_) => {
+            write_atomic(dst, owner, mode, copy)?;
+            Ok(Outcome::Updated)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            write_atomic(dst, owner, mode, copy)?;
+            Ok(Outcome::Created)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.install-tmp"))
+}
+
+/// Writes a new file next to `path` (mode `mode` from the start, owned as
+/// asked), fsyncs it, renames it over `path` and fsyncs the directory.
+pub fn write_atomic(
+    path: &Path,
+    owner: Owner,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = temp_path(path);
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode & 0o777)
+            .open(&tmp)?;
+        fill(&mut f)?;
+        std::os::unix::fs::fchown(&f, Some(owner.uid), Some(owner.gid))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Gives every entry under `dir` (and `dir`) this owner, without following
+/// symbolic links; returns how many had another.
+pub fn chown_tree(dir: &Path, owner: Owner) -> io::Result<usize> {
+    let mut fixed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let m = fs::symlink_metadata(&p)?;
+        if (m.uid(), m.gid()) != (owner.uid, owner.gid) {
+            std::os::unix::fs::lchown(&p, Some(owner.uid), Some(owner.gid))?;
+            fixed += 1;
+        }
+        if m.is_dir() {
+            for e in fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+    }
+    Ok(fixed)
+}
+
+/// Removes a file, link or whole directory.
+pub fn remove(path: &Path) -> io::Result<Outcome> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map(|()| Outcome::Removed),
+        Ok(_) => fs::remove_file(path).map(|()| Outcome::Removed),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Outcome::Absent),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Owner {
+        Owner {
+            uid: nix::unistd::getuid().as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
+        }
+    }
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn files_created_unchanged_repaired_updated() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a");
+        assert_eq!(
+            ensure_file(&f, b"x", me(), 0o640).unwrap(),
+            Outcome::Created
+        );
+        assert_eq!(mode(&f), 0o640);
+        assert_eq!(
+            ensure_file(&f, b"x", me(), 0o640).unwrap(),
+            Outcome::Unchanged
+        );
+        fs::set_permissions(&f, fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(
+            ensure_file(&f, b"x", me(), 0o640).unwrap(),
+            Outcome::Repaired("mode 666 → 640".into())
+        );
+        assert_eq!(
+            ensure_file(&f, b"y", me(), 0o600).unwrap(),
+            Outcome::Updated
+        );
+        assert_eq!((fs::read(&f).unwrap(), mode(&f)), (b"y".to_vec(), 0o600));
+        assert!(!temp_path(&f).exists());
+
+        let c = d.path().join("c");
+        assert_eq!(ensure_copy(&f, &c, me(), 0o755).unwrap(), Outcome::Created);
+        assert_eq!(
+            ensure_copy(&f, &c, me(), 0o755).unwrap(),
+            Outcome::Unchanged
+        );
+        fs::write(&f, b"z").unwrap();
+        assert_eq!(ensure_copy(&f, &c, me(), 0o755).unwrap(), Outcome::Updated);
+        assert_eq!((fs::read(&c).unwrap(), mode(&c)), (b"z".to_vec(), 0o755));
+    }
+
+    #[test]
+    fn dirs_and_removal() {
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("s");
+        assert_eq!(ensure_dir(&s, me(), 0o700).unwrap(), Outcome::Created);
+        assert_eq!(mode(&s), 0o700);
+        assert_eq!(ensure_dir(&s, me(), 0o700).unwrap(), Outcome::Unchanged);
+        fs::write(s.join("f"), b"").unwrap();
+        assert_eq!(chown_tree(&s, me()).unwrap(), 0);
+        assert_eq!(remove(&s).unwrap(), Outcome::Removed);
+        assert_eq!(remove(&s).unwrap(), Outcome::Absent);
+        let file = d.path().join("file");
+        fs::write(&file, b"").unwrap();
+        assert!(ensure_dir(&file, me(), 0o700).is_err());
+        let deep = d.path().join("a/b/c");
+        ensure_parents(&deep).unwrap();
+        assert_eq!(mode(&d.path().join("a")), 0o755);
+        assert_eq!(mode(&d.path().join("a/b")), 0o755);
+        assert!(!deep.exists());
+    }
+}
