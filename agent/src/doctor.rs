@@ -7,7 +7,9 @@
 //! | module           | responsibility                                               |
 //! |------------------|--------------------------------------------------------------|
 //! | [`item`]         | the checks, their outcomes, one line of the checklist        |
-//! | [`finding`]      | what a check found: outcome, code, sentence and fix (pt, en)  |
+//! | [`finding`]      | what a check found: its outcome and stable code               |
+//! | [`message`]      | the sentence saying it, in Portuguese and English            |
+//! | [`fix`]          | what to do about it, in Portuguese and English               |
 //! | [`lang`]         | Portuguese or English, from the locale or `--lang`           |
 //! | [`database`]     | reachable, version, PEC version, the plan's tables readable   |
 //! | [`write_access`] | everything the source role could write, and the SQL that fixes it |
@@ -20,9 +22,11 @@
 pub mod collector;
 pub mod database;
 pub mod finding;
+pub mod fix;
 pub mod item;
 pub mod lang;
 pub mod local;
+pub mod message;
 pub mod report;
 pub mod role_sql;
 pub mod service;
@@ -35,7 +39,8 @@ use chrono::Utc;
 
 use crate::config::AgentConfig;
 
-pub use finding::{Finding, FixContext};
+pub use finding::Finding;
+pub use fix::FixContext;
 pub use item::{Check, Item, Outcome};
 pub use lang::Lang;
 pub use report::Report;

@@ -163,14 +163,7 @@ pub async fn run(exe: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<(bo
         .output()
         .await
         .with_context(|| format!("running {}", exe.display()))?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
+    Ok(crate::procs::outcome(&out))
 }
 
 /// As [`run`], failing unless it succeeds; its output.

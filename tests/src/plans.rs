@@ -233,14 +233,7 @@ pub fn run_now(config: &Path, jobs: &[&str]) -> Result<(bool, String)> {
         cmd.args(["--job", j]);
     }
     let out = cmd.output()?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
+    Ok(crate::procs::outcome(&out))
 }
 
 /// `transmissor-agent run` (the service) for a config.

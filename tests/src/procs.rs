@@ -29,6 +29,18 @@ pub fn bin_dir() -> Result<PathBuf> {
     )
 }
 
+/// A finished command's success and its stdout followed by its stderr.
+pub fn outcome(out: &std::process::Output) -> (bool, String) {
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn bin(name: &str) -> Result<PathBuf> {
     Ok(bin_dir()?.join(name))
 }

@@ -281,14 +281,7 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
             .arg(m.ibge.as_str())
             .args(args)
             .output()?;
-        Ok((
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ))
+        Ok(transmissor_tests::procs::outcome(&out))
     };
     let (ok, out) = cli(&["--job", "nao_existe"])?;
     assert!(!ok && out.contains("not in the plan published"), "{out}");

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use transmissor_proto::pb;
 
-use super::finding::FixContext;
+use super::fix::FixContext;
 use super::item::{Item, Outcome};
 use super::lang::Lang;
 
