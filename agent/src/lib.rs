@@ -20,6 +20,7 @@
 //! | [`diagnose`]   | failed calls explained in sentences municipal IT can act on      |
 //! | [`doctor`]     | the preflight checklist (so far: the role cannot write)          |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
+//! | [`service`]    | the Windows service: SCM entry point, stop reports, log files    |
 
 pub mod config;
 pub mod daemon;
@@ -36,4 +37,5 @@ pub mod private_fs;
 pub mod run;
 pub mod run_requests;
 pub mod schedule;
+pub mod service;
 pub mod status;
