@@ -134,6 +134,62 @@ keys = ["{key}"]
         );
     }
 
+    /// The agent.toml `installer/windows/install.ps1` writes, with Windows
+    /// paths, parsed by the agent's strict parser.
+    #[test]
+    fn the_windows_installer_writes_a_valid_config() {
+        let script = include_str!("../../installer/windows/install.ps1");
+        // Windows PowerShell 5.1 reads a script without a BOM as ANSI: the
+        // Portuguese messages need it.
+        assert!(
+            script.starts_with('\u{feff}'),
+            "install.ps1 must be UTF-8 with a BOM"
+        );
+        let template = script
+            .split_once("$AgentTomlTemplate = @'\n")
+            .and_then(|(_, rest)| rest.split_once("\n'@"))
+            .map(|(t, _)| t)
+            .expect("the agent.toml template in install.ps1");
+        let (k1, k2) = (plan_key(), {
+            let signing = transmissor_plan::SigningKey::from_bytes(&[9; 32]);
+            transmissor_plan::PublicKey::from(&signing).to_string()
+        });
+        let data = r"C:\ProgramData\transmissor";
+        let text = template
+            .replace("@@STATE_DIR@@", &format!(r"{data}\state"))
+            .replace("@@DB_HOST@@", "localhost")
+            .replace("@@DB_PORT@@", "5433")
+            .replace("@@DB_NAME@@", "esus")
+            .replace("@@DB_USER@@", "transmissor_leitura")
+            .replace(
+                "@@PASSWORD_FILE@@",
+                &format!(r"{data}\config\source.password"),
+            )
+            .replace("@@COLLECTOR@@", "https://coletor.example.gov.br:7443")
+            .replace("@@SPOOL_DIR@@", &format!(r"{data}\spool"))
+            .replace("@@PLAN_KEYS@@", &format!("'{k1}', '{k2}'"))
+            .replace('\n', "\r\n");
+        assert!(!text.contains("@@"), "a placeholder is left: {text}");
+        let cfg = AgentConfig::parse(&text).unwrap();
+        assert_eq!(cfg.agent.state_dir, PathBuf::from(format!(r"{data}\state")));
+        assert_eq!(cfg.source.host, "localhost");
+        assert_eq!(cfg.source.port, 5433);
+        assert_eq!(cfg.source.dbname, "esus");
+        assert_eq!(cfg.source.user, "transmissor_leitura");
+        assert_eq!(
+            cfg.source.password_file,
+            Some(PathBuf::from(format!(r"{data}\config\source.password")))
+        );
+        assert_eq!(
+            cfg.collector.endpoint,
+            "https://coletor.example.gov.br:7443"
+        );
+        assert_eq!(cfg.spool_dir(), PathBuf::from(format!(r"{data}\spool")));
+        let keys: Vec<String> = cfg.plan.keys.iter().map(|k| k.to_string()).collect();
+        assert_eq!(keys, [k1, k2]);
+        assert_eq!(cfg.job_source(), crate::config::JobSourceMode::Central);
+    }
+
     #[test]
     fn exit_codes_are_distinct_and_only_a_requested_stop_is_zero() {
         let all = [

@@ -7,7 +7,8 @@
 //! `cargo xtask fault` (a bounded campaign of crashes, restarts, network
 //! cuts, a full and a corrupted spool, kills inside a commit and schema
 //! changes, checked row for row) and
-//! `cargo xtask fuzz` (every `cargo fuzz` target for a bounded time).
+//! `cargo xtask fuzz` (every `cargo fuzz` target for a bounded time) and
+//! `cargo xtask windows` (the Windows agent's zip, smoke-tested under Wine).
 
 mod bench;
 mod compare;
@@ -17,6 +18,7 @@ mod fault;
 mod fuzz;
 mod scale;
 mod setup;
+mod windows;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -64,6 +66,12 @@ enum Command {
     /// each) against anchors (`/healthz`, the database read alone);
     /// prints RESULT lines.
     BenchDashboard(dashboard_bench::DashboardBenchArgs),
+    /// The Windows agent (x86_64-pc-windows-gnu, installing the Rust target
+    /// and MinGW-w64 when missing), its zip with install.ps1 and LEIA-ME.md
+    /// in target/windows/, and a smoke test under Wine (installed when
+    /// missing): --version, --help, doctor --help, and the service started
+    /// and stopped by Wine's service control manager.
+    Windows(windows::WindowsArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -82,6 +90,7 @@ fn main() -> Result<()> {
         Command::Fault(args) => fault::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::BenchDashboard(args) => dashboard_bench::run(args),
+        Command::Windows(args) => windows::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }

@@ -22,7 +22,7 @@ pub fn workspace_root() -> PathBuf {
 const APT_PACKAGES: &[&str] = &["postgresql", "postgresql-contrib"];
 
 /// Runs an `apt-get` command line non-interactively; true when it succeeded.
-fn run_apt(cmd: &str) -> Result<bool> {
+pub(crate) fn run_apt(cmd: &str) -> Result<bool> {
     let status = Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -309,7 +309,7 @@ fn unreachable_hint(path: &Path, as_other_user: bool) -> String {
 /// left in, the nested build sees another environment than the `cargo run`
 /// that built xtask: ring's build script reruns and ring, rustls, tonic,
 /// reqwest and everything else above ring are compiled again.
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     for (key, _) in std::env::vars_os() {
         let set_by_cargo_run = key.to_str().is_some_and(|k| {
