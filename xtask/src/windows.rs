@@ -16,7 +16,9 @@
 //!    exits 0 when the build has a `doctor` subcommand, `service` run from a
 //!    console refuses with its message, and the service's life under Wine's
 //!    service control manager: created, started, RUNNING, stopped, STOPPED
-//!    with exit code 0, its daily log file saying it stopped on request.
+//!    with exit code 0, its daily log file saying it stopped on request;
+//!    and the agent's unit tests (`cargo test -p transmissor-agent --lib`),
+//!    built for Windows and run under Wine.
 //!
 //! Wine 8 (Debian 12) has no `bcryptprimitives.dll`, whose `ProcessPrng`
 //! Rust's standard library calls since 1.78 (every Rust program needs it to
@@ -99,8 +101,9 @@ pub fn run(args: WindowsArgs) -> Result<()> {
     if args.no_wine {
         eprintln!("==> smoke test under Wine skipped (--no-wine)");
     } else if let Some(wine) = ensure_wine()? {
+        let tests = build_lib_tests()?;
         let t = Instant::now();
-        smoke_test(&wine, &exe, &out_dir.join("smoke"))?;
+        smoke_test(&wine, &exe, &tests, &out_dir.join("smoke"))?;
         wine_time = Some(t.elapsed());
     }
     eprintln!(
@@ -209,6 +212,37 @@ fn build(release: bool) -> Result<PathBuf> {
         bail!("{} is missing after the build", exe.display());
     }
     Ok(exe)
+}
+
+/// The agent's unit tests for Windows (same dependencies as the dev build:
+/// only the agent is compiled again); the test executable.
+fn build_lib_tests() -> Result<PathBuf> {
+    eprintln!("==> building the agent's unit tests for {TARGET}");
+    let out = cargo()
+        .current_dir(workspace_root())
+        .args([
+            "test",
+            "--quiet",
+            "-p",
+            "transmissor-agent",
+            "--lib",
+            "--target",
+            TARGET,
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("cargo test -p transmissor-agent --lib --target {TARGET} --no-run failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo test --no-run named no test executable")
 }
 
 /// `exe` without its debug information, as `out`.
@@ -407,7 +441,7 @@ fn text(o: &Output) -> String {
     )
 }
 
-fn smoke_test(wine: &Wine, exe: &Path, dir: &Path) -> Result<()> {
+fn smoke_test(wine: &Wine, exe: &Path, tests: &Path, dir: &Path) -> Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
     }
@@ -421,6 +455,8 @@ fn smoke_test(wine: &Wine, exe: &Path, dir: &Path) -> Result<()> {
     }
     let staged = dir.join(EXE);
     std::fs::copy(exe, &staged)?;
+    let staged_tests = dir.join("agent-unit-tests.exe");
+    std::fs::copy(tests, &staged_tests)?;
     if !wine_has_process_prng() {
         eprintln!(
             "==> this Wine has no bcryptprimitives.dll: the smoke test uses a stand-in (RtlGenRandom)"
@@ -433,7 +469,21 @@ fn smoke_test(wine: &Wine, exe: &Path, dir: &Path) -> Result<()> {
         wine.wine.display(),
         wine.prefix.display()
     );
-    let result = smoke_steps(wine, &exe, &dir);
+    let result = smoke_steps(wine, &exe, &dir).and_then(|()| {
+        let t = Instant::now();
+        let run = wine.run(&[&windows_path(&staged_tests), "--test-threads", "2"])?;
+        let out = text(&run);
+        let summary = out
+            .lines()
+            .find(|l| l.starts_with("test result:"))
+            .unwrap_or("no test result line")
+            .to_string();
+        if !run.status.success() || !summary.starts_with("test result: ok") {
+            bail!("the agent's unit tests under Wine: {}\n{out}", run.status);
+        }
+        eprintln!("    agent unit tests: {summary} ({:.1?})", t.elapsed());
+        Ok(())
+    });
     wine.stop();
     result
 }
@@ -460,11 +510,7 @@ fn smoke_steps(wine: &Wine, exe: &str, dir: &Path) -> Result<()> {
         );
     }
     eprintln!("    --help: ok");
-    // A subcommand line of clap's help: two spaces, the name, spaces.
-    let has_doctor = String::from_utf8_lossy(&help.stdout)
-        .lines()
-        .any(|l| l.trim_start().starts_with("doctor ") && l.starts_with("  "));
-    if has_doctor {
+    if has_subcommand(&String::from_utf8_lossy(&help.stdout), "doctor") {
         let doctor = wine.run(&[exe, "doctor", "--help"])?;
         if !doctor.status.success() {
             bail!(
@@ -497,6 +543,15 @@ fn smoke_steps(wine: &Wine, exe: &str, dir: &Path) -> Result<()> {
         t.elapsed()
     );
     Ok(())
+}
+
+/// Whether clap's `--help` lists `name` under "Commands:".
+fn has_subcommand(help: &str, name: &str) -> bool {
+    help.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with(' '))
+        .any(|l| l.split_whitespace().next() == Some(name))
 }
 
 /// A local-mode agent with a self-signed identity, a job scheduled at night
@@ -689,4 +744,41 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<Output> {
         stdout: read(stdout)?,
         stderr: read(stderr)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_a_subcommand_in_clap_help() {
+        let help = "Municipal agent of transmissor
+
+Usage: transmissor-agent.exe [OPTIONS] <COMMAND>
+
+Commands:
+  enroll  Enroll this agent with a one-time token
+  doctor  Check everything the agent needs, in Portuguese or English
+  help    Print this message or the help of the given subcommand(s)
+
+Options:
+      --log-format <LOG_FORMAT>  Log format: text or json (doctor reads it too)
+";
+        assert!(has_subcommand(help, "doctor"));
+        assert!(has_subcommand(help, "enroll"));
+        let without = help.replace(
+            "  doctor  Check everything the agent needs, in Portuguese or English\n",
+            "",
+        );
+        assert!(!has_subcommand(&without, "doctor"));
+        assert!(!has_subcommand(help, "Check"));
+    }
+
+    #[test]
+    fn windows_paths_go_through_drive_z() {
+        assert_eq!(
+            windows_path(Path::new("/work/target/windows/smoke/agent.toml")),
+            r"Z:\work\target\windows\smoke\agent.toml"
+        );
+    }
 }
