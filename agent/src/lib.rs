@@ -21,6 +21,7 @@
 //! | [`doctor`]     | the preflight checklist, in Portuguese or English; the role SQL  |
 //! | [`install`]    | `install`/`uninstall` on Linux: user, files, hardened systemd unit, `.deb` (unix only) |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
+//! | [`service`]    | the Windows service: SCM entry point, stop reports, log files    |
 
 pub mod config;
 pub mod daemon;
@@ -39,4 +40,5 @@ pub mod private_fs;
 pub mod run;
 pub mod run_requests;
 pub mod schedule;
+pub mod service;
 pub mod status;

@@ -158,6 +158,17 @@ enum Command {
     /// unless --keep-spool).
     #[cfg(unix)]
     Uninstall(transmissor_agent::install::UninstallArgs),
+    /// Run as a Windows service: started by the service control manager
+    /// (installer/windows/install.ps1 registers it), the jobs on their
+    /// schedule until the service stops; logs to daily files.
+    #[cfg(windows)]
+    Service {
+        #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Where the daily log files go (default: <state_dir>\logs).
+        #[arg(long, value_name = "DIR")]
+        log_dir: Option<PathBuf>,
+    },
 }
 
 fn parse_check(s: &str) -> Result<Check, String> {
@@ -169,11 +180,18 @@ fn parse_check(s: &str) -> Result<Check, String> {
 
 fn main() -> Result<ExitCode> {
     tune_allocator();
+    let cli = Cli::parse();
+    // The service builds its runtime on the thread the SCM gives it.
+    #[cfg(windows)]
+    if let Command::Service { config, log_dir } = &cli.command {
+        transmissor_agent::service::windows::run(config, log_dir.as_deref(), &cli.log_format)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?
-        .block_on(run(Cli::parse()))
+        .block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -252,6 +270,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             transmissor_agent::daemon::run(&agent, &cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(windows)]
+        Command::Service { .. } => anyhow::bail!("`service` is run by main, outside the runtime"),
     }
 }
 

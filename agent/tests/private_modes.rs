@@ -2,6 +2,9 @@
 //! directories 0700, data files 0600, and a spool directory found open to
 //! others is tightened. Its own test binary, because the umask is
 //! process-wide: each test here sets it to 0 (the most permissive) first.
+//! Unix only: on Windows the installer's ACLs do this (`private_fs`).
+
+#![cfg(unix)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

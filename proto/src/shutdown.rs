@@ -1,5 +1,8 @@
-//! Turns SIGINT / SIGTERM (Ctrl-C / service stop on Windows) into a
-//! cancellation that the server's ordered shutdown follows.
+//! Turns SIGINT / SIGTERM (on Windows: Ctrl-C, Ctrl-Break, closing the
+//! console window, system shutdown) into a cancellation that the server's
+//! ordered shutdown follows. The agent's Windows service does not use this:
+//! its control handler cancels the token when the service control manager
+//! sends Stop or Shutdown.
 
 use tokio_util::sync::CancellationToken;
 
@@ -31,7 +34,26 @@ async fn wait_for_signal() {
     }
 }
 
-#[cfg(not(unix))]
+/// Ctrl-C, Ctrl-Break, closing the console window, system shutdown. After
+/// the last two Windows ends the process within seconds, drained or not: the
+/// spool and the collector's commit protocol make an interrupted run resume.
+#[cfg(windows)]
+async fn wait_for_signal() {
+    use tokio::signal::windows;
+    // A handler that cannot be installed never fires (its branch is
+    // disabled); Ctrl-C always can.
+    let mut brk = windows::ctrl_break().ok();
+    let mut close = windows::ctrl_close().ok();
+    let mut shutdown = windows::ctrl_shutdown().ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { brk.as_mut()?.recv().await } => {}
+        Some(()) = async { close.as_mut()?.recv().await } => {}
+        Some(()) = async { shutdown.as_mut()?.recv().await } => {}
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }

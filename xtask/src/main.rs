@@ -8,7 +8,8 @@
 //! cuts, a full and a corrupted spool, kills inside a commit and schema
 //! changes, checked row for row) and
 //! `cargo xtask fuzz` (every `cargo fuzz` target for a bounded time) and
-//! `cargo xtask deb` (the agent's Debian package).
+//! `cargo xtask deb` (the agent's Debian package) and
+//! `cargo xtask windows` (the Windows agent's zip, smoke-tested under Wine).
 
 mod bench;
 mod compare;
@@ -19,6 +20,7 @@ mod fault;
 mod fuzz;
 mod scale;
 mod setup;
+mod windows;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -69,6 +71,12 @@ enum Command {
     /// Builds the agent's .deb (release binary, same layout and systemd unit
     /// as `transmissor-agent install`) into <target>/debian/.
     Deb(deb::DebArgs),
+    /// The Windows agent (x86_64-pc-windows-gnu, installing the Rust target
+    /// and MinGW-w64 when missing), its zip with install.ps1 and LEIA-ME.md
+    /// in target/windows/, and a smoke test under Wine (installed when
+    /// missing): --version, --help, doctor --help, and the service started
+    /// and stopped by Wine's service control manager.
+    Windows(windows::WindowsArgs),
     /// Runs the whole test suite (installs PostgreSQL from Debian's packages when missing).
     Test {
         /// Extra arguments for the test runner (after --).
@@ -88,6 +96,7 @@ fn main() -> Result<()> {
         Command::Fuzz(args) => fuzz::run(args),
         Command::BenchDashboard(args) => dashboard_bench::run(args),
         Command::Deb(args) => deb::run(args),
+        Command::Windows(args) => windows::run(args),
         Command::Test { args } => setup::run_tests(&args),
     }
 }

@@ -22,7 +22,7 @@ pub fn workspace_root() -> PathBuf {
 const APT_PACKAGES: &[&str] = &["postgresql", "postgresql-contrib"];
 
 /// Runs an `apt-get` command line non-interactively; true when it succeeded.
-fn run_apt(cmd: &str) -> Result<bool> {
+pub(crate) fn run_apt(cmd: &str) -> Result<bool> {
     let status = Command::new("sh")
         .arg("-c")
         .arg(cmd)
