@@ -19,6 +19,8 @@ pub enum Finding {
     },
     /// Not run: `--skip`.
     Skipped,
+    /// Not run: it does not apply on this system (systemd on Windows).
+    NotApplicable,
 
     ConfigOk {
         path: PathBuf,
@@ -228,7 +230,7 @@ impl Finding {
     pub fn outcome(&self) -> Outcome {
         use Finding::*;
         match self {
-            NotChecked { .. } | Skipped => Outcome::Skip,
+            NotChecked { .. } | Skipped | NotApplicable => Outcome::Skip,
             ConfigOk { .. }
             | DbConnected { .. }
             | VersionSupported { .. }
@@ -296,6 +298,7 @@ impl Finding {
         match self {
             NotChecked { .. } => "not_checked",
             Skipped => "skipped",
+            NotApplicable => "not_applicable",
             ConfigOk { .. } => "ok",
             ConfigInvalid { .. } => "invalid",
             DbConnected { .. } => "ok",

@@ -13,7 +13,7 @@ impl Finding {
         let cfg = ctx.config.display();
         let service = &ctx.service;
         Some(match self {
-            NotChecked { .. } | Skipped => return None,
+            NotChecked { .. } | Skipped | NotApplicable => return None,
             ConfigOk { .. }
             | DbConnected { .. }
             | VersionSupported { .. }
@@ -168,8 +168,8 @@ impl Finding {
                 format!("enable it: systemctl enable --now {name} (Windows: Set-Service {name} -StartupType Automatic)"),
             ),
             ServiceNotRunning { name, .. } => lang.pick(
-                format!("veja o motivo em journalctl -u {name} -n 50 (Windows: o log em logs\\ da pasta de estado) e inicie: systemctl start {name} (Windows: Start-Service {name})"),
-                format!("see why in journalctl -u {name} -n 50 (Windows: the log in the state folder's logs\\) and start it: systemctl start {name} (Windows: Start-Service {name})"),
+                format!("veja o motivo em journalctl -u {name} -n 50 (Windows: o log em C:\\ProgramData\\transmissor\\logs) e inicie: systemctl start {name} (Windows: Start-Service {name})"),
+                format!("see why in journalctl -u {name} -n 50 (Windows: the log in C:\\ProgramData\\transmissor\\logs) and start it: systemctl start {name} (Windows: Start-Service {name})"),
             ),
             NoServiceManager => lang.pick(
                 "garanta que algo reinicie o agente (o supervisor do contêiner, ou rode-o pelo systemd)".into(),

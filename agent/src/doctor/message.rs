@@ -28,6 +28,9 @@ impl Finding {
                 }
             }
             Skipped => lang.pick("pulado (--skip)", "skipped (--skip)").into(),
+            NotApplicable => lang
+                .pick("não se aplica a este sistema", "does not apply on this system")
+                .into(),
             ConfigOk { path, central } => {
                 let mode = match (central, pt) {
                     (true, true) => "modo central: só planos assinados",

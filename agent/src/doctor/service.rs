@@ -21,7 +21,7 @@ pub fn check(name: &str) -> Vec<Item> {
     {
         vec![
             Item::new(Check::Service, windows_service(name)),
-            Item::new(Check::Systemd, Finding::Skipped),
+            Item::new(Check::Systemd, Finding::NotApplicable),
         ]
     }
     #[cfg(not(windows))]
