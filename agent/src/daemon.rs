@@ -176,6 +176,9 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
             .unwrap_or(TICK)
             .min(TICK);
         tokio::select! {
+            // In this order: a plan accepted before a run request arrived
+            // (one heartbeat answer brings both) is followed first.
+            biased;
             () = cancel.cancelled() => {
                 if let Some(r) = running.take() {
                     // The run stops at a batch boundary; its spool stays.

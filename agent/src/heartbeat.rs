@@ -135,13 +135,15 @@ impl Heartbeat {
         let offset = self
             .clock
             .record(sent, clock::now_unix_ms(), resp.collector_time_unix_ms);
-        self.run_requests.receive(&resp.run_requests);
+        // The plan first: a request in the same answer (the first one
+        // after an install, say) then runs the plan's jobs, not none.
         if let Some(keeper) = &self.plans {
             let ad = Advertised::from(&resp);
             if keeper.should_fetch(ad) {
                 self.sync_plan(keeper, ad).await;
             }
         }
+        self.run_requests.receive(&resp.run_requests);
         Ok(offset)
     }
 

@@ -5,7 +5,9 @@
 //! - A request over the API reaches the running agent in a heartbeat
 //!   answer and runs the plan's job (or every job) once; viewers may not
 //!   ask, unknown jobs are refused; the CLI asks the same way; the running
-//!   agent's own metrics count the runs; an agent run by cron takes none.
+//!   agent's own metrics count the runs; an agent run by cron takes none;
+//!   a daemon without a plan yet runs a request that comes with its first
+//!   plan.
 
 use std::process::Command;
 use std::time::Duration;
@@ -350,5 +352,27 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         .get(0);
     assert_eq!(pending, 1);
     assert_eq!((committed("equipes").await, committed("cbo").await), (2, 3));
+
+    // A daemon that has no plan yet (a new state directory, as after an
+    // install) gets the plan and the pending request in the same answer:
+    // the plan is accepted first, so the request runs its job.
+    let text = std::fs::read_to_string(&cfg)?;
+    let state = cfg.with_file_name("state");
+    let fresh_state = cfg.with_file_name("state-fresh");
+    let fresh = cfg.with_file_name("fresh.toml");
+    std::fs::write(
+        &fresh,
+        text.replace(
+            &state.display().to_string(),
+            &fresh_state.display().to_string(),
+        ),
+    )?;
+    let mut daemon = spawn_service(&fresh, &dir.join("daemon-fresh.log"))?;
+    assert!(
+        runs(&[("equipes", 3), ("cbo", 3)]).await,
+        "the request pending before the plan arrived never ran:\n{}",
+        daemon.log_text()
+    );
+    daemon.terminate(Duration::from_secs(30)).await?;
     Ok(())
 }
