@@ -275,8 +275,12 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
     }
     service_steps(&layout, &args, unit_changed, changed, &mut summary)?;
 
-    // 7. The doctor.
+    // 7. The doctor, once the started service has had a moment to fetch
+    // its plan (its first heartbeat), so the plan's tables are checked too.
     let healthy = if layout.is_live() {
+        if !args.no_start {
+            wait_for_plan(Path::new(layout::STATE_DIR), PLAN_WAIT);
+        }
         doctor(&binary, &mut summary)
     } else {
         summary.add(
@@ -335,6 +339,19 @@ fn service_steps(
         ));
     }
     Ok(())
+}
+
+/// How long `install` waits for the started service's first plan.
+const PLAN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Waits until the service has accepted a plan (`plan/current.signed`) or
+/// `limit` passes (the collector may publish none yet: the doctor says so).
+fn wait_for_plan(state_dir: &Path, limit: std::time::Duration) {
+    let current = state_dir.join("plan").join("current.signed");
+    let start = std::time::Instant::now();
+    while !current.exists() && start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }
 
 /// Runs the installed binary's `doctor`; false when it reports a problem.
