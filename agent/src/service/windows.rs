@@ -183,12 +183,16 @@ async fn daemon(cfg: AgentConfig, cancel: &CancellationToken, status: &Status) -
         return ExitCode::NoSchedule;
     }
     status.running();
+    // Says a stop was asked for (once logged) so the log always holds it,
+    // even when the daemon, idle, returns before this task is polled.
+    let (said, heard) = tokio::sync::oneshot::channel::<()>();
     let stopping = {
         let cancel = cancel.clone();
         let status = status.clone();
         tokio::spawn(async move {
             cancel.cancelled().await;
             tracing::info!("stop requested; ending the current batch");
+            let _ = said.send(());
             loop {
                 status.stop_pending();
                 tokio::time::sleep(STOP_CHECKPOINT_EVERY).await;
@@ -196,6 +200,9 @@ async fn daemon(cfg: AgentConfig, cancel: &CancellationToken, status: &Status) -
         })
     };
     let result = crate::daemon::run(&agent, cancel).await;
+    if cancel.is_cancelled() {
+        let _ = heard.await;
+    }
     stopping.abort();
     match result {
         Ok(()) => ExitCode::Stopped,
