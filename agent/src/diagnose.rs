@@ -36,6 +36,46 @@ pub fn describe(status: &Status) -> String {
     }
 }
 
+/// Who ended a failed call to the collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// This agent's verifier refused the server's chain: not under the
+    /// pinned CA, or not for this name (another server, or a proxy).
+    NotTrusted,
+    /// The collector refused this agent (a TLS alert, or the call).
+    Refused,
+    /// Nothing usable answered.
+    Unreachable,
+}
+
+/// Sorts a failed call (what the doctor reports on).
+pub fn failure(status: &Status) -> Failure {
+    let all = describe(status).to_lowercase();
+    let has = |needles: &[&str]| needles.iter().any(|n| all.contains(n));
+    let alert = all.contains("received fatal alert");
+    if !alert
+        && has(&[
+            "unknownissuer",
+            "unknown issuer",
+            "notvalidforname",
+            "not valid for name",
+            "badsignature",
+            "is not the one this token was issued for",
+        ])
+    {
+        Failure::NotTrusted
+    } else if alert
+        || matches!(
+            status.code(),
+            Code::PermissionDenied | Code::Unauthenticated
+        )
+    {
+        Failure::Refused
+    } else {
+        Failure::Unreachable
+    }
+}
+
 /// What to do, given the status code, its message and its cause chain.
 pub fn hint(code: Code, message: &str, chain: &str) -> Option<&'static str> {
     let msg = message.to_lowercase();

@@ -94,7 +94,7 @@ pub async fn run(path: &Path, opts: &Options) -> Report {
                     }),
             );
             items.extend(service::check(&opts.service));
-            return finish(now, items, fix, opts);
+            return finish(now, items, fix, None, opts);
         }
     };
     let mut items = vec![Item::new(
@@ -120,15 +120,21 @@ pub async fn run(path: &Path, opts: &Options) -> Report {
     items.extend(database::check(&cfg, plan.jobs.as_ref()).await);
     items.push(local::spool(&cfg));
     items.extend(service::check(&opts.service));
-    finish(now, items, fix, opts)
+    finish(now, items, fix, Some(cfg.agent.state_dir.clone()), opts)
 }
 
 /// Replaces skipped checks' items by one "skipped" each.
-fn finish(now: chrono::DateTime<Utc>, items: Vec<Item>, fix: FixContext, opts: &Options) -> Report {
+fn finish(
+    now: chrono::DateTime<Utc>,
+    items: Vec<Item>,
+    fix: FixContext,
+    state_dir: Option<std::path::PathBuf>,
+    opts: &Options,
+) -> Report {
     let mut out: Vec<Item> = items
         .into_iter()
         .filter(|i| !opts.skip.contains(&i.check))
         .collect();
     out.extend(opts.skip.iter().map(|c| Item::new(*c, Finding::Skipped)));
-    Report::new(now, out, fix)
+    Report::new(now, out, fix, state_dir)
 }

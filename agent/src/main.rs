@@ -351,9 +351,8 @@ async fn doctor_cmd(
     } else {
         print!("{}", report.render(lang));
     }
-    if let Ok(cfg) = AgentConfig::load(config)
-        && cfg.agent.state_dir.is_dir()
-        && let Err(e) = doctor::report::save_summary(&cfg.agent.state_dir, &report.summary())
+    if let Some(state_dir) = report.state_dir.as_deref().filter(|d| d.is_dir())
+        && let Err(e) = doctor::report::save_summary(state_dir, &report.summary())
     {
         tracing::warn!(error = %e, "the summary for the collector was not kept");
     }

@@ -705,15 +705,11 @@ fn log_text(dir: &Path) -> String {
         .join("")
 }
 
+/// Waits for `child` to exit, at most `timeout` (the OS's own wait with a
+/// timeout, through `wait-timeout`); None when it is still running.
 fn wait_with_timeout(child: &mut std::process::Child, timeout: Duration) -> Option<()> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return Some(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
+    use wait_timeout::ChildExt;
+    child.wait_timeout(timeout).ok().flatten().map(|_| ())
 }
 
 /// Runs `cmd` with its output in temporary files (no pipe a lingering

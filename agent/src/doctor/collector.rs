@@ -177,31 +177,10 @@ pub async fn collector(cfg: &AgentConfig, identity: Option<&Loaded>) -> Collecto
 /// A failed call sorted: the server is not the pinned collector; the
 /// collector refused us; or nothing answered.
 fn refusal(endpoint: &str, status: &tonic::Status) -> Finding {
-    let error = diagnose::describe(status);
-    let lower = error.to_lowercase();
-    let endpoint = endpoint.to_string();
-    let has = |needles: &[&str]| needles.iter().any(|n| lower.contains(n));
-    // Our verifier refused the server's chain: not under the pinned CA, or
-    // not for this name.
-    if !lower.contains("received fatal alert")
-        && has(&[
-            "unknownissuer",
-            "unknown issuer",
-            "notvalidforname",
-            "not valid for name",
-            "badsignature",
-            "is not the one this token was issued for",
-        ])
-    {
-        return Finding::CollectorNotTrusted { endpoint, error };
+    let (endpoint, error) = (endpoint.to_string(), diagnose::describe(status));
+    match diagnose::failure(status) {
+        diagnose::Failure::NotTrusted => Finding::CollectorNotTrusted { endpoint, error },
+        diagnose::Failure::Refused => Finding::CollectorRefused { endpoint, error },
+        diagnose::Failure::Unreachable => Finding::CollectorUnreachable { endpoint, error },
     }
-    if lower.contains("received fatal alert")
-        || matches!(
-            status.code(),
-            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated
-        )
-    {
-        return Finding::CollectorRefused { endpoint, error };
-    }
-    Finding::CollectorUnreachable { endpoint, error }
 }

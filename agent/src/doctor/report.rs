@@ -22,6 +22,9 @@ pub struct Report {
     pub ran_at: DateTime<Utc>,
     pub items: Vec<Item>,
     pub fix: FixContext,
+    /// The agent's state directory, when the config could be read: where
+    /// the summary is kept for the heartbeat.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Counts per outcome.
@@ -56,9 +59,19 @@ struct JsonReport<'a> {
 
 impl Report {
     /// Items sorted by check, keeping each check's items in order.
-    pub fn new(ran_at: DateTime<Utc>, mut items: Vec<Item>, fix: FixContext) -> Self {
+    pub fn new(
+        ran_at: DateTime<Utc>,
+        mut items: Vec<Item>,
+        fix: FixContext,
+        state_dir: Option<PathBuf>,
+    ) -> Self {
         items.sort_by_key(|i| i.check);
-        Self { ran_at, items, fix }
+        Self {
+            ran_at,
+            items,
+            fix,
+            state_dir,
+        }
     }
 
     pub fn worst(&self) -> Outcome {

@@ -13,13 +13,13 @@ use sqlparser::parser::Parser;
 use thiserror::Error;
 use tokio_postgres::NoTls;
 
-use transmissor_proto::names::{quote_ident, quote_literal};
+use transmissor_proto::names::quote_literal;
 
 use crate::config::AgentConfig;
 use crate::jobs::JobSet;
 use crate::pipeline::source::{self, describe_pg_error};
 
-use super::write_access::read_only_role_sql;
+use super::write_access::{read_only_grants_sql, read_only_role_sql, role_login_sql};
 
 #[derive(Debug, Error)]
 pub enum RoleSqlError {
@@ -140,23 +140,11 @@ pub async fn apply(
     let password_sql = password
         .as_deref()
         .map_or("NULL".to_string(), quote_literal);
-    let mut sql = print(cfg, &tables);
-    // The printed SQL creates the role with a placeholder password: here it
-    // gets the real one, or is altered when it exists.
-    let create_line = sql.lines().next().unwrap_or_default().to_string();
-    let attributes = "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION";
-    let replacement = if exists {
-        format!(
-            "ALTER ROLE {} LOGIN PASSWORD {password_sql} {attributes};",
-            quote_ident(role)
-        )
-    } else {
-        format!(
-            "CREATE ROLE {} LOGIN PASSWORD {password_sql} {attributes};",
-            quote_ident(role)
-        )
-    };
-    sql = sql.replacen(&create_line, &replacement, 1);
+    let sql = format!(
+        "{}{}",
+        role_login_sql(role, &password_sql, exists),
+        read_only_grants_sql(role, &cfg.source.dbname, &tables)
+    );
     let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(&sql).await.map_err(failed)?;
     tx.commit().await.map_err(failed)?;

@@ -281,6 +281,26 @@ pub async fn check(client: &Client) -> Result<Vec<Finding>, tokio_postgres::Erro
 /// `schema.table`), for the installer to print; the password is a
 /// placeholder the administrator replaces.
 pub fn read_only_role_sql(role: &str, database: &str, tables: &[String]) -> String {
+    format!(
+        "{}{}",
+        role_login_sql(role, &quote_literal("<senha / password>"), false),
+        read_only_grants_sql(role, database, tables)
+    )
+}
+
+/// The statement that makes `role` a plain login role with `password` (an
+/// SQL literal or `NULL`): `CREATE ROLE`, or `ALTER ROLE` when it exists.
+pub fn role_login_sql(role: &str, password: &str, exists: bool) -> String {
+    format!(
+        "{} ROLE {} LOGIN PASSWORD {password} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;\n",
+        if exists { "ALTER" } else { "CREATE" },
+        quote_ident(role)
+    )
+}
+
+/// What the read-only role is granted: connecting, reading `tables`, and
+/// `public` closed to CREATE.
+pub fn read_only_grants_sql(role: &str, database: &str, tables: &[String]) -> String {
     let r = quote_ident(role);
     let mut schemas: Vec<&str> = tables
         .iter()
@@ -289,9 +309,7 @@ pub fn read_only_role_sql(role: &str, database: &str, tables: &[String]) -> Stri
     schemas.sort_unstable();
     schemas.dedup();
     let mut sql = format!(
-        "CREATE ROLE {r} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;\n\
-         GRANT CONNECT ON DATABASE {} TO {r};\n",
-        quote_literal("<senha / password>"),
+        "GRANT CONNECT ON DATABASE {} TO {r};\n",
         quote_ident(database)
     );
     for s in schemas {
