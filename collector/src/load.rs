@@ -9,6 +9,7 @@
 //! | `load/begin.rs`    | opening (or finding) a transmission and its staging table        |
 //! | `load/batch.rs`    | one batch = one DB transaction: ledger row + `COPY` into staging |
 //! | `load/commit.rs`   | making a transmission visible at once; abort; status             |
+//! | `load/upsert.rs`   | upsert jobs: key, watermark, supersede, merge by key             |
 //! | `load/quota.rs`    | per-agent quotas: open, per day, staged bytes, batches           |
 //! | `load/reaper.rs`   | aborting transmissions nobody will finish                        |
 //! | `load/queries/`    | the control-schema SQL they run                                  |
@@ -31,6 +32,7 @@ mod quota;
 pub mod reaper;
 pub mod schema;
 pub mod targets;
+pub mod upsert;
 
 use std::time::Duration;
 
@@ -41,7 +43,7 @@ use crate::config::{LimitsConfig, LoadConfig};
 
 pub use batch::BatchOutcome;
 pub use begin::{BeginOutcome, BeginSpec};
-pub use commit::{CommitOutcome, NeverBegun, StatusOutcome};
+pub use commit::{CommitOutcome, NeverBegun, StatusOutcome, UpsertCommit};
 
 /// Transmission states as stored in `transmissor.transmissions.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

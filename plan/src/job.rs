@@ -19,6 +19,9 @@ pub const MAX_SQL_BYTES: usize = 1 << 20;
 /// Longest source column name (PostgreSQL's identifier limit).
 pub const MAX_COLUMN_BYTES: usize = 63;
 
+/// Longest upsert lookback.
+pub const MAX_LOOKBACK: Duration = Duration::from_secs(30 * 24 * 3600);
+
 /// A validated job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanJob {
@@ -54,13 +57,29 @@ pub enum JobMode {
     Snapshot,
     /// The rows are added to what is there.
     Append,
-    /// Rows changed since `watermark - lookback` replace rows with the same
-    /// `key`. Parsed, but refused by [`crate::Plan::parse`] for now.
-    Upsert {
-        key: Vec<String>,
-        watermark: String,
-        lookback: Duration,
-    },
+    /// Rows whose `watermark` is after the committed watermark minus
+    /// `lookback` replace the municipality's rows with the same `key`.
+    Upsert(Upsert),
+}
+
+/// An incremental job: what identifies a row, what says it changed, and
+/// when the full key set is compared to find rows the source deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upsert {
+    /// Result columns that identify a row (never NULL, unique).
+    pub key: Vec<String>,
+    /// A `timestamp` or `timestamptz` result column set when a row is
+    /// written (e.g. a last-modified time).
+    pub watermark: String,
+    /// How far before the committed watermark each run reads again: covers
+    /// writers' clock skew and the time between a writer's start and its
+    /// first write (see ARCHITECTURE.md, "the watermark").
+    pub lookback: Duration,
+    /// When a run extracts the job in full, so that the collector removes
+    /// the municipality's rows the source no longer has. `None`: only the
+    /// first run (and runs that could not learn the committed watermark)
+    /// are full.
+    pub reconcile: Option<Schedule>,
 }
 
 impl JobMode {
@@ -120,6 +139,7 @@ pub(crate) struct RawJob {
     key: Option<Spanned<Vec<String>>>,
     watermark: Option<Spanned<String>>,
     lookback: Option<Spanned<String>>,
+    reconcile: Option<Spanned<RawSchedule>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,14 +207,27 @@ impl RawJob {
         }
 
         let mode = self.mode(src, at)?;
-        // Upsert is parsed and typed, but not run yet: delete this check to
-        // enable it.
-        if matches!(mode, JobMode::Upsert { .. }) {
-            return Err(src.err(
-                self.mode.span(),
-                f("mode"),
-                "mode \"upsert\" is reserved: this version runs snapshot and append jobs",
-            ));
+        if let JobMode::Upsert(u) = &mode {
+            // The key and the watermark must reach the collector as they are.
+            for column in u.key.iter().chain([&u.watermark]) {
+                match columns.get(column) {
+                    Some(ColumnPolicy::Drop) => {
+                        return Err(src.err(
+                            self.mode.span(),
+                            format!("{at}.columns.{column}"),
+                            format!("column {column:?} is the upsert key or watermark and cannot be dropped"),
+                        ));
+                    }
+                    Some(ColumnPolicy::Pseudonymise) if *column == u.watermark => {
+                        return Err(src.err(
+                            self.mode.span(),
+                            format!("{at}.columns.{column}"),
+                            format!("column {column:?} is the watermark, a time the collector compares: it cannot be pseudonymised"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
         }
 
         Ok(PlanJob {
@@ -214,6 +247,7 @@ impl RawJob {
             ("key", self.key.as_ref().map(Spanned::span)),
             ("watermark", self.watermark.as_ref().map(Spanned::span)),
             ("lookback", self.lookback.as_ref().map(Spanned::span)),
+            ("reconcile", self.reconcile.as_ref().map(Spanned::span)),
         ];
         match self.mode.get_ref().as_str() {
             m @ ("snapshot" | "append") => {
@@ -259,11 +293,23 @@ impl RawJob {
                     .map_err(|m| src.err(watermark.span(), f("watermark"), m))?;
                 let lookback_d = duration(lookback.get_ref())
                     .map_err(|m| src.err(lookback.span(), f("lookback"), m))?;
-                Ok(JobMode::Upsert {
+                if lookback_d > MAX_LOOKBACK {
+                    return Err(src.err(
+                        lookback.span(),
+                        f("lookback"),
+                        format!("{:?} is longer than the 30-day maximum", lookback.get_ref()),
+                    ));
+                }
+                let reconcile = match &self.reconcile {
+                    None => None,
+                    Some(r) => Some(schedule(src, r, &f("reconcile"))?),
+                };
+                Ok(JobMode::Upsert(Upsert {
                     key: key.get_ref().clone(),
                     watermark: watermark.get_ref().clone(),
                     lookback: lookback_d,
-                })
+                    reconcile,
+                }))
             }
             other => Err(src.err(
                 self.mode.span(),

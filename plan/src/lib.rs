@@ -36,7 +36,7 @@ pub use chain::KeyChain;
 pub use doc::DocError;
 pub use ed25519_dalek::SigningKey;
 pub use envelope::{Envelope, EnvelopeError, Kind, sign};
-pub use job::{ColumnPolicy, JobMode, PlanJob};
+pub use job::{ColumnPolicy, JobMode, PlanJob, Upsert};
 pub use key_list::{KeyList, KeyListError};
 pub use keys::{KeyError, PublicKey, TrustedKeys};
 pub use open::{

@@ -11,10 +11,15 @@
 //! [[jobs]]
 //! name = "atendimentos"
 //! target = "tb_fat_atendimento_individual"
-//! mode = "snapshot"                  # snapshot | append (upsert: reserved)
+//! mode = "snapshot"                  # snapshot | append | upsert
 //! sql = "SELECT ..."
 //! schedule = { cron = "30 2 * * 1-5", jitter = "45m" }
 //! pec_version = { min = "5.3.7", below = "5.5" }
+//! # mode = "upsert" also needs:
+//! # key = ["co_seq_fat_atd_ind"]      # result columns identifying a row
+//! # watermark = "dt_atualizacao"      # timestamp(tz) result column set on write
+//! # lookback = "2h"                   # re-read before the committed watermark
+//! # reconcile = { cron = "0 3 * * 0" } # optional: full run, deletes reconciled
 //! [jobs.columns]
 //! no_cidadao = "drop"
 //! nu_cpf_cidadao = "pseudonymise"

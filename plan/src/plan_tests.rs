@@ -268,16 +268,33 @@ fn dates() {
 }
 
 #[test]
-fn upsert_is_reserved() {
+fn upsert_jobs() {
     let upsert = "mode = \"upsert\"\nkey = [\"co_seq_fat_atd_ind\"]\n\
                   watermark = \"dt_final_atendimento\"\nlookback = \"2d\"";
+    let plan = Plan::parse(with("mode = \"append\"", upsert).as_bytes()).unwrap();
+    let JobMode::Upsert(u) = &plan.jobs[1].mode else {
+        panic!("not upsert: {:?}", plan.jobs[1].mode);
+    };
+    assert_eq!(u.key, ["co_seq_fat_atd_ind"]);
+    assert_eq!(u.watermark, "dt_final_atendimento");
+    assert_eq!(u.lookback, std::time::Duration::from_secs(2 * 86400));
+    assert!(u.reconcile.is_none());
+    let reconciled = format!("{upsert}\nreconcile = {{ cron = \"0 3 * * 0\" }}");
+    let plan = Plan::parse(with("mode = \"append\"", &reconciled).as_bytes()).unwrap();
+    let JobMode::Upsert(u) = &plan.jobs[1].mode else {
+        panic!("not upsert");
+    };
+    assert!(u.reconcile.is_some());
     assert_err(
-        &with("mode = \"append\"", upsert),
-        18,
-        "jobs[1].mode",
-        "mode \"upsert\" is reserved: this version runs snapshot and append jobs",
+        &with(
+            "mode = \"append\"",
+            &format!("{upsert}\nreconcile = {{ cron = \"61 3 * * 0\" }}"),
+        ),
+        22,
+        "jobs[1].reconcile.cron",
+        "not a valid cron expression",
     );
-    // Still validated first: a missing part is named.
+    // A missing part is named.
     assert_err(
         &with("mode = \"append\"", "mode = \"upsert\"\nkey = [\"id\"]"),
         18,
@@ -289,6 +306,12 @@ fn upsert_is_reserved() {
         21,
         "jobs[1].lookback",
         "not a duration",
+    );
+    assert_err(
+        &with("mode = \"append\"", &upsert.replace("\"2d\"", "\"31d\"")),
+        21,
+        "jobs[1].lookback",
+        "30-day maximum",
     );
 }
 

@@ -273,6 +273,7 @@ async fn payload_refusals() -> anyhow::Result<()> {
             total_batches: 2,
             total_rows: 3,
             digest: digest.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -287,6 +288,7 @@ async fn payload_refusals() -> anyhow::Result<()> {
             total_batches: u32::MAX,
             total_rows: 3,
             digest: digest.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -301,6 +303,7 @@ async fn payload_refusals() -> anyhow::Result<()> {
             total_batches: 100_000,
             total_rows: 3,
             digest: digest.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -316,6 +319,7 @@ async fn payload_refusals() -> anyhow::Result<()> {
             total_batches: 1,
             total_rows: 2,
             digest,
+            ..Default::default()
         })
         .await?;
     assert_eq!(r.into_inner().rows, 2);
@@ -448,6 +452,7 @@ async fn binary_batch_refusals() -> anyhow::Result<()> {
             total_batches: 1,
             total_rows: 2,
             digest: d.finish(),
+            ..Default::default()
         })
         .await?;
     assert_eq!(r.into_inner().rows, 2);

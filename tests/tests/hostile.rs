@@ -231,6 +231,7 @@ async fn per_agent_quotas_hold_and_spare_the_others() -> anyhow::Result<()> {
             total_batches: 11,
             total_rows: 11,
             digest: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -342,6 +343,7 @@ async fn stale_transmissions_are_reaped() -> anyhow::Result<()> {
             total_batches: 1,
             total_rows: 2,
             digest: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

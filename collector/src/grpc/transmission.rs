@@ -21,7 +21,8 @@ use crate::admission::Admission;
 use crate::error::CollectorError;
 use crate::identity::{Authenticator, Peer};
 use crate::load::batch::IncomingBatch;
-use crate::load::{BatchOutcome, BeginSpec, Loader, NeverBegun, schema};
+use crate::load::upsert::{self, UpsertSpec};
+use crate::load::{BatchOutcome, BeginSpec, Loader, NeverBegun, UpsertCommit, schema};
 use crate::metrics::{JobLabel, Metrics, OutcomeLabel};
 use crate::plans::PublishedPlans;
 
@@ -128,13 +129,27 @@ impl Transmission for TransmissionService {
                 let mode = schema::mode_str(r.mode)?;
                 // Targets are defined by published plans: an agent cannot
                 // create a table, or claim a target, its plan does not name.
+                let columns: Vec<schema::ColumnSpec> =
+                    r.columns.iter().map(schema::ColumnSpec::from).collect();
+                let upsert = match (&r.upsert, mode) {
+                    (Some(u), "upsert") => Some(UpsertSpec::from_pb(u, &columns)?),
+                    _ => None,
+                };
                 plans
-                    .authorize_begin(caller.ibge.as_str(), r.plan, &r.job, &r.target, mode)
+                    .authorize_begin(
+                        caller.ibge.as_str(),
+                        r.plan,
+                        &r.job,
+                        &r.target,
+                        mode,
+                        upsert.as_ref(),
+                    )
                     .await?;
                 let spec = BeginSpec {
                     run_id: parse_run_id(&r.run_id)?,
                     mode,
-                    columns: r.columns.iter().map(schema::ColumnSpec::from).collect(),
+                    columns,
+                    upsert,
                     job: r.job,
                     target: r.target,
                     plan_version: r.plan_version,
@@ -155,6 +170,8 @@ impl Transmission for TransmissionService {
             transmission_id: out.transmission_id,
             state: out.state.to_pb() as i32,
             held_seqs: out.held_seqs,
+            committed_watermark_us: out.committed.watermark.map(upsert::micros),
+            reconciled_at_us: out.committed.reconciled_at.map(upsert::micros),
         }))
     }
 
@@ -209,6 +226,19 @@ impl Transmission for TransmissionService {
         let r = request.into_inner();
         let out = self
             .detached(peer, Holds::Control, move |loader, caller| async move {
+                let merge = UpsertCommit {
+                    full: r.full,
+                    since: r
+                        .since_us
+                        .map(|us| {
+                            chrono::DateTime::from_timestamp_micros(us).ok_or_else(|| {
+                                CollectorError::InvalidArgument(format!(
+                                    "since_us {us} is not a valid time"
+                                ))
+                            })
+                        })
+                        .transpose()?,
+                };
                 loader
                     .commit(
                         caller,
@@ -216,6 +246,7 @@ impl Transmission for TransmissionService {
                         r.total_batches,
                         r.total_rows,
                         &r.digest,
+                        merge,
                     )
                     .await
             })
@@ -233,6 +264,9 @@ impl Transmission for TransmissionService {
         Ok(Response::new(pb::CommitResponse {
             state: out.state.to_pb() as i32,
             rows: out.rows,
+            updated: out.merged.updated,
+            deleted: out.merged.deleted,
+            superseded: out.superseded,
         }))
     }
 

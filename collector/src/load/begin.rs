@@ -12,6 +12,7 @@ use uuid::Uuid;
 use transmissor_proto::names::check_plain;
 
 use super::schema::{self, ColumnSpec};
+use super::upsert::{self, UpsertSpec};
 use super::{Loader, TxState, evolve, layout, staging_table, targets};
 use crate::error::CollectorError;
 use crate::identity::Caller;
@@ -45,6 +46,17 @@ impl Plan {
             return Self::Refuse(format!(
                 "target {} holds {} data but job {} sends {}; use another target",
                 spec.target, t.mode, spec.job, spec.mode
+            ));
+        }
+        if let Some(u) = &spec.upsert
+            && t.key.as_deref() != Some(u.key.as_slice())
+        {
+            return Self::Refuse(format!(
+                "target {} is merged by key ({}) but job {} sends key ({}); use another target",
+                spec.target,
+                t.key.as_deref().unwrap_or_default().join(", "),
+                spec.job,
+                u.key.join(", ")
             ));
         }
         match evolve::evolve(&t.columns, &spec.columns) {
@@ -88,6 +100,8 @@ pub struct BeginSpec {
     pub agent_version: String,
     /// `text` or `binary`.
     pub copy_format: &'static str,
+    /// Mode `upsert` only.
+    pub upsert: Option<UpsertSpec>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +109,8 @@ pub struct BeginOutcome {
     pub transmission_id: i64,
     pub state: TxState,
     pub held_seqs: Vec<u32>,
+    /// Mode `upsert`: the job's committed watermark for the municipality.
+    pub committed: upsert::Committed,
 }
 
 impl Loader {
@@ -111,8 +127,17 @@ impl Loader {
         crate::admission::check_len("plan_version", &spec.plan_version, 200)?;
         crate::admission::check_len("snapshot", &spec.snapshot, 8192)?;
         crate::admission::check_len("agent_version", &spec.agent_version, 100)?;
+        if (spec.mode == "upsert") != spec.upsert.is_some() {
+            return Err(CollectorError::InvalidArgument(format!(
+                "job {}: key and watermark go with mode upsert, and only with it",
+                spec.job
+            )));
+        }
 
-        if let Some(found) = self.find(caller, spec.run_id, &spec.job).await? {
+        if let Some(mut found) = self.find(caller, spec.run_id, &spec.job).await? {
+            if spec.upsert.is_some() {
+                found.committed = self.committed(caller, &spec.job).await?;
+            }
             return Ok(found);
         }
         self.admit_transmission(caller).await?;
@@ -198,6 +223,10 @@ impl Loader {
                 .bind(state)
                 .bind(&schema_error)
                 .bind(spec.copy_format)
+                .bind(spec.upsert.as_ref().map(|u| &u.key))
+                .bind(spec.upsert.as_ref().map(|u| &u.watermark))
+                .bind(spec.upsert.as_ref().map(|u| u.snapshot_at))
+                .bind(spec.upsert.as_ref().and_then(|u| u.proves))
                 .fetch_optional(&mut *tx)
                 .await?;
         let Some((id,)) = inserted else {
@@ -218,14 +247,20 @@ impl Loader {
         let qualified = self.qualified_target(&spec.target);
         match &plan {
             Plan::Create => {
-                let partitions = if spec.mode == "snapshot" {
-                    self.target_partitions
-                } else {
+                // Snapshot and upsert targets hold one slice per
+                // municipality: hash-partitioned by it.
+                let partitions = if spec.mode == "append" {
                     0
+                } else {
+                    self.target_partitions
                 };
-                for stmt in
-                    layout::create_target(&qualified, &spec.target, &spec.columns, partitions)
-                {
+                let key = spec.upsert.as_ref().map(|u| u.key.as_slice());
+                let mut ddl =
+                    layout::create_target(&qualified, &spec.target, &spec.columns, partitions);
+                if let Some(key) = key {
+                    ddl.push(upsert::key_index(&qualified, key));
+                }
+                for stmt in ddl {
                     sqlx::query(sqlx::AssertSqlSafe(stmt))
                         .execute(&mut *tx)
                         .await?;
@@ -235,6 +270,7 @@ impl Loader {
                     &spec.target,
                     spec.mode,
                     partitions,
+                    key,
                     &spec.columns,
                     id,
                 )
@@ -258,13 +294,23 @@ impl Loader {
         )))
         .execute(&mut *tx)
         .await?;
+        let committed = match &spec.upsert {
+            Some(_) => upsert::committed(&mut tx, caller.ibge.as_str(), &spec.job).await?,
+            None => upsert::Committed::default(),
+        };
         tx.commit().await?;
         tracing::info!(transmission = id, ibge = %caller.ibge, agent = %caller.agent_id, job = %spec.job, target_table = %spec.target, "transmission opened");
         Ok(BeginOutcome {
             transmission_id: id,
             state: TxState::Open,
             held_seqs: Vec::new(),
+            committed,
         })
+    }
+
+    async fn committed(&self, caller: Caller, job: &str) -> Result<upsert::Committed, CollectorError> {
+        let mut conn = self.pool.acquire().await?;
+        upsert::committed(&mut conn, caller.ibge.as_str(), job).await
     }
 
     /// The caller's transmission for (run, job), if any. A failed or aborted
@@ -298,6 +344,7 @@ impl Loader {
                 transmission_id: id,
                 state,
                 held_seqs: self.held_seqs(id).await?,
+                committed: upsert::Committed::default(),
             })),
         }
     }
@@ -332,6 +379,7 @@ mod tests {
             source_server_version: 0,
             agent_version: String::new(),
             copy_format: "text",
+            upsert: None,
         }
     }
 
@@ -340,6 +388,7 @@ mod tests {
             mode: "snapshot".into(),
             partitions: 16,
             columns: spec(cols).columns,
+            key: None,
         })
     }
 

@@ -4,7 +4,7 @@ use transmissor_proto::checksum::TransmissionDigest;
 use transmissor_proto::names::{check_plain, quote_literal};
 
 use super::schema::ColumnSpec;
-use super::{Loader, TxState, layout, staging_table, targets};
+use super::{Loader, TxState, layout, staging_table, targets, upsert};
 use crate::error::CollectorError;
 use crate::identity::Caller;
 
@@ -12,6 +12,20 @@ use crate::identity::Caller;
 pub struct CommitOutcome {
     pub state: TxState,
     pub rows: u64,
+    /// Upsert: what the merge did.
+    pub merged: upsert::Merged,
+    /// Upsert: not loaded, a newer snapshot of the job was committed first.
+    pub superseded: bool,
+}
+
+/// What an upsert transmission's commit adds to the request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpsertCommit {
+    /// The transmission holds the job's whole result: rows whose key it
+    /// lacks are deleted.
+    pub full: bool,
+    /// The watermark lower bound the extraction used (not full).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +46,7 @@ pub struct NeverBegun {
 
 struct Locked {
     ibge: String,
+    job: String,
     state: TxState,
     mode: String,
     target: String,
@@ -81,17 +96,21 @@ impl Loader {
             String,
             sqlx::types::Json<Vec<ColumnSpec>>,
             i64,
+            String,
         )> = sqlx::query_as(
-            "SELECT ibge, agent_id, state, mode, target, columns, rows \
+            "SELECT ibge, agent_id, state, mode, target, columns, rows, job \
                  FROM transmissor.transmissions WHERE id = $1 FOR UPDATE",
         )
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         match row {
-            Some((ibge, agent, state, mode, target, columns, rows)) if agent == caller.agent_id => {
+            Some((ibge, agent, state, mode, target, columns, rows, job))
+                if agent == caller.agent_id =>
+            {
                 Ok(Locked {
                     ibge,
+                    job,
                     state: TxState::parse(&state),
                     mode,
                     target,
@@ -110,6 +129,7 @@ impl Loader {
         total_batches: u32,
         total_rows: u64,
         digest: &str,
+        merge: UpsertCommit,
     ) -> Result<CommitOutcome, CollectorError> {
         if total_batches > self.quotas.batches_per_transmission {
             return Err(CollectorError::InvalidArgument(format!(
@@ -124,6 +144,8 @@ impl Loader {
                 return Ok(CommitOutcome {
                     state: TxState::Committed,
                     rows: t.rows as u64,
+                    merged: upsert::Merged::default(),
+                    superseded: false,
                 });
             }
             TxState::Failed | TxState::Aborted => {
@@ -189,6 +211,47 @@ impl Loader {
                 .rows_affected();
             tracing::debug!(transmission = id, deleted, "previous slice removed");
         }
+        let mut merged = upsert::Merged::default();
+        let mut upserted = None;
+        if t.mode == "upsert" {
+            let recorded = upsert::recorded(&mut tx, id).await?;
+            if let Some(newest) = upsert::lock_newest(&mut tx, &t.ibge, &t.job).await?
+                && recorded.snapshot_at < newest
+            {
+                let msg = format!(
+                    "superseded: a transmission of job {} from a newer snapshot ({}) was committed first and holds every change this one holds",
+                    t.job,
+                    newest.to_rfc3339()
+                );
+                self.finish(&mut tx, id, TxState::Aborted, Some(&msg)).await?;
+                tx.commit().await?;
+                tracing::info!(transmission = id, ibge = %t.ibge, job = %t.job, "upsert transmission superseded; not loaded");
+                return Ok(CommitOutcome {
+                    state: TxState::Aborted,
+                    rows: 0,
+                    merged,
+                    superseded: true,
+                });
+            }
+            if let Some(problem) = upsert::key_problem(&mut tx, &staging, &recorded.key).await? {
+                let msg = format!("transmission {id} cannot be merged: {problem}");
+                self.finish(&mut tx, id, TxState::Failed, Some(&msg)).await?;
+                tx.commit().await?;
+                return Err(CollectorError::FailedPrecondition(msg));
+            }
+            merged = upsert::merge(
+                &mut tx,
+                &qualified,
+                &staging,
+                &recorded.key,
+                &ibge,
+                merge.full,
+            )
+            .await?;
+            upsert::advance(&mut tx, &t.ibge, &t.job, &t.target, &recorded, merge.full, id)
+                .await?;
+            upserted = Some(recorded);
+        }
         let inserted = sqlx::query(sqlx::AssertSqlSafe(layout::insert_from_staging(
             &qualified, &staging, &t.columns, &ibge, id,
         )))
@@ -216,11 +279,27 @@ impl Loader {
         .bind(comp)
         .execute(&mut *tx)
         .await?;
+        if upserted.is_some() {
+            sqlx::query(
+                "UPDATE transmissor.transmissions SET full_extract = $2, since = $3, \
+                   updated_rows = $4, deleted_rows = $5 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(merge.full)
+            .bind(merge.since)
+            .bind(merged.updated as i64)
+            .bind(merged.deleted as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        tracing::info!(transmission = id, ibge = %t.ibge, target_table = %t.target, rows, batches, raw_bytes = raw, compressed_bytes = comp, "transmission committed");
+        tracing::info!(transmission = id, ibge = %t.ibge, target_table = %t.target, rows, batches, raw_bytes = raw, compressed_bytes = comp,
+            updated = merged.updated, deleted = merged.deleted, full = merge.full, "transmission committed");
         Ok(CommitOutcome {
             state: TxState::Committed,
             rows,
+            merged,
+            superseded: false,
         })
     }
 

@@ -234,8 +234,9 @@ pub fn mode_str(mode: i32) -> Result<&'static str, CollectorError> {
     match pb::Mode::try_from(mode) {
         Ok(pb::Mode::Snapshot) => Ok("snapshot"),
         Ok(pb::Mode::Append) => Ok("append"),
+        Ok(pb::Mode::Upsert) => Ok("upsert"),
         _ => Err(CollectorError::InvalidArgument(format!(
-            "mode {mode} is not supported (snapshot or append)"
+            "mode {mode} is not supported (snapshot, append or upsert)"
         ))),
     }
 }

@@ -14,14 +14,17 @@ pub struct Target {
     /// Hash partitions by `_ibge`; 0 for a plain table.
     pub partitions: i32,
     pub columns: Vec<ColumnSpec>,
+    /// Upsert targets: the key columns.
+    pub key: Option<Vec<String>>,
 }
 
 pub async fn read(conn: &mut PgConnection, name: &str) -> Result<Option<Target>, CollectorError> {
-    let head: Option<(String, i32)> = sqlx::query_as(include_str!("queries/target_read.sql"))
+    let head: Option<(String, i32, Option<Vec<String>>)> =
+        sqlx::query_as(include_str!("queries/target_read.sql"))
         .bind(name)
         .fetch_optional(&mut *conn)
         .await?;
-    let Some((mode, partitions)) = head else {
+    let Some((mode, partitions, key)) = head else {
         return Ok(None);
     };
     let cols: Vec<(String, String, String)> =
@@ -40,6 +43,7 @@ pub async fn read(conn: &mut PgConnection, name: &str) -> Result<Option<Target>,
                 target_type,
             })
             .collect(),
+        key,
     }))
 }
 
@@ -49,6 +53,7 @@ pub async fn register(
     name: &str,
     mode: &str,
     partitions: u16,
+    key: Option<&[String]>,
     cols: &[ColumnSpec],
     by: i64,
 ) -> Result<(), CollectorError> {
@@ -56,6 +61,7 @@ pub async fn register(
         .bind(name)
         .bind(mode)
         .bind(i32::from(partitions))
+        .bind(key)
         .execute(&mut *conn)
         .await?;
     add_columns(conn, name, cols, by).await

@@ -180,6 +180,7 @@ impl PublishedPlans {
         job: &str,
         target: &str,
         mode: &str,
+        upsert: Option<&crate::load::upsert::UpsertSpec>,
     ) -> Result<(), CollectorError> {
         // Names are echoed in refusals: only checked ones.
         for (what, name) in [("job", job), ("target", target)] {
@@ -231,6 +232,17 @@ impl PublishedPlans {
             return Err(CollectorError::PermissionDenied(format!(
                 "job {job:?} of plan {plan} is {}, not {mode}",
                 defined.mode.name()
+            )));
+        }
+        if let (transmissor_plan::JobMode::Upsert(d), Some(u)) = (&defined.mode, upsert)
+            && (d.key != u.key || d.watermark != u.watermark)
+        {
+            return Err(CollectorError::PermissionDenied(format!(
+                "job {job:?} of plan {plan} merges by key ({}) with watermark {:?}, not by ({}) with {:?}",
+                d.key.join(", "),
+                d.watermark,
+                u.key.join(", "),
+                u.watermark
             )));
         }
         Ok(())

@@ -172,6 +172,7 @@ async fn attack_loop(ch: Channel, tally: Tally, stop: CancellationToken) {
                     total_batches: u32::MAX,
                     total_rows: 1,
                     digest: String::new(),
+                    ..Default::default()
                 })
                 .await;
             tally.add("Commit, u32::MAX batches", &r);

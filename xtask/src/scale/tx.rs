@@ -172,6 +172,7 @@ async fn calls(
         total_batches: p.batches.len() as u32,
         total_rows: p.rows,
         digest: p.digest.clone(),
+        ..Default::default()
     };
     let t = Instant::now();
     let r = c.commit(commit).await.map_err(code("Commit"))?.into_inner();

@@ -1,2 +1,2 @@
--- A target's mode and partition count, if it is registered.
-SELECT mode, partitions FROM transmissor.targets WHERE name = $1
+-- A target's mode, partition count and (upsert) key, if it is registered.
+SELECT mode, partitions, key FROM transmissor.targets WHERE name = $1
