@@ -340,6 +340,9 @@ impl Default for HeartbeatConfig {
 pub enum Mode {
     Snapshot,
     Append,
+    /// Merged by `key`; only rows changed since the committed watermark
+    /// (minus `lookback`) are extracted.
+    Upsert,
 }
 
 impl Mode {
@@ -347,6 +350,7 @@ impl Mode {
         match self {
             Self::Snapshot => "snapshot",
             Self::Append => "append",
+            Self::Upsert => "upsert",
         }
     }
 }
@@ -358,6 +362,67 @@ pub struct JobConfig {
     pub mode: Mode,
     pub target: String,
     pub query: String,
+    /// Mode `upsert`: the result columns that identify a row.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key: Vec<String>,
+    /// Mode `upsert`: the `timestamp`/`timestamptz` result column set when a
+    /// row is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// Mode `upsert`: how far before the committed watermark to read again.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lookback: Option<Duration>,
+}
+
+impl JobConfig {
+    /// A snapshot or append job (no upsert fields).
+    pub fn new(name: &str, mode: Mode, target: &str, query: &str) -> Self {
+        Self {
+            name: name.into(),
+            mode,
+            target: target.into(),
+            query: query.into(),
+            key: Vec::new(),
+            watermark: None,
+            lookback: None,
+        }
+    }
+
+    /// The upsert fields, checked: all of them with mode `upsert`, none
+    /// without.
+    pub fn upsert(&self) -> Result<Option<UpsertJob>, String> {
+        let set = !self.key.is_empty() || self.watermark.is_some() || self.lookback.is_some();
+        match (&self.mode, &self.watermark, self.lookback) {
+            (Mode::Upsert, Some(watermark), Some(lookback)) if !self.key.is_empty() => {
+                Ok(Some(UpsertJob {
+                    key: self.key.clone(),
+                    watermark: watermark.clone(),
+                    lookback,
+                }))
+            }
+            (Mode::Upsert, ..) => Err(format!(
+                "job {:?}: mode \"upsert\" needs key, watermark and lookback",
+                self.name
+            )),
+            _ if set => Err(format!(
+                "job {:?}: key, watermark and lookback are only for mode \"upsert\"",
+                self.name
+            )),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// An upsert job's key, watermark column and lookback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpsertJob {
+    pub key: Vec<String>,
+    pub watermark: String,
+    pub lookback: Duration,
 }
 
 fn default_pg_port() -> u16 {
@@ -525,6 +590,7 @@ impl AgentConfig {
             if j.query.trim().is_empty() {
                 return inv(format!("job {:?} has an empty query", j.name));
             }
+            j.upsert().map_err(ConfigError::Invalid)?;
         }
         if !(1..=19).contains(&self.spool.zstd_level) {
             return inv("spool.zstd_level must be between 1 and 19".into());

@@ -17,6 +17,8 @@ pub struct JobSpec {
     pub timing: Option<Timing>,
     /// PEC versions it runs on (`None`: any).
     pub pec_version: Option<VersionRange>,
+    /// Upsert jobs of a plan: when a run is full (deletes reconciled).
+    pub reconcile: Option<Timing>,
 }
 
 /// A set of jobs and where it came from.
@@ -44,37 +46,35 @@ impl JobSet {
                     job: j.clone(),
                     timing: timing.clone(),
                     pec_version: None,
+                    reconcile: None,
                 })
                 .collect(),
         }
     }
 
-    /// A verified plan's jobs. A mode this agent cannot run (upsert, until
-    /// it arrives) is left out with an error logged; the plan parser
-    /// refuses it before that.
+    /// A verified plan's jobs.
     pub fn from_plan(plan: &Plan) -> Self {
         let jobs = plan
             .jobs
             .iter()
-            .filter_map(|j| {
-                let mode = match &j.mode {
-                    JobMode::Snapshot => Mode::Snapshot,
-                    JobMode::Append => Mode::Append,
-                    JobMode::Upsert { .. } => {
-                        tracing::error!(job = %j.name, "upsert jobs are not supported by this agent; job left out");
-                        return None;
-                    }
+            .map(|j| {
+                let (mode, upsert) = match &j.mode {
+                    JobMode::Snapshot => (Mode::Snapshot, None),
+                    JobMode::Append => (Mode::Append, None),
+                    JobMode::Upsert(u) => (Mode::Upsert, Some(u)),
                 };
-                Some(JobSpec {
-                    job: JobConfig {
-                        name: j.name.clone(),
-                        mode,
-                        target: j.target.clone(),
-                        query: j.sql.clone(),
-                    },
+                let mut job = JobConfig::new(&j.name, mode, &j.target, &j.sql);
+                if let Some(u) = upsert {
+                    job.key = u.key.clone();
+                    job.watermark = Some(u.watermark.clone());
+                    job.lookback = Some(u.lookback);
+                }
+                JobSpec {
+                    job,
                     timing: Some(Timing::Cron(j.schedule.clone())),
                     pec_version: j.pec_version,
-                })
+                    reconcile: upsert.and_then(|u| u.reconcile.clone()).map(Timing::Cron),
+                }
             })
             .collect();
         Self {

@@ -4,6 +4,7 @@
 //! |---------------|---------------------------------------------------------------|
 //! | [`source`]    | read-only session with pinned settings; column description    |
 //! | [`extract`]   | snapshot transaction, `COPY TO STDOUT` → batches → spool       |
+//! | [`incremental`] | upsert jobs: the watermark a snapshot proves, the bound read |
 //! | [`spool`]     | crash-safe on-disk batches (format and invariants in its doc) |
 //! | [`upload`]    | begin / put batches (windowed) / commit, resumable            |
 //! | [`transport`] | rustls (TLS 1.3, client certificate) + tonic channel          |
@@ -13,6 +14,7 @@
 //! collector and lives in `transmissor_proto::batch`.
 
 pub mod extract;
+pub mod incremental;
 pub mod retry;
 pub mod source;
 pub mod spool;

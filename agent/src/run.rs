@@ -76,6 +76,7 @@ impl RunReport {
                     o,
                     JobOutcome::Committed { .. }
                         | JobOutcome::Abandoned { .. }
+                        | JobOutcome::Superseded { .. }
                         | JobOutcome::Skipped { .. }
                 )
             })
@@ -107,6 +108,10 @@ impl fmt::Display for RunReport {
                 JobOutcome::Pending { reason } => {
                     writeln!(f, "{job} (run {short}): PENDING: {reason}")?
                 }
+                JobOutcome::Superseded { transmission_id } => writeln!(
+                    f,
+                    "{job} (run {short}): superseded, transmission {transmission_id} (a newer snapshot of the job was committed first)"
+                )?,
                 JobOutcome::Abandoned { reason } => {
                     writeln!(f, "{job} (run {short}): abandoned: {reason}")?
                 }
@@ -348,7 +353,7 @@ impl Agent {
             let uploader = self.uploader.clone();
             set.spawn(async move {
                 let _keep = tx;
-                let outcome = uploader.upload(dir, rx, None).await;
+                let outcome = uploader.upload(dir, rx, None, None).await;
                 (meta.run_id, meta.job, outcome)
             });
         }
@@ -436,7 +441,12 @@ impl Agent {
                         run_id,
                         job,
                         uploader
-                            .upload(started.dir, started.progress, Some(started.stop))
+                            .upload(
+                                started.dir,
+                                started.progress,
+                                Some(started.stop),
+                                started.begun,
+                            )
                             .await,
                     )
                 });

@@ -47,6 +47,7 @@ pub fn outcome_name(name: &str) -> &'static str {
         "refused",
         "pending",
         "abandoned",
+        "superseded",
         "skipped",
     ]
     .into_iter()
@@ -62,6 +63,11 @@ pub fn outcome_fields(o: &JobOutcome) -> (&'static str, u64, String) {
         JobOutcome::Refused { reason } => ("refused", 0, reason.clone()),
         JobOutcome::Pending { reason } => ("pending", 0, reason.clone()),
         JobOutcome::Abandoned { reason } => ("abandoned", 0, reason.clone()),
+        JobOutcome::Superseded { .. } => (
+            "superseded",
+            0,
+            "a newer snapshot of the job was committed first".to_string(),
+        ),
         JobOutcome::Skipped { reason } => ("skipped", 0, reason.clone()),
     }
 }

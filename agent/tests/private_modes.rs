@@ -51,6 +51,7 @@ fn meta() -> JobMeta {
         server_version: 150000,
         created_at: chrono::Utc::now(),
         copy_format: Default::default(),
+        upsert: None,
     }
 }
 
@@ -68,6 +69,8 @@ fn spool_is_owner_only_whatever_the_umask() {
         rows: 2,
         raw_bytes: 15,
         digest: "d".into(),
+        full: false,
+        since: None,
     })
     .unwrap();
     assert_eq!(mode(&tmp.path().join("state")), 0o700);

@@ -50,6 +50,7 @@ fn fixture() -> Fixture {
             server_version: 150000,
             created_at: chrono::Utc::now(),
             copy_format: Default::default(),
+            upsert: None,
         })
         .unwrap();
     Fixture { _tmp: tmp, job }

@@ -47,6 +47,8 @@ pub struct Job {
     pub mode: &'static str,
     pub target: String,
     pub query: String,
+    /// More TOML lines of the job (e.g. an upsert job's key).
+    pub extra: String,
 }
 
 impl Job {
@@ -56,6 +58,26 @@ impl Job {
             mode,
             target: target.into(),
             query: query.into(),
+            extra: String::new(),
+        }
+    }
+
+    /// An upsert job: `key` columns, `watermark` column, `lookback` text.
+    pub fn upsert(
+        name: &str,
+        target: &str,
+        query: &str,
+        key: &[&str],
+        watermark: &str,
+        lookback: &str,
+    ) -> Self {
+        let key: Vec<String> = key.iter().map(|k| format!("\"{k}\"")).collect();
+        Self {
+            extra: format!(
+                "key = [{}]\nwatermark = \"{watermark}\"\nlookback = \"{lookback}\"\n",
+                key.join(", ")
+            ),
+            ..Self::new(name, "upsert", target, query)
         }
     }
 }
@@ -456,8 +478,8 @@ impl Stack {
         );
         for j in jobs {
             s.push_str(&format!(
-                "[[jobs]]\nname = \"{}\"\nmode = \"{}\"\ntarget = \"{}\"\nquery = '''\n{}\n'''\n\n",
-                j.name, j.mode, j.target, j.query
+                "[[jobs]]\nname = \"{}\"\nmode = \"{}\"\ntarget = \"{}\"\nquery = '''\n{}\n'''\n{}\n",
+                j.name, j.mode, j.target, j.query, j.extra
             ));
         }
         let path = adir.join("agent.toml");

@@ -160,14 +160,10 @@ mod tests {
         let mut set = JobSet::empty();
         for (i, q) in queries.iter().enumerate() {
             set.jobs.push(crate::jobs::JobSpec {
-                job: JobConfig {
-                    name: format!("j{i}"),
-                    mode: Mode::Snapshot,
-                    target: format!("t{i}"),
-                    query: q.to_string(),
-                },
+                job: JobConfig::new(&format!("j{i}"), Mode::Snapshot, &format!("t{i}"), q),
                 timing: None,
                 pec_version: None,
+                reconcile: None,
             });
         }
         set

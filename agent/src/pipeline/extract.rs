@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::{Client, GenericClient, IsolationLevel};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -23,8 +23,11 @@ use transmissor_plan::PecVersion;
 
 use crate::config::{AgentConfig, JobConfig};
 use crate::jobs::JobSet;
+use crate::pipeline::incremental::{self, Committed, History, Observation, Read};
 use crate::pipeline::source::{self, SourceError};
-use crate::pipeline::spool::{CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError};
+use crate::pipeline::spool::{
+    ColumnMeta, CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError, UpsertMeta,
+};
 use transmissor_proto::copy_binary::{self, CopyBinaryError};
 
 /// How far a job's extraction has come; watched by its uploader.
@@ -53,6 +56,9 @@ pub struct StartedJob {
     /// Cancelled by the uploader when the collector will not take the job:
     /// its extraction then stops early instead of spooling in vain.
     pub stop: CancellationToken,
+    /// Upsert jobs: the uploader sends what `Begin` answered (the committed
+    /// watermark), which the extraction waits for before reading rows.
+    pub begun: Option<oneshot::Sender<Committed>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +73,8 @@ pub enum ExtractError {
     Stopped,
     #[error("the source sent malformed COPY binary data: {0}")]
     Framing(#[from] CopyBinaryError),
+    #[error("upsert job cannot run: {0}")]
+    Upsert(String),
 }
 
 /// What a run learnt of its source before extracting.
@@ -127,6 +135,16 @@ pub async fn extract_run(
         .map_err(SourceError::from)?;
     let (snapshot, server_version, has_log): (String, i32, bool) =
         (row.get(0), row.get(1), row.get(2));
+    let observed = Observation {
+        t: chrono::DateTime::from_timestamp_micros(row.get(3)).unwrap_or_default(),
+        xmin: row.get(4),
+        xmax: row.get(5),
+    };
+    let mut history = History::load(&cfg.agent.state_dir);
+    let proves = history.proves(&observed);
+    if let Err(e) = history.record(&cfg.agent.state_dir, observed) {
+        tracing::warn!(error = %e, "snapshot observation not kept; later runs prove less");
+    }
     let mut facts = RunFacts {
         pec_version: pec_version(&tx, has_log).await?,
         skipped: Vec::new(),
@@ -158,6 +176,12 @@ pub async fn extract_run(
         tx.batch_execute("SAVEPOINT transmissor_job")
             .await
             .map_err(SourceError::from)?;
+        let upsert = job.upsert().ok().flatten().map(|u| UpsertMeta {
+            key: u.key,
+            watermark: u.watermark,
+            snapshot_at: observed.t,
+            proves,
+        });
         let base = JobMeta {
             run_id,
             job: job.name.clone(),
@@ -170,8 +194,23 @@ pub async fn extract_run(
             server_version,
             created_at: chrono::Utc::now(),
             copy_format: CopyFormat::Text,
+            upsert,
         };
-        let result = extract_job(&tx, cfg, spool, job, base, &mut started, cancel).await;
+        let reconcile_slot = spec
+            .reconcile
+            .as_ref()
+            .and_then(|t| t.latest_at_or_before(chrono::Utc::now(), cfg.schedule.timezone.0));
+        let result = extract_job(
+            &tx,
+            cfg,
+            spool,
+            job,
+            base,
+            reconcile_slot,
+            &mut started,
+            cancel,
+        )
+        .await;
         match result {
             Ok(()) => tx
                 .batch_execute("RELEASE SAVEPOINT transmissor_job")
@@ -194,18 +233,30 @@ pub async fn extract_run(
 
 /// Extracts one job. Any failure is also recorded in the job's spool
 /// directory (`failed.json`) and progress, so it reaches the collector.
+#[allow(clippy::too_many_arguments)]
 async fn extract_job(
     tx: &tokio_postgres::Transaction<'_>,
     cfg: &AgentConfig,
     spool: &Spool,
     job: &JobConfig,
     mut meta: JobMeta,
+    reconcile_slot: Option<chrono::DateTime<chrono::Utc>>,
     started: &mut impl FnMut(StartedJob),
     cancel: &CancellationToken,
 ) -> Result<(), ExtractError> {
     let query = job.query.trim().trim_end_matches(';').trim_end();
-    let described = source::describe(tx, query).await;
-    if let Ok(cols) = &described {
+    let upsert = job.upsert().map_err(ExtractError::Upsert)?;
+    let described: Result<(Vec<ColumnMeta>, Option<incremental::WatermarkType>), ExtractError> =
+        match source::describe(tx, query).await {
+            Err(e) => Err(e.into()),
+            Ok(cols) => match &upsert {
+                None => Ok((cols, None)),
+                Some(u) => incremental::watermark_type(u, &cols)
+                    .map(|ty| (cols, Some(ty)))
+                    .map_err(ExtractError::Upsert),
+            },
+        };
+    if let Ok((cols, _)) = &described {
         meta.columns = cols.clone();
         if cfg.source.copy_format == CopyFormatChoice::Binary
             && source::binary_capable(tx, query).await.unwrap_or(false)
@@ -231,18 +282,71 @@ async fn extract_job(
         },
     });
     let stop = CancellationToken::new();
+    let (begun_tx, begun_rx) = match &upsert {
+        Some(_) => {
+            let (t, r) = oneshot::channel();
+            (Some(t), Some(r))
+        }
+        None => (None, None),
+    };
     started(StartedJob {
         dir: dir.clone(),
         progress: progress_rx,
         stop: stop.clone(),
+        begun: begun_tx,
     });
-    if let Err(e) = described {
-        return Err(e.into());
-    }
+    let watermark_type = match described {
+        Err(e) => return Err(e),
+        Ok((_, ty)) => ty,
+    };
     let fail = |reason: String| {
         let _ = dir.mark_failed(&reason);
         progress_tx.send_modify(|p| p.phase = Phase::Failed(reason));
     };
+
+    // An upsert job reads from the committed watermark, which `Begin`
+    // answers; without an answer in time it reads everything (always
+    // correct: a full transmission also reconciles deletes).
+    let mut query = query.to_string();
+    let (mut full, mut since) = (false, None);
+    if let (Some(u), Some(ty), Some(rx)) = (&upsert, watermark_type, begun_rx) {
+        let committed = tokio::select! {
+            () = cancel.cancelled() => return Err(ExtractError::Cancelled),
+            () = stop.cancelled() => return Err(ExtractError::Stopped),
+            r = tokio::time::timeout(incremental::BEGIN_WAIT, rx) => r.ok().and_then(Result::ok),
+        };
+        let read = match committed {
+            Some(c) => {
+                incremental::decide(c.watermark, c.reconciled_at, reconcile_slot, u.lookback)
+            }
+            None => Read::Full(incremental::FullWhy::CollectorSilent),
+        };
+        match read {
+            Read::Full(why) => {
+                full = true;
+                tracing::info!(job = %job.name, why = why.as_str(), "upsert job read in full");
+            }
+            Read::Since(bound) => {
+                let set = tx
+                    .query_one(
+                        incremental::SET_BOUND,
+                        &[
+                            &incremental::bound_text(bound),
+                            &cfg.schedule.timezone.0.name(),
+                        ],
+                    )
+                    .await
+                    .map_err(SourceError::from);
+                if let Err(e) = set {
+                    fail(e.to_string());
+                    return Err(e.into());
+                }
+                query = incremental::filtered(&query, &u.watermark, ty);
+                since = Some(bound);
+                tracing::info!(job = %job.name, since = %incremental::bound_text(bound), "upsert job read from its watermark");
+            }
+        }
+    }
 
     let t0 = Instant::now();
     let copy = CopyOut {
@@ -256,7 +360,9 @@ async fn extract_job(
         framing: Framing::new(meta.copy_format, meta.columns.len()),
     };
     match copy_job(tx, cfg, &dir, copy, &progress_tx, cancel, &stop).await {
-        Ok(done) => {
+        Ok(mut done) => {
+            done.full = full;
+            done.since = since;
             dir.finish(&done)?;
             tracing::info!(job = %job.name, rows = done.rows, batches = done.batches, raw_bytes = done.raw_bytes,
                 elapsed_ms = t0.elapsed().as_millis() as u64, "job extracted");
@@ -325,6 +431,8 @@ async fn copy_job(
             rows: digest.rows(),
             raw_bytes,
             digest: digest.finish(),
+            full: false,
+            since: None,
         })
     });
 

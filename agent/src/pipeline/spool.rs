@@ -98,6 +98,20 @@ pub struct JobMeta {
     /// How the batches' rows are encoded (text in spools of older agents).
     #[serde(default)]
     pub copy_format: CopyFormat,
+    /// Mode `upsert`: key, watermark column and what the snapshot proves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upsert: Option<UpsertMeta>,
+}
+
+/// An upsert job's part of `job.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpsertMeta {
+    pub key: Vec<String>,
+    pub watermark: String,
+    /// The source's time of the run's snapshot.
+    pub snapshot_at: chrono::DateTime<chrono::Utc>,
+    /// The watermark the snapshot proves (see `incremental`).
+    pub proves: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// The COPY format of a job's batches.
@@ -118,6 +132,12 @@ pub struct DoneMeta {
     pub rows: u64,
     pub raw_bytes: u64,
     pub digest: String,
+    /// Mode `upsert`: the job's whole result (no watermark bound).
+    #[serde(default)]
+    pub full: bool,
+    /// Mode `upsert`, not full: the watermark bound it read from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// `failed.json`.
@@ -540,6 +560,7 @@ mod tests {
             server_version: 150000,
             created_at: chrono::Utc::now(),
             copy_format: Default::default(),
+            upsert: None,
         }
     }
 
@@ -560,6 +581,8 @@ mod tests {
             rows: 200,
             raw_bytes: raw.len() as u64,
             digest: "d".into(),
+            full: false,
+            since: None,
         })
         .unwrap();
         assert!(matches!(job.state().unwrap(), JobState::Done(_)));

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -19,6 +19,7 @@ use transmissor_proto::pb::transmission_client::TransmissionClient;
 
 use crate::config::{Mode, RetryConfig};
 use crate::pipeline::extract::{Phase, Progress};
+use crate::pipeline::incremental::Committed;
 use crate::pipeline::retry::{Backoff, is_retriable};
 use crate::pipeline::spool::{CopyFormat, JobDir, JobMeta, SpoolError};
 use crate::pipeline::transport::explain;
@@ -38,6 +39,9 @@ pub enum JobOutcome {
     /// An extraction interrupted by the agent's own stop, found at start-up:
     /// its transmission was aborted and the job is extracted again.
     Abandoned { reason: String },
+    /// An upsert transmission not loaded because one of the job from a
+    /// newer snapshot was committed first (which holds all its changes).
+    Superseded { transmission_id: i64 },
     /// Not run here: the job's PEC-version range excludes this database.
     Skipped { reason: String },
 }
@@ -76,7 +80,16 @@ fn pb_mode(m: &Mode) -> pb::Mode {
     match m {
         Mode::Snapshot => pb::Mode::Snapshot,
         Mode::Append => pb::Mode::Append,
+        Mode::Upsert => pb::Mode::Upsert,
     }
+}
+
+fn micros(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_micros(us)
 }
 
 impl Uploader {
@@ -139,6 +152,7 @@ impl Uploader {
         dir: JobDir,
         progress: watch::Receiver<Progress>,
         stop: Option<CancellationToken>,
+        begun: Option<oneshot::Sender<Committed>>,
     ) -> JobOutcome {
         let mut extraction = progress.clone();
         let meta = match dir.meta() {
@@ -151,7 +165,7 @@ impl Uploader {
                 };
             }
         };
-        let outcome = match self.upload_inner(&meta, &dir, progress).await {
+        let outcome = match self.upload_inner(&meta, &dir, progress, begun).await {
             Ok(o) => o,
             Err(status) => {
                 let reason = explain(&status);
@@ -190,6 +204,9 @@ impl Uploader {
                     }
                     JobOutcome::Failed { reason } | JobOutcome::Refused { reason } => {
                         tracing::error!(job = %meta.job, %reason, "transmission did not load")
+                    }
+                    JobOutcome::Superseded { transmission_id } => {
+                        tracing::info!(job = %meta.job, transmission = transmission_id, "transmission superseded by a newer snapshot of the job")
                     }
                     JobOutcome::Pending { .. }
                     | JobOutcome::Abandoned { .. }
@@ -246,6 +263,7 @@ impl Uploader {
         meta: &JobMeta,
         dir: &JobDir,
         mut progress: watch::Receiver<Progress>,
+        begun_tx: Option<oneshot::Sender<Committed>>,
     ) -> Result<JobOutcome, Status> {
         // A job that failed before it could begin is recorded by run and job.
         let initial = progress.borrow().phase.clone();
@@ -281,6 +299,12 @@ impl Uploader {
                 CopyFormat::Text => pb::CopyFormat::Text,
                 CopyFormat::Binary => pb::CopyFormat::Binary,
             } as i32,
+            upsert: meta.upsert.as_ref().map(|u| pb::Upsert {
+                key: u.key.clone(),
+                watermark: u.watermark.clone(),
+                snapshot_at_us: micros(u.snapshot_at),
+                proves_watermark_us: u.proves.map(micros),
+            }),
         };
         let begun = match self
             .call("begin", |mut c| {
@@ -293,6 +317,13 @@ impl Uploader {
             Err(e) => return e.into_outcome("begin"),
         };
         let id = begun.transmission_id;
+        if let Some(tx) = begun_tx {
+            // The extraction of an upsert job waits for this.
+            let _ = tx.send(Committed {
+                watermark: begun.committed_watermark_us.and_then(from_micros),
+                reconciled_at: begun.reconciled_at_us.and_then(from_micros),
+            });
+        }
         if begun.state == pb::State::Committed as i32 {
             return Ok(JobOutcome::Committed {
                 transmission_id: id,
@@ -371,6 +402,8 @@ impl Uploader {
                 total_batches: done.batches,
                 total_rows: done.rows,
                 digest: done.digest.clone(),
+                full: done.full,
+                since_us: done.since.map(micros),
             };
             match self
                 .call("commit", |mut c| {
@@ -379,6 +412,11 @@ impl Uploader {
                 })
                 .await
             {
+                Ok(r) if r.superseded => {
+                    return Ok(JobOutcome::Superseded {
+                        transmission_id: id,
+                    });
+                }
                 Ok(r) => {
                     return Ok(JobOutcome::Committed {
                         transmission_id: id,

@@ -308,7 +308,11 @@ impl Loader {
         })
     }
 
-    async fn committed(&self, caller: Caller, job: &str) -> Result<upsert::Committed, CollectorError> {
+    async fn committed(
+        &self,
+        caller: Caller,
+        job: &str,
+    ) -> Result<upsert::Committed, CollectorError> {
         let mut conn = self.pool.acquire().await?;
         upsert::committed(&mut conn, caller.ibge.as_str(), job).await
     }

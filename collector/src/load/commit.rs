@@ -223,7 +223,8 @@ impl Loader {
                     t.job,
                     newest.to_rfc3339()
                 );
-                self.finish(&mut tx, id, TxState::Aborted, Some(&msg)).await?;
+                self.finish(&mut tx, id, TxState::Aborted, Some(&msg))
+                    .await?;
                 tx.commit().await?;
                 tracing::info!(transmission = id, ibge = %t.ibge, job = %t.job, "upsert transmission superseded; not loaded");
                 return Ok(CommitOutcome {
@@ -235,7 +236,8 @@ impl Loader {
             }
             if let Some(problem) = upsert::key_problem(&mut tx, &staging, &recorded.key).await? {
                 let msg = format!("transmission {id} cannot be merged: {problem}");
-                self.finish(&mut tx, id, TxState::Failed, Some(&msg)).await?;
+                self.finish(&mut tx, id, TxState::Failed, Some(&msg))
+                    .await?;
                 tx.commit().await?;
                 return Err(CollectorError::FailedPrecondition(msg));
             }
@@ -248,8 +250,10 @@ impl Loader {
                 merge.full,
             )
             .await?;
-            upsert::advance(&mut tx, &t.ibge, &t.job, &t.target, &recorded, merge.full, id)
-                .await?;
+            upsert::advance(
+                &mut tx, &t.ibge, &t.job, &t.target, &recorded, merge.full, id,
+            )
+            .await?;
             upserted = Some(recorded);
         }
         let inserted = sqlx::query(sqlx::AssertSqlSafe(layout::insert_from_staging(

@@ -21,9 +21,9 @@ pub struct Target {
 pub async fn read(conn: &mut PgConnection, name: &str) -> Result<Option<Target>, CollectorError> {
     let head: Option<(String, i32, Option<Vec<String>>)> =
         sqlx::query_as(include_str!("queries/target_read.sql"))
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
     let Some((mode, partitions, key)) = head else {
         return Ok(None);
     };

@@ -54,6 +54,9 @@ pub struct Merged {
     pub deleted: u64,
 }
 
+/// A time that may be absent (a column that may be NULL).
+type MaybeTime = Option<DateTime<Utc>>;
+
 pub fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -118,18 +121,18 @@ pub async fn committed(
     ibge: &str,
     job: &str,
 ) -> Result<Committed, CollectorError> {
-    let row: Option<(Option<DateTime<Utc>>, Option<DateTime<Utc>>)> =
+    let row: Option<(MaybeTime, MaybeTime)> =
         sqlx::query_as(include_str!("queries/watermark_read.sql"))
             .bind(ibge)
             .bind(job)
             .fetch_optional(&mut *conn)
             .await?;
-    Ok(row.map_or_else(Committed::default, |(watermark, reconciled_at)| {
-        Committed {
+    Ok(
+        row.map_or_else(Committed::default, |(watermark, reconciled_at)| Committed {
             watermark,
             reconciled_at,
-        }
-    }))
+        }),
+    )
 }
 
 /// The transmission's upsert fields, as recorded at `Begin`.
@@ -140,7 +143,7 @@ pub struct Recorded {
 }
 
 pub async fn recorded(conn: &mut PgConnection, id: i64) -> Result<Recorded, CollectorError> {
-    let (key, snapshot_at, proves): (Option<Vec<String>>, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+    let (key, snapshot_at, proves): (Option<Vec<String>>, MaybeTime, MaybeTime) =
         sqlx::query_as(
             "SELECT upsert_key, snapshot_at, proves_watermark FROM transmissor.transmissions WHERE id = $1",
         )
@@ -341,7 +344,9 @@ mod tests {
         let key = vec!["id".to_string(), "Part".to_string()];
         let sql = delete_replaced("analytic.t", "transmissor_staging.t_1", &key, "'3550308'");
         assert!(
-            sql.ends_with("t._ibge = '3550308' AND t.\"id\" = s.\"id\" AND t.\"Part\" = s.\"Part\""),
+            sql.ends_with(
+                "t._ibge = '3550308' AND t.\"id\" = s.\"id\" AND t.\"Part\" = s.\"Part\""
+            ),
             "{sql}"
         );
         let sql = delete_missing("analytic.t", "transmissor_staging.t_1", &key, "'3550308'");

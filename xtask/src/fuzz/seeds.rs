@@ -174,6 +174,7 @@ fn spool_reader() -> Result<Seeds> {
         server_version: 150000,
         created_at: chrono_now(),
         copy_format: Default::default(),
+        upsert: None,
     })?;
     let raw = copy_rows(30);
     job.write_batch(7, 30, &raw, 3)?;
