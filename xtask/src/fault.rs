@@ -11,7 +11,9 @@
 //! endpoint is the proxy. One municipality's source holds `--rows` rows in
 //! `grande`; the agent has a `snapshot` job (`SELECT * FROM grande`: every
 //! column, whatever the schema rounds made of it) into the hash-partitioned
-//! target `grande` and an `append` job (every 10th row) into `grande_lista`,
+//! target `grande`, an `append` job (every 10th row) into `grande_lista`
+//! and an `upsert` job (`grande_up`, see `fault/upsert.rs`) into
+//! `grande_upsert` merged by `id` from the watermark `atualizado`,
 //! and cuts 16 KiB batches so an upload lasts long enough to hit. A
 //! baseline transmission creates the targets and measures the snapshot
 //! job's size, which places the faults (re-measured after every round).
@@ -109,6 +111,7 @@ mod kinds;
 mod reader;
 mod source;
 mod spool;
+mod upsert;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

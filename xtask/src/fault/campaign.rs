@@ -72,6 +72,8 @@ pub(super) struct Campaign {
     pub round_tid: i64,
     /// Columns the schema rounds added to the source and it still has.
     pub added_columns: Vec<String>,
+    /// The upsert job's committed watermark and newest snapshot so far.
+    upsert_seen: super::upsert::Committed,
 }
 
 impl Campaign {
@@ -114,6 +116,7 @@ impl Campaign {
             agent_runs: 0,
             round_tid: 0,
             added_columns: Vec::new(),
+            upsert_seen: None,
         };
         c.baseline().await?;
         c.reader = Reader::start(&c.stack, &c.m);
@@ -131,7 +134,10 @@ impl Campaign {
             bail!("the baseline run failed:\n{}", tail(&agent.log_text(), 30));
         }
         self.measure().await?;
-        let problems = self.check_targets(0).await?;
+        let mut problems = self.check_targets(0).await?;
+        let mut seen = None;
+        problems.extend(self.check_upsert(&mut seen).await?);
+        self.upsert_seen = seen;
         if !problems.is_empty() {
             bail!("the baseline transmission is wrong: {problems:?}");
         }
@@ -212,6 +218,9 @@ impl Campaign {
         report
             .problems
             .extend(self.check_targets(start.max_tid).await?);
+        let mut seen = self.upsert_seen;
+        report.problems.extend(self.check_upsert(&mut seen).await?);
+        self.upsert_seen = seen;
         report.problems.extend(
             self.reader
                 .check(&[start.visible, start.source], &self.stack)
@@ -302,6 +311,7 @@ impl Campaign {
         let jobs = [
             Job::new("grande", "snapshot", "grande", SNAPSHOT_QUERY),
             Job::new("lista", "append", "grande_lista", LIST_QUERY),
+            super::upsert::job(),
         ];
         let path = self.stack.agent_config(&self.m, &jobs, &extra)?;
         let text = std::fs::read_to_string(&path)?;

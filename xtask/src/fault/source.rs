@@ -13,15 +13,18 @@ pub(super) async fn load_source(stack: &Stack, m: &Municipality, rows: i64) -> R
     let src = stack.source.connect(&m.db).await?;
     src.batch_execute(&format!(
         "CREATE TABLE grande AS SELECT g::int8 AS id, repeat(md5(g::text), 2) AS payload, \
-         (g * 1.5)::numeric(14,2) AS valor FROM generate_series(1, {rows}) g; \
-         ALTER TABLE grande ADD PRIMARY KEY (id)"
+         (g * 1.5)::numeric(14,2) AS valor, now() - interval '1 day' AS atualizado \
+         FROM generate_series(1, {rows}) g; \
+         ALTER TABLE grande ADD PRIMARY KEY (id), ALTER atualizado SET NOT NULL, \
+           ALTER atualizado SET DEFAULT now()"
     ))
     .await?;
     stack.grant_reader(&m.db).await
 }
 
 /// A small seeded change: new rows (NULL in the columns the schema rounds
-/// added), changed rows, deleted rows.
+/// added), changed rows, deleted rows. Inserts and updates set
+/// `atualizado` (the upsert job's watermark) to the transaction's time.
 pub(super) fn mutation_sql(rng: &mut StdRng, round: u32) -> String {
     let inserts = rng.random_range(200..2000);
     let upd_mod = rng.random_range(50..400);
@@ -32,7 +35,8 @@ pub(super) fn mutation_sql(rng: &mut StdRng, round: u32) -> String {
         "INSERT INTO grande (id, payload, valor) \
            SELECT m + g, md5('r{round}-' || (m + g)), ((m + g) * 0.25)::numeric(14,2) \
            FROM (SELECT coalesce(max(id), 0) AS m FROM grande) s, generate_series(1, {inserts}) g; \
-         UPDATE grande SET payload = md5(payload || 'r{round}'), valor = valor + {round} \
+         UPDATE grande SET payload = md5(payload || 'r{round}'), valor = valor + {round}, \
+           atualizado = now() \
            WHERE id % {upd_mod} = {upd_rem}; \
          DELETE FROM grande WHERE id % {del_mod} = {del_rem}"
     )
