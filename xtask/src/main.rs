@@ -8,6 +8,8 @@
 //! cuts, a full and a corrupted spool, kills inside a commit and schema
 //! changes, checked row for row) and
 //! `cargo xtask fuzz` (every `cargo fuzz` target for a bounded time) and
+//! `cargo xtask bench-incremental` (an upsert job's daily bytes against a
+//! full snapshot's) and
 //! `cargo xtask deb` (the agent's Debian package) and
 //! `cargo xtask windows` (the Windows agent's zip, smoke-tested under Wine).
 
@@ -18,6 +20,7 @@ mod deb;
 mod demo;
 mod fault;
 mod fuzz;
+mod incremental_bench;
 mod scale;
 mod setup;
 mod windows;
@@ -68,6 +71,9 @@ enum Command {
     /// each) against anchors (`/healthz`, the database read alone);
     /// prints RESULT lines.
     BenchDashboard(dashboard_bench::DashboardBenchArgs),
+    /// Bytes an incremental (upsert) daily run sends compared with a full
+    /// snapshot of the same table, over several days of changes.
+    BenchIncremental(incremental_bench::IncrementalBenchArgs),
     /// Builds the agent's .deb (release binary, same layout and systemd unit
     /// as `transmissor-agent install`) into <target>/debian/.
     Deb(deb::DebArgs),
@@ -95,6 +101,7 @@ fn main() -> Result<()> {
         Command::Fault(args) => fault::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::BenchDashboard(args) => dashboard_bench::run(args),
+        Command::BenchIncremental(args) => incremental_bench::run(args),
         Command::Deb(args) => deb::run(args),
         Command::Windows(args) => windows::run(args),
         Command::Test { args } => setup::run_tests(&args),

@@ -209,6 +209,18 @@ fn print_plan(plan: &Plan) {
                 .map(|r| format!(", PEC {r}"))
                 .unwrap_or_default()
         );
+        if let transmissor_plan::JobMode::Upsert(u) = &job.mode {
+            println!(
+                "      key ({}), watermark {}, lookback {}, reconcile {}",
+                u.key.join(", "),
+                u.watermark,
+                humantime::format_duration(u.lookback),
+                u.reconcile
+                    .as_ref()
+                    .map_or("only when the watermark is unknown".to_string(), |r| r
+                        .to_string())
+            );
+        }
         for (column, policy) in &job.columns {
             println!("      {column}: {policy}");
         }
