@@ -268,8 +268,12 @@ async fn incremental_runs_match_the_source_row_for_row() -> Result<()> {
         !full && rows < 600,
         "eventos sent {rows} rows (full: {full})"
     );
-    let (w2, ..) = ctx.watermark("registros").await?;
+    let (w2, s2, _) = ctx.watermark("registros").await?;
     let w2 = w2.context("watermark")?;
+    assert_eq!(
+        w2, s2,
+        "no writer was open: the snapshot proves its own time"
+    );
     assert!(w2 >= w1);
 
     // Run 3: a transaction open during the extraction updates row 7; a
@@ -347,9 +351,9 @@ async fn incremental_runs_match_the_source_row_for_row() -> Result<()> {
         })
         .await
     );
-    ctx.run(&["reconciliados"])?;
+    let out = ctx.run(&["reconciliados"])?;
     let (_, full, _, deleted, _) = ctx.last("reconciliados").await?;
-    assert!(full, "the reconcile slot made the run full");
+    assert!(full, "the reconcile slot made the run full:\n{out}");
     // Its first (full) run came after the first deletes: 5 rows to remove.
     assert_eq!(deleted, 5, "the rows deleted at the source are deleted");
     ctx.assert_equal(
