@@ -3,9 +3,12 @@
 //! typed set. Extraction takes its jobs from here, never from the config
 //! directly, so in central mode only signed SQL can reach the database.
 
+use std::sync::Arc;
+
 use transmissor_plan::{JobMode, Plan, VersionRange};
 
 use crate::config::{AgentConfig, JobConfig, Mode};
+use crate::pipeline::minimise::JobPrivacy;
 use crate::schedule::Timing;
 
 /// One job to run.
@@ -17,6 +20,8 @@ pub struct JobSpec {
     pub timing: Option<Timing>,
     /// PEC versions it runs on (`None`: any).
     pub pec_version: Option<VersionRange>,
+    /// The plan's personal-data policy for it (`None`: a local job).
+    pub privacy: Option<Arc<JobPrivacy>>,
 }
 
 /// A set of jobs and where it came from.
@@ -44,6 +49,7 @@ impl JobSet {
                     job: j.clone(),
                     timing: timing.clone(),
                     pec_version: None,
+                    privacy: None,
                 })
                 .collect(),
         }
@@ -53,6 +59,7 @@ impl JobSet {
     /// it arrives) is left out with an error logged; the plan parser
     /// refuses it before that.
     pub fn from_plan(plan: &Plan) -> Self {
+        let personal_data = Arc::new(plan.personal_data_list());
         let jobs = plan
             .jobs
             .iter()
@@ -74,6 +81,10 @@ impl JobSet {
                     },
                     timing: Some(Timing::Cron(j.schedule.clone())),
                     pec_version: j.pec_version,
+                    privacy: Some(Arc::new(JobPrivacy {
+                        columns: j.columns.clone(),
+                        personal_data: personal_data.clone(),
+                    })),
                 })
             })
             .collect();

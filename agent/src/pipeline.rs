@@ -4,6 +4,8 @@
 //! |---------------|---------------------------------------------------------------|
 //! | [`source`]    | read-only session with pinned settings; column description    |
 //! | [`extract`]   | snapshot transaction, `COPY TO STDOUT` → batches → spool       |
+//! | [`minimise`]  | a plan job's personal-data policy: checked, query wrapped      |
+//! | [`pseudonym`] | pseudonymised fields rewritten in each COPY row (HMAC-SHA256)  |
 //! | [`spool`]     | crash-safe on-disk batches (format and invariants in its doc) |
 //! | [`upload`]    | begin / put batches (windowed) / commit, resumable            |
 //! | [`transport`] | rustls (TLS 1.3, client certificate) + tonic channel          |
@@ -13,6 +15,8 @@
 //! collector and lives in `transmissor_proto::batch`.
 
 pub mod extract;
+pub mod minimise;
+pub mod pseudonym;
 pub mod retry;
 pub mod source;
 pub mod spool;

@@ -342,6 +342,7 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
             name: "x".into(),
             source_type: "integer".into(),
             target_type: "integer".into(),
+            pseudonymised: false,
         }],
         plan,
         ..Default::default()

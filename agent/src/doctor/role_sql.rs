@@ -168,6 +168,7 @@ mod tests {
                 },
                 timing: None,
                 pec_version: None,
+                privacy: None,
             });
         }
         set

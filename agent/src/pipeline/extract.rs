@@ -23,6 +23,8 @@ use transmissor_plan::PecVersion;
 
 use crate::config::{AgentConfig, JobConfig};
 use crate::jobs::JobSet;
+use crate::pipeline::minimise::{self, JobPrivacy};
+use crate::pipeline::pseudonym::{PseudonymError, Pseudonymiser};
 use crate::pipeline::source::{self, SourceError};
 use crate::pipeline::spool::{CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError};
 use transmissor_proto::copy_binary::{self, CopyBinaryError};
@@ -67,6 +69,8 @@ pub enum ExtractError {
     Stopped,
     #[error("the source sent malformed COPY binary data: {0}")]
     Framing(#[from] CopyBinaryError),
+    #[error("pseudonymising a row: {0}")]
+    Pseudonym(#[from] PseudonymError),
 }
 
 /// What a run learnt of its source before extracting.
@@ -171,7 +175,8 @@ pub async fn extract_run(
             created_at: chrono::Utc::now(),
             copy_format: CopyFormat::Text,
         };
-        let result = extract_job(&tx, cfg, spool, job, base, &mut started, cancel).await;
+        let privacy = spec.privacy.as_deref();
+        let result = extract_job(&tx, cfg, spool, job, privacy, base, &mut started, cancel).await;
         match result {
             Ok(()) => tx
                 .batch_execute("RELEASE SAVEPOINT transmissor_job")
@@ -194,25 +199,33 @@ pub async fn extract_run(
 
 /// Extracts one job. Any failure is also recorded in the job's spool
 /// directory (`failed.json`) and progress, so it reaches the collector.
+#[allow(clippy::too_many_arguments)]
 async fn extract_job(
     tx: &tokio_postgres::Transaction<'_>,
     cfg: &AgentConfig,
     spool: &Spool,
     job: &JobConfig,
+    privacy: Option<&JobPrivacy>,
     mut meta: JobMeta,
     started: &mut impl FnMut(StartedJob),
     cancel: &CancellationToken,
 ) -> Result<(), ExtractError> {
     let query = job.query.trim().trim_end_matches(';').trim_end();
-    let described = source::describe(tx, query).await;
-    if let Ok(cols) = &described {
-        meta.columns = cols.clone();
+    // The plan's personal-data policy: checked on the described columns,
+    // dropped ones left out of the query, pseudonymised ones cast to text.
+    let described = minimise::describe(tx, privacy, query).await;
+    if let Ok(m) = &described {
+        meta.columns = m.columns.clone();
         if cfg.source.copy_format == CopyFormatChoice::Binary
-            && source::binary_capable(tx, query).await.unwrap_or(false)
+            && source::binary_capable(tx, &m.query).await.unwrap_or(false)
         {
             meta.copy_format = CopyFormat::Binary;
         }
     }
+    let described = described.and_then(|m| {
+        let p = m.pseudonymiser(&cfg.agent.state_dir, meta.copy_format)?;
+        Ok((m, p))
+    });
     let dir = spool.create_job(&meta)?;
     // A query that cannot even be described is failed before its upload
     // starts, so the uploader records it without opening a transmission.
@@ -236,9 +249,10 @@ async fn extract_job(
         progress: progress_rx,
         stop: stop.clone(),
     });
-    if let Err(e) = described {
-        return Err(e.into());
-    }
+    let (minimised, pseudonymiser) = match described {
+        Ok(v) => v,
+        Err(e) => return Err(e.into()),
+    };
     let fail = |reason: String| {
         let _ = dir.mark_failed(&reason);
         progress_tx.send_modify(|p| p.phase = Phase::Failed(reason));
@@ -247,13 +261,15 @@ async fn extract_job(
     let t0 = Instant::now();
     let copy = CopyOut {
         statement: format!(
-            "COPY ({query}) TO STDOUT{}",
+            "COPY ({}) TO STDOUT{}",
+            minimised.query,
             match meta.copy_format {
                 CopyFormat::Text => "",
                 CopyFormat::Binary => " (FORMAT binary)",
             }
         ),
         framing: Framing::new(meta.copy_format, meta.columns.len()),
+        pseudonymiser,
     };
     match copy_job(tx, cfg, &dir, copy, &progress_tx, cancel, &stop).await {
         Ok(done) => {
@@ -332,6 +348,7 @@ async fn copy_job(
         let CopyOut {
             statement,
             mut framing,
+            mut pseudonymiser,
         } = copy;
         let stream = tx.copy_out(&statement).await.map_err(SourceError::from)?;
         futures::pin_mut!(stream);
@@ -349,7 +366,10 @@ async fn copy_job(
                     let Some(row) = framing.row(&data)? else {
                         continue;
                     };
-                    buf.extend_from_slice(row);
+                    match pseudonymiser.as_mut() {
+                        None => buf.extend_from_slice(row),
+                        Some(p) => p.append_row(row, &mut buf)?,
+                    }
                     rows += 1;
                     if buf.len() >= batch_size {
                         seq += 1;
@@ -399,6 +419,8 @@ async fn copy_job(
 struct CopyOut {
     statement: String,
     framing: Framing,
+    /// Rewrites pseudonymised fields (jobs that have some).
+    pseudonymiser: Option<Pseudonymiser>,
 }
 
 /// Turns COPY's CopyData messages into rows: text messages are rows as
@@ -474,14 +496,15 @@ pub async fn describe_jobs(
         .get(2);
     let pec = pec_version(&tx, has_log).await?;
     let mut out = Vec::new();
-    for job in jobs.jobs.iter().map(|s| &s.job) {
+    for spec in &jobs.jobs {
+        let job = &spec.job;
         tx.batch_execute("SAVEPOINT transmissor_check").await?;
         let query = job.query.trim().trim_end_matches(';').trim_end();
-        match source::describe(&tx, query).await {
+        match minimise::describe(&tx, spec.privacy.as_deref(), query).await {
             Ok(cols) => {
                 tx.batch_execute("RELEASE SAVEPOINT transmissor_check")
                     .await?;
-                out.push((job.name.clone(), Ok(cols.len())));
+                out.push((job.name.clone(), Ok(cols.columns.len())));
             }
             Err(e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT transmissor_check")

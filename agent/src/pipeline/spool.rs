@@ -77,6 +77,9 @@ pub struct ColumnMeta {
     pub name: String,
     pub source_type: String,
     pub target_type: String,
+    /// The values are pseudonyms (`target_type` is then `text`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pseudonymised: bool,
 }
 
 /// `job.json`.
