@@ -423,3 +423,324 @@ async fn pseudonymised_and_dropped_values_never_leave_in_clear() -> Result<()> {
     assert_no_clear("the collector's log", &collector_log);
     Ok(())
 }
+
+/// The target's pseudonyms of one municipality, by id.
+async fn pseudonyms(stack: &Stack, m: &Municipality) -> Result<Vec<Row>> {
+    target_rows(stack, "cidadaos", m.ibge.as_str()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pseudonyms_are_stable_across_runs_and_reenrollment() -> Result<()> {
+    let mut stack = Stack::with_options(
+        &[A],
+        StackOptions {
+            plans_required: true,
+            enrollment: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let m = stack.munis[0].clone();
+    load_source(&stack, &m).await?;
+    stack.start_collector().await?;
+    // The development certificate's agent, only to see the plan served.
+    let pool = stack.collector_pool().await?;
+    transmissor_collector::registry::add_agent(&pool, m.ibge, m.agent_id).await?;
+    let dir = stack.dir.clone();
+    let key = PlanKey::generate(&dir, "k")?;
+    let v1 = key.sign_plan(
+        &dir,
+        "v1",
+        &plan(1, "", &[("cidadaos", "cidadaos", JOB_SQL, POLICIES)]),
+    )?;
+    stack.publish_plan("v1", &v1)?;
+    stack.wait_served(&m, &v1).await?;
+
+    let cfg = stack.enrolled_agent_config(
+        &m,
+        &[],
+        &format!("[plan]\nkeys = [\"{}\"]\n", key.public),
+    )?;
+    stack.enroll_agent(&m, &cfg).await?;
+    let agent_json = state_dir(&stack, &m).join("identity/agent.json");
+    let first_identity = std::fs::read_to_string(&agent_json)?;
+
+    // Two runs: the same pseudonyms, those of the key file.
+    let (ok, out) = run_agent(&cfg)?;
+    ensure!(ok, "{out}");
+    let key_bytes = read_key(&stack, &m)?;
+    let first = pseudonyms(&stack, &m).await?;
+    assert_eq!(first, expected(&key_bytes));
+    let (ok, out) = run_agent(&cfg)?;
+    ensure!(ok, "{out}");
+    assert_eq!(pseudonyms(&stack, &m).await?, first, "second run");
+
+    // Enrolled again with a new token (a new agent id and key pair): the
+    // pseudonym key is untouched and the pseudonyms are the same.
+    let token = stack
+        .issue_token(m.ibge.as_str(), Duration::from_secs(3600))
+        .await?;
+    let out = Command::new(bin("transmissor-agent")?)
+        .args(["enroll", "--force", "--collector", &stack.endpoint(), "--config"])
+        .arg(&cfg)
+        .env("TRANSMISSOR_ENROLL_TOKEN", &token)
+        .output()?;
+    let (ok, text) = outcome(&out);
+    ensure!(ok, "re-enrollment: {text}");
+    assert_ne!(
+        std::fs::read_to_string(&agent_json)?,
+        first_identity,
+        "a new identity"
+    );
+    assert_eq!(read_key(&stack, &m)?, key_bytes, "the key survived");
+    let (ok, out) = run_agent(&cfg)?;
+    ensure!(ok, "{out}");
+    assert_eq!(
+        pseudonyms(&stack, &m).await?,
+        first,
+        "after re-enrollment"
+    );
+    let agents: i64 = count(
+        &stack,
+        "SELECT count(DISTINCT agent_id) FROM transmissor.transmissions WHERE job = 'cidadaos' AND state = 'committed'",
+    )
+    .await?;
+    assert_eq!(agents, 2, "the runs came from two identities");
+
+    // Exported and imported on "another machine" (a fresh state directory),
+    // the key is the same; the existing one is not replaced without asking.
+    let exported = dir.join("exported.key");
+    let out = Command::new(bin("transmissor-agent")?)
+        .args(["pseudonym-key", "export", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&exported)
+        .output()?;
+    let (ok, text) = outcome(&out);
+    ensure!(ok, "export: {text}");
+    let other = dir.join("other.toml");
+    let other_state = dir.join("other-state");
+    std::fs::write(
+        &other,
+        std::fs::read_to_string(&cfg)?.replace(
+            &format!("state_dir = \"{}\"", state_dir(&stack, &m).display()),
+            &format!("state_dir = \"{}\"", other_state.display()),
+        ),
+    )?;
+    let import = |replace: bool| -> Result<(bool, String)> {
+        let mut cmd = Command::new(bin("transmissor-agent")?);
+        cmd.args(["pseudonym-key", "import", "--config"])
+            .arg(&other)
+            .arg("--in")
+            .arg(&exported);
+        if replace {
+            cmd.arg("--replace");
+        }
+        Ok(outcome(&cmd.output()?))
+    };
+    let (ok, text) = import(false)?;
+    ensure!(ok && text.contains("installed"), "import: {text}");
+    assert_eq!(
+        std::fs::read(other_state.join("pseudonym.key"))?,
+        std::fs::read(state_dir(&stack, &m).join("pseudonym.key"))?
+    );
+    std::fs::write(other_state.join("pseudonym.key"), format!("{}\n", "ab".repeat(32)))?;
+    let (ok, text) = import(false)?;
+    ensure!(
+        !ok && text.contains("already holds another pseudonym key"),
+        "{text}"
+    );
+    let (ok, text) = import(true)?;
+    ensure!(ok && text.contains("replaced"), "{text}");
+    stack.stop_collector().await?;
+    Ok(())
+}
+
+/// `transmissor-plan <command> …`: (success, output).
+fn signer(args: &[&std::ffi::OsStr]) -> Result<(bool, String)> {
+    Ok(outcome(
+        &Command::new(bin("transmissor-plan")?).args(args).output()?,
+    ))
+}
+
+/// The job's transmission as the collector recorded it: (state, error).
+async fn recorded(stack: &Stack, job: &str) -> Result<Vec<(String, Option<String>)>> {
+    let c = stack.analytic_client().await?;
+    Ok(c.query(
+        "SELECT state, error FROM transmissor.transmissions WHERE job = $1 ORDER BY id",
+        &[&job],
+    )
+    .await?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
+}
+
+async fn table_exists(stack: &Stack, table: &str) -> Result<bool> {
+    Ok(count(
+        stack,
+        &format!("SELECT count(*) FROM pg_tables WHERE schemaname = 'analytic' AND tablename = '{table}'"),
+    )
+    .await?
+        > 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<()> {
+    let mut stack = Stack::with_options(
+        &[A],
+        StackOptions {
+            plans_required: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    let m = stack.munis[0].clone();
+    load_source(&stack, &m).await?;
+    stack.start_collector().await?;
+    let dir = stack.dir.clone();
+    let key = PlanKey::generate(&dir, "k")?;
+    let cfg = central_config(&stack, &m, &key, false)?;
+
+    // The signer refuses a personal-data column without a policy, and a *
+    // it cannot see through.
+    let unclassified = "SELECT c.id, c.nu_cpf_cidadao FROM cidadaos c";
+    for (sql, message) in [
+        (
+            unclassified,
+            "job sem_politica: column nu_cpf_cidadao is personal data (CPF) and has no policy",
+        ),
+        (
+            "SELECT * FROM cidadaos",
+            "it selects * over table cidadaos, whose columns cannot be known without the database; name the columns",
+        ),
+    ] {
+        let file = dir.join("unclassified.toml");
+        std::fs::write(
+            &file,
+            plan(2, "", &[("sem_politica", "sem_politica", sql, "")]),
+        )?;
+        let out_file = dir.join("unclassified.signed");
+        for args in [
+            vec!["check".as_ref(), file.as_os_str()],
+            vec![
+                "sign".as_ref(),
+                "--key".as_ref(),
+                key.file.as_os_str(),
+                file.as_os_str(),
+                "--out".as_ref(),
+                out_file.as_os_str(),
+            ],
+        ] {
+            let (ok, text) = signer(&args)?;
+            ensure!(!ok && text.contains(message), "{args:?}: {text}");
+        }
+        ensure!(!out_file.exists(), "nothing was signed");
+    }
+    // A plan's own pattern counts too.
+    let file = dir.join("pis.toml");
+    std::fs::write(
+        &file,
+        plan(
+            2,
+            "personal_data = [\"ds_obs*\"]",
+            &[("obs", "obs", "SELECT id, ds_observacao FROM cidadaos", "")],
+        ),
+    )?;
+    let (ok, text) = signer(&["check".as_ref(), file.as_os_str()])?;
+    ensure!(
+        !ok && text.contains("column ds_observacao is personal data (listed by the plan)"),
+        "{text}"
+    );
+
+    // A name the SQL hides from the signer (a scalar subquery is named
+    // after its column by PostgreSQL): signed, then refused by the agent
+    // on the described names, before any row is read.
+    let hidden = key.sign_plan(
+        &dir,
+        "hidden",
+        &plan(
+            2,
+            "",
+            &[(
+                "escondida",
+                "escondida",
+                "SELECT c.id, (SELECT c.nu_cns) FROM cidadaos c",
+                "",
+            )],
+        ),
+    )?;
+    stack.publish_plan("hidden", &hidden)?;
+    stack.wait_served(&m, &hidden).await?;
+    let (ok, out) = run_agent(&cfg)?;
+    let refusal = "column nu_cns is personal data (CNS) and the plan gives it no policy";
+    ensure!(!ok && out.contains(refusal), "{out}");
+    ensure!(!table_exists(&stack, "escondida").await?, "nothing loaded");
+    let rec = recorded(&stack, "escondida").await?;
+    ensure!(
+        rec.len() == 1 && rec[0].0 == "failed" && rec[0].1.as_deref().unwrap_or("").contains(refusal),
+        "{rec:?}"
+    );
+
+    // Signed by a path that skips the check (the library's low-level
+    // sign): the agent refuses it the same way.
+    let text = plan(3, "", &[("sem_politica", "sem_politica", unclassified, "")]);
+    let signing = transmissor_plan::keys::read_signing_key(&key.file)?;
+    let bypass = transmissor_plan::sign(transmissor_plan::Kind::Plan, text.as_bytes(), &signing);
+    stack.publish_plan("bypass", &bypass)?;
+    stack.wait_served(&m, &bypass).await?;
+    let (ok, out) = run_agent(&cfg)?;
+    let refusal = "column nu_cpf_cidadao is personal data (CPF) and the plan gives it no policy";
+    ensure!(!ok && out.contains(refusal), "{out}");
+    ensure!(!table_exists(&stack, "sem_politica").await?, "nothing loaded");
+    let rec = recorded(&stack, "sem_politica").await?;
+    ensure!(
+        rec.len() == 1 && rec[0].0 == "failed" && rec[0].1.as_deref().unwrap_or("").contains(refusal),
+        "{rec:?}"
+    );
+
+    // A column sent in clear, then pseudonymised into the same target:
+    // refused as a changed schema; the target keeps what it had.
+    let troca = "SELECT c.id, c.nu_cns FROM cidadaos c";
+    let v4 = key.sign_plan(
+        &dir,
+        "v4",
+        &plan(4, "", &[("troca", "troca", troca, "nu_cns = \"send\"\n")]),
+    )?;
+    stack.publish_plan("v4", &v4)?;
+    stack.wait_served(&m, &v4).await?;
+    let (ok, out) = run_agent(&cfg)?;
+    ensure!(ok, "{out}");
+    let clear_rows = "SELECT count(*) FROM analytic.troca WHERE nu_cns LIKE 'CNSclaro%'";
+    let before = count(&stack, clear_rows).await?;
+    assert_eq!(before, i64::from(ROWS - ROWS / 5));
+    let v5 = key.sign_plan(
+        &dir,
+        "v5",
+        &plan(
+            5,
+            "",
+            &[("troca", "troca", troca, "nu_cns = \"pseudonymise\"\n")],
+        ),
+    )?;
+    stack.publish_plan("v5", &v5)?;
+    stack.wait_served(&m, &v5).await?;
+    let (ok, out) = run_agent(&cfg)?;
+    let changed = "schema of target troca changed: column nu_cns holds values in clear in the target but pseudonyms in this transmission";
+    ensure!(!ok && out.contains(changed), "{out}");
+    let rec = recorded(&stack, "troca").await?;
+    ensure!(
+        rec.len() == 2
+            && rec[0].0 == "committed"
+            && rec[1].0 == "failed"
+            && rec[1].1.as_deref().unwrap_or("").contains(changed),
+        "{rec:?}"
+    );
+    assert_eq!(count(&stack, clear_rows).await?, before, "target unchanged");
+    assert_eq!(
+        count(&stack, "SELECT count(*) FROM analytic.troca").await?,
+        i64::from(ROWS)
+    );
+    stack.stop_collector().await?;
+    Ok(())
+}
