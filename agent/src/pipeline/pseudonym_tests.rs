@@ -178,3 +178,68 @@ proptest! {
         }
     }
 }
+
+/// The cost of pseudonymising, against copying rows as they are (what a
+/// job without pseudonymised columns does): PEC-like rows of 20 fields,
+/// 3 of them pseudonymised. Run in release:
+/// `cargo test -p transmissor-agent --release --lib pseudonym_cost -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement, not a check: run it by hand in release"]
+fn pseudonym_cost() {
+    use std::time::Instant;
+    let key = key();
+    let rows = 200_000;
+    let mut text_rows = Vec::with_capacity(rows);
+    let mut binary_rows = Vec::with_capacity(rows);
+    for i in 0..rows {
+        let cpf = format!("{:011}", 12_345_678_901u64 + i as u64);
+        let cns = format!("{:015}", 700_000_000_000_000u64 + i as u64);
+        let name = format!("Maria José da Silva {i}");
+        let mut fields: Vec<Vec<u8>> = (0..17)
+            .map(|f| format!("{}", i * 31 + f).into_bytes())
+            .collect();
+        fields.insert(3, cpf.into_bytes());
+        fields.insert(7, cns.into_bytes());
+        fields.insert(11, name.into_bytes());
+        let refs: Vec<Option<&[u8]>> = fields.iter().map(|f| Some(&f[..])).collect();
+        text_rows.push(text_row(&refs));
+        let mut t = Vec::new();
+        copy_binary::encode_tuple(&refs, &mut t);
+        binary_rows.push(t);
+    }
+    let flags: Vec<bool> = (0..20).map(|i| [3, 7, 11].contains(&i)).collect();
+    let bytes: usize = text_rows.iter().map(Vec::len).sum();
+    let mut out = BytesMut::with_capacity(bytes * 2);
+    let measure = |what: &str, out: &mut BytesMut, f: &mut dyn FnMut(&mut BytesMut)| {
+        let mut best = f64::MAX;
+        for _ in 0..5 {
+            out.clear();
+            let t0 = Instant::now();
+            f(out);
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        println!(
+            "RESULT pseudonym_{what}_ns_per_row={:.0} ({:.0} MB/s of COPY text, {} rows)",
+            best * 1e9 / rows as f64,
+            bytes as f64 / best / 1e6,
+            rows
+        );
+    };
+    measure("copy", &mut out, &mut |out| {
+        for r in &text_rows {
+            out.extend_from_slice(r);
+        }
+    });
+    let mut p = Pseudonymiser::new(&key, CopyFormat::Text, flags.clone());
+    measure("text", &mut out, &mut |out| {
+        for r in &text_rows {
+            p.append_row(r, out).unwrap();
+        }
+    });
+    let mut p = Pseudonymiser::new(&key, CopyFormat::Binary, flags.clone());
+    measure("binary", &mut out, &mut |out| {
+        for r in &binary_rows {
+            p.append_row(r, out).unwrap();
+        }
+    });
+}
