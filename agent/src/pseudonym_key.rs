@@ -291,9 +291,15 @@ mod tests {
             export(old.path(), &file),
             Err(PseudonymKeyError::OutputExists(_))
         ));
-        assert_eq!(import(new.path(), &file, false).unwrap(), Imported::Installed);
+        assert_eq!(
+            import(new.path(), &file, false).unwrap(),
+            Imported::Installed
+        );
         assert_eq!(load(new.path()).unwrap(), Some(key.clone()));
-        assert_eq!(import(new.path(), &file, false).unwrap(), Imported::Unchanged);
+        assert_eq!(
+            import(new.path(), &file, false).unwrap(),
+            Imported::Unchanged
+        );
 
         // Another key is not replaced without asking.
         let other = tempfile::tempdir().unwrap();
@@ -303,7 +309,10 @@ mod tests {
             Err(PseudonymKeyError::Exists { .. })
         ));
         assert_eq!(load(other.path()).unwrap(), Some(other_key));
-        assert_eq!(import(other.path(), &file, true).unwrap(), Imported::Replaced);
+        assert_eq!(
+            import(other.path(), &file, true).unwrap(),
+            Imported::Replaced
+        );
         assert_eq!(load(other.path()).unwrap(), Some(key));
     }
 
@@ -315,9 +324,6 @@ mod tests {
             load_or_create(dir.path()),
             Err(PseudonymKeyError::Invalid { .. })
         ));
-        assert_eq!(
-            fs::read_to_string(path(dir.path())).unwrap(),
-            "not a key\n"
-        );
+        assert_eq!(fs::read_to_string(path(dir.path())).unwrap(), "not a key\n");
     }
 }

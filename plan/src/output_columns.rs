@@ -116,7 +116,9 @@ fn select_columns(s: &Select, scope: &Scope) -> Result<Vec<String>, OutputColumn
                 let found = s
                     .from
                     .iter()
-                    .flat_map(|f| std::iter::once(&f.relation).chain(f.joins.iter().map(|j| &j.relation)))
+                    .flat_map(|f| {
+                        std::iter::once(&f.relation).chain(f.joins.iter().map(|j| &j.relation))
+                    })
                     .find(|r| relation_name(r).as_deref() == Some(wanted.as_str()))
                     .ok_or_else(|| OutputColumnsError::Wildcard(shown.clone()))?;
                 out.extend(relation_columns(found, scope, &shown)?);
@@ -160,10 +162,10 @@ fn relation_columns(
                 return Ok(cols);
             }
             // Only an unqualified name can be a CTE.
-            if name.0.len() == 1 {
-                if let Some(cols) = scope.cte(&object_last(name)) {
-                    return Ok(cols.clone());
-                }
+            if name.0.len() == 1
+                && let Some(cols) = scope.cte(&object_last(name))
+            {
+                return Ok(cols.clone());
             }
             Err(refused())
         }

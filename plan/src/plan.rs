@@ -211,7 +211,10 @@ fn personal_data(
     let mut out: Vec<String> = Vec::new();
     for (i, p) in raw.get_ref().iter().enumerate() {
         let field = format!("personal_data[{i}]");
-        let at = || src.item_span("personal_data", i).unwrap_or_else(|| raw.span());
+        let at = || {
+            src.item_span("personal_data", i)
+                .unwrap_or_else(|| raw.span())
+        };
         check_pattern(p).map_err(|m| src.err(at(), &field, m))?;
         if out.contains(p) {
             return Err(src.err(at(), &field, format!("{p:?} is listed twice")));

@@ -112,11 +112,7 @@ fn plan(version: u64, personal_data: &str, jobs: &[(&str, &str, &str, &str)]) ->
 }
 
 fn central_config(stack: &Stack, m: &Municipality, key: &PlanKey, binary: bool) -> Result<PathBuf> {
-    let cfg = stack.agent_config(
-        m,
-        &[],
-        &format!("[plan]\nkeys = [\"{}\"]\n", key.public),
-    )?;
+    let cfg = stack.agent_config(m, &[], &format!("[plan]\nkeys = [\"{}\"]\n", key.public))?;
     if binary {
         let toml = std::fs::read_to_string(&cfg)?.replacen(
             "[source]\n",
@@ -456,11 +452,8 @@ async fn pseudonyms_are_stable_across_runs_and_reenrollment() -> Result<()> {
     stack.publish_plan("v1", &v1)?;
     stack.wait_served(&m, &v1).await?;
 
-    let cfg = stack.enrolled_agent_config(
-        &m,
-        &[],
-        &format!("[plan]\nkeys = [\"{}\"]\n", key.public),
-    )?;
+    let cfg =
+        stack.enrolled_agent_config(&m, &[], &format!("[plan]\nkeys = [\"{}\"]\n", key.public))?;
     stack.enroll_agent(&m, &cfg).await?;
     let agent_json = state_dir(&stack, &m).join("identity/agent.json");
     let first_identity = std::fs::read_to_string(&agent_json)?;
@@ -481,7 +474,13 @@ async fn pseudonyms_are_stable_across_runs_and_reenrollment() -> Result<()> {
         .issue_token(m.ibge.as_str(), Duration::from_secs(3600))
         .await?;
     let out = Command::new(bin("transmissor-agent")?)
-        .args(["enroll", "--force", "--collector", &stack.endpoint(), "--config"])
+        .args([
+            "enroll",
+            "--force",
+            "--collector",
+            &stack.endpoint(),
+            "--config",
+        ])
         .arg(&cfg)
         .env("TRANSMISSOR_ENROLL_TOKEN", &token)
         .output()?;
@@ -495,11 +494,7 @@ async fn pseudonyms_are_stable_across_runs_and_reenrollment() -> Result<()> {
     assert_eq!(read_key(&stack, &m)?, key_bytes, "the key survived");
     let (ok, out) = run_agent(&cfg)?;
     ensure!(ok, "{out}");
-    assert_eq!(
-        pseudonyms(&stack, &m).await?,
-        first,
-        "after re-enrollment"
-    );
+    assert_eq!(pseudonyms(&stack, &m).await?, first, "after re-enrollment");
     let agents: i64 = count(
         &stack,
         "SELECT count(DISTINCT agent_id) FROM transmissor.transmissions WHERE job = 'cidadaos' AND state = 'committed'",
@@ -544,7 +539,10 @@ async fn pseudonyms_are_stable_across_runs_and_reenrollment() -> Result<()> {
         std::fs::read(other_state.join("pseudonym.key"))?,
         std::fs::read(state_dir(&stack, &m).join("pseudonym.key"))?
     );
-    std::fs::write(other_state.join("pseudonym.key"), format!("{}\n", "ab".repeat(32)))?;
+    std::fs::write(
+        other_state.join("pseudonym.key"),
+        format!("{}\n", "ab".repeat(32)),
+    )?;
     let (ok, text) = import(false)?;
     ensure!(
         !ok && text.contains("already holds another pseudonym key"),
@@ -579,7 +577,9 @@ async fn recorded(stack: &Stack, job: &str) -> Result<Vec<(String, Option<String
 async fn table_exists(stack: &Stack, table: &str) -> Result<bool> {
     Ok(count(
         stack,
-        &format!("SELECT count(*) FROM pg_tables WHERE schemaname = 'analytic' AND tablename = '{table}'"),
+        &format!(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'analytic' AND tablename = '{table}'"
+        ),
     )
     .await?
         > 0)
@@ -678,7 +678,9 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
     ensure!(!table_exists(&stack, "escondida").await?, "nothing loaded");
     let rec = recorded(&stack, "escondida").await?;
     ensure!(
-        rec.len() == 1 && rec[0].0 == "failed" && rec[0].1.as_deref().unwrap_or("").contains(refusal),
+        rec.len() == 1
+            && rec[0].0 == "failed"
+            && rec[0].1.as_deref().unwrap_or("").contains(refusal),
         "{rec:?}"
     );
 
@@ -692,10 +694,15 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
     let (ok, out) = run_agent(&cfg)?;
     let refusal = "column nu_cpf_cidadao is personal data (CPF) and the plan gives it no policy";
     ensure!(!ok && out.contains(refusal), "{out}");
-    ensure!(!table_exists(&stack, "sem_politica").await?, "nothing loaded");
+    ensure!(
+        !table_exists(&stack, "sem_politica").await?,
+        "nothing loaded"
+    );
     let rec = recorded(&stack, "sem_politica").await?;
     ensure!(
-        rec.len() == 1 && rec[0].0 == "failed" && rec[0].1.as_deref().unwrap_or("").contains(refusal),
+        rec.len() == 1
+            && rec[0].0 == "failed"
+            && rec[0].1.as_deref().unwrap_or("").contains(refusal),
         "{rec:?}"
     );
 

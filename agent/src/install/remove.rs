@@ -100,7 +100,10 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Summary, InstallError> {
             }
         }
         summary.add(
-            format!("{} (but the spool and the pseudonym key)", layout::STATE_DIR),
+            format!(
+                "{} (but the spool and the pseudonym key)",
+                layout::STATE_DIR
+            ),
             if gone > 0 {
                 Outcome::Removed
             } else {

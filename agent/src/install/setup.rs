@@ -238,12 +238,11 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
     // again keep it.
     let key_path = crate::pseudonym_key::path(state_dir);
     let state_at = layout.rooted(state_dir);
-    let (_, made) = crate::pseudonym_key::load_or_create(&state_at).map_err(|e| {
-        InstallError::Io {
+    let (_, made) =
+        crate::pseudonym_key::load_or_create(&state_at).map_err(|e| InstallError::Io {
             path: layout.rooted(&key_path),
             error: std::io::Error::other(e.to_string()),
-        }
-    })?;
+        })?;
     summary.add(
         show(&key_path),
         if made {

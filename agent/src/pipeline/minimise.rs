@@ -23,8 +23,8 @@ use tokio_postgres::GenericClient;
 use transmissor_plan::{ColumnPolicy, PersonalData};
 use transmissor_proto::names::quote_ident;
 
-use crate::pipeline::source::{self, SourceError};
 use crate::pipeline::pseudonym::Pseudonymiser;
+use crate::pipeline::source::{self, SourceError};
 use crate::pipeline::spool::{ColumnMeta, CopyFormat};
 use crate::pseudonym_key;
 
@@ -46,7 +46,10 @@ pub enum MinimiseError {
     #[error(
         "the plan gives column {column} the policy {policy}, but the job's query returns no column of that name (a typo would let the data leave under its real name); the job was not extracted"
     )]
-    UnknownColumn { column: String, policy: ColumnPolicy },
+    UnknownColumn {
+        column: String,
+        policy: ColumnPolicy,
+    },
     #[error(
         "column {column} appears twice in the job's result and has a policy; give each an alias"
     )]
@@ -132,10 +135,7 @@ pub fn plan(
     if kept.is_empty() {
         return Err(MinimiseError::Empty);
     }
-    let changes = privacy
-        .columns
-        .values()
-        .any(|p| *p != ColumnPolicy::Send);
+    let changes = privacy.columns.values().any(|p| *p != ColumnPolicy::Send);
     if !changes {
         return Ok((query.to_string(), kept));
     }
@@ -277,8 +277,9 @@ mod tests {
             }
         );
         assert!(
-            e.to_string()
-                .starts_with("column NU_CPF_CIDADAO is personal data (CPF) and the plan gives it no policy"),
+            e.to_string().starts_with(
+                "column NU_CPF_CIDADAO is personal data (CPF) and the plan gives it no policy"
+            ),
             "{e}"
         );
         // The plan's own patterns count too.
@@ -298,6 +299,9 @@ mod tests {
         let e = plan(&p, "q", &[col("a"), col("a")]).unwrap_err();
         assert!(matches!(e, MinimiseError::Duplicate { .. }), "{e}");
         let p = privacy(&[("a", ColumnPolicy::Drop)]);
-        assert_eq!(plan(&p, "q", &[col("a")]).unwrap_err(), MinimiseError::Empty);
+        assert_eq!(
+            plan(&p, "q", &[col("a")]).unwrap_err(),
+            MinimiseError::Empty
+        );
     }
 }

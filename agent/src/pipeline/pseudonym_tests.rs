@@ -76,7 +76,10 @@ fn binary_tuples_carry_the_same_pseudonyms() {
     p.append_row(&tuple, &mut out).unwrap();
     let hmac = expected(&key, cpf);
     let mut want = Vec::new();
-    copy_binary::encode_tuple(&[Some(b"\0\0\0\x01"), Some(hmac.as_bytes()), None], &mut want);
+    copy_binary::encode_tuple(
+        &[Some(b"\0\0\0\x01"), Some(hmac.as_bytes()), None],
+        &mut want,
+    );
     assert_eq!(&out[..], &want[..]);
     copy_binary::check_tuple(&out, 3).unwrap();
 }

@@ -203,7 +203,10 @@ mod tests {
                 in_target: true
             }]
         );
-        assert!(change_message("t", &err).contains("holds pseudonyms in the target but values in clear"));
+        assert!(
+            change_message("t", &err)
+                .contains("holds pseudonyms in the target but values in clear")
+        );
         // Pseudonyms into a pseudonym column, and a new pseudonym column: fine.
         assert_eq!(evolve(&pseudo, &pseudo), Ok(Evolution { added: vec![] }));
         assert_eq!(

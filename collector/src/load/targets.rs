@@ -34,12 +34,14 @@ pub async fn read(conn: &mut PgConnection, name: &str) -> Result<Option<Target>,
         partitions,
         columns: cols
             .into_iter()
-            .map(|(name, source_type, target_type, pseudonymised)| ColumnSpec {
-                name,
-                source_type,
-                target_type,
-                pseudonymised,
-            })
+            .map(
+                |(name, source_type, target_type, pseudonymised)| ColumnSpec {
+                    name,
+                    source_type,
+                    target_type,
+                    pseudonymised,
+                },
+            )
             .collect(),
     }))
 }
