@@ -113,7 +113,9 @@ pub struct InstallArgs {
 /// `transmissor-agent uninstall`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct UninstallArgs {
-    /// Keep the spool (/var/lib/transmissor/spool): batches not sent yet.
+    /// Keep the spool (/var/lib/transmissor/spool: batches not sent yet)
+    /// and the pseudonym key (/var/lib/transmissor/pseudonym.key), for a
+    /// reinstallation on this machine. Without it everything goes.
     #[arg(long)]
     pub keep_spool: bool,
     /// Remove from this directory as if it were /.

@@ -3,9 +3,12 @@
 //! typed set. Extraction takes its jobs from here, never from the config
 //! directly, so in central mode only signed SQL can reach the database.
 
+use std::sync::Arc;
+
 use transmissor_plan::{JobMode, Plan, VersionRange};
 
 use crate::config::{AgentConfig, JobConfig, Mode};
+use crate::pipeline::minimise::JobPrivacy;
 use crate::schedule::Timing;
 
 /// One job to run.
@@ -19,6 +22,8 @@ pub struct JobSpec {
     pub pec_version: Option<VersionRange>,
     /// Upsert jobs of a plan: when a run is full (deletes reconciled).
     pub reconcile: Option<Timing>,
+    /// The plan's personal-data policy for it (`None`: a local job).
+    pub privacy: Option<Arc<JobPrivacy>>,
 }
 
 /// A set of jobs and where it came from.
@@ -47,6 +52,7 @@ impl JobSet {
                     timing: timing.clone(),
                     pec_version: None,
                     reconcile: None,
+                    privacy: None,
                 })
                 .collect(),
         }
@@ -54,6 +60,7 @@ impl JobSet {
 
     /// A verified plan's jobs.
     pub fn from_plan(plan: &Plan) -> Self {
+        let personal_data = Arc::new(plan.personal_data_list());
         let jobs = plan
             .jobs
             .iter()
@@ -74,6 +81,10 @@ impl JobSet {
                     timing: Some(Timing::Cron(j.schedule.clone())),
                     pec_version: j.pec_version,
                     reconcile: upsert.and_then(|u| u.reconcile.clone()).map(Timing::Cron),
+                    privacy: Some(Arc::new(JobPrivacy {
+                        columns: j.columns.clone(),
+                        personal_data: personal_data.clone(),
+                    })),
                 }
             })
             .collect();

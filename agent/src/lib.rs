@@ -21,6 +21,7 @@
 //! | [`doctor`]     | the preflight checklist, in Portuguese or English; the role SQL  |
 //! | [`install`]    | `install`/`uninstall` on Linux: user, files, hardened systemd unit, `.deb` (unix only) |
 //! | [`private_fs`] | owner-only directories (0700) and files (0600), whatever the umask |
+//! | [`pseudonym_key`] | the secret that keys pseudonyms: made once, kept across re-enrollment |
 //! | [`service`]    | the Windows service: SCM entry point, stop reports, log files    |
 
 pub mod config;
@@ -37,6 +38,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod private_fs;
+pub mod pseudonym_key;
 pub mod run;
 pub mod run_requests;
 pub mod schedule;

@@ -148,6 +148,14 @@ enum Command {
         #[arg(long, default_value = "postgres", requires = "apply")]
         admin_user: String,
     },
+    /// The pseudonym key (<state_dir>/pseudonym.key), which keys the
+    /// pseudonyms of the plan's `pseudonymise` columns. Moving the agent to
+    /// a new machine: `export` on the old one, `import` on the new one, so
+    /// the municipality's pseudonyms stay the same.
+    PseudonymKey {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Install this binary as a hardened systemd service: system user,
     /// directories, config, database password, enrollment, unit, start, and
     /// the doctor. Run again it repairs; run from a newer binary it upgrades
@@ -169,6 +177,56 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         log_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write the key to a new file (0600; never over an existing file).
+    /// Keep that file as secret as the state directory.
+    Export {
+        #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
+        config: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Make the key in FILE this agent's key. An agent that already has
+    /// another key keeps it unless --replace (every pseudonym changes).
+    Import {
+        #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
+        config: PathBuf,
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+fn pseudonym_key_cmd(command: KeyCommand) -> Result<ExitCode> {
+    use transmissor_agent::pseudonym_key::{self, Imported};
+    match command {
+        KeyCommand::Export { config, out } => {
+            let cfg = AgentConfig::load(&config)?;
+            pseudonym_key::export(&cfg.agent.state_dir, &out)?;
+            println!("pseudonym key written to {}", out.display());
+        }
+        KeyCommand::Import {
+            config,
+            input,
+            replace,
+        } => {
+            let cfg = AgentConfig::load(&config)?;
+            let what = match pseudonym_key::import(&cfg.agent.state_dir, &input, replace)? {
+                Imported::Installed => "installed",
+                Imported::Unchanged => "already this agent's key: unchanged",
+                Imported::Replaced => "replaced the previous key",
+            };
+            println!(
+                "pseudonym key {what} ({})",
+                pseudonym_key::path(&cfg.agent.state_dir).display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_check(s: &str) -> Result<Check, String> {
@@ -232,6 +290,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { config } => check(&config).await,
+        Command::PseudonymKey { command } => pseudonym_key_cmd(command),
         Command::Doctor {
             config,
             lang,

@@ -5,6 +5,8 @@
 //! | [`source`]    | read-only session with pinned settings; column description    |
 //! | [`extract`]   | snapshot transaction, `COPY TO STDOUT` → batches → spool       |
 //! | [`incremental`] | upsert jobs: the watermark a snapshot proves, the bound read |
+//! | [`minimise`]  | a plan job's personal-data policy: checked, query wrapped      |
+//! | [`pseudonym`] | pseudonymised fields rewritten in each COPY row (HMAC-SHA256)  |
 //! | [`spool`]     | crash-safe on-disk batches (format and invariants in its doc) |
 //! | [`upload`]    | begin / put batches (windowed) / commit, resumable            |
 //! | [`transport`] | rustls (TLS 1.3, client certificate) + tonic channel          |
@@ -15,6 +17,8 @@
 
 pub mod extract;
 pub mod incremental;
+pub mod minimise;
+pub mod pseudonym;
 pub mod retry;
 pub mod source;
 pub mod spool;

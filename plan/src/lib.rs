@@ -14,6 +14,9 @@
 //! | [`chain`]    | following key lists from the pinned keys (rotation)                    |
 //! | [`envelope`] | the signed envelope: domain-separated signature over the exact bytes  |
 //! | [`open`]     | opening a signed plan or key list (verify, check kind, parse)         |
+//! | [`personal_data`] | which column names are personal data (`personal_data.toml`)      |
+//! | [`output_columns`] | a job's result column names, read from its SQL (no database)    |
+//! | [`policy_check`] | the signer's check: every personal-data column has a policy      |
 //! | `doc`        | strict TOML decoding and errors naming the line and the field         |
 //!
 //! The `transmissor-plan` binary is the offline signer (keygen, check,
@@ -28,7 +31,10 @@ pub mod job;
 pub mod key_list;
 pub mod keys;
 pub mod open;
+pub mod output_columns;
+pub mod personal_data;
 pub mod plan;
+pub mod policy_check;
 pub mod schedule;
 pub mod version;
 
@@ -43,7 +49,9 @@ pub use open::{
     OpenError, VerifiedKeyList, VerifiedPlan, inspect_key_list, inspect_plan, open_key_list,
     open_plan,
 };
+pub use personal_data::PersonalData;
 pub use plan::{Plan, PlanError, Scope};
+pub use policy_check::{PolicyProblem, check_personal_data};
 pub use schedule::Schedule;
 pub use version::{PecVersion, VersionRange, pec_version_from_migration_filename};
 

@@ -7,6 +7,8 @@
 //! expires_at = 2027-03-01T00:00:00Z  # after issued_at
 //! scope = "all"                      # or ["3550308", "3304557"]
 //! description = "optional free text"
+//! personal_data = ["nu_pis", "ds_obs*"]  # optional: column-name patterns (a-z 0-9 _ *)
+//!                                    # added to the reference list of personal data
 //!
 //! [[jobs]]
 //! name = "atendimentos"
@@ -25,6 +27,17 @@
 //! nu_cpf_cidadao = "pseudonymise"
 //! ```
 //!
+//! `[jobs.columns]` gives each source column holding personal data its
+//! policy: `send` (as is), `pseudonymise` (the agent replaces the value by
+//! the lowercase hex HMAC-SHA256 of its text, keyed by a secret only the
+//! agent holds; the target column is `text`) or `drop` (the column never
+//! leaves the municipal server). Every column the job returns whose name is
+//! in the personal-data list (`personal_data.toml`, plus the plan's own
+//! `personal_data` patterns) must have a policy: `transmissor-plan
+//! check`/`sign` refuse the plan otherwise ([`crate::check_personal_data`]),
+//! and the agent fails such a job, on the column names the database
+//! describes, before extracting a row.
+//!
 //! A plan without jobs is valid: it stops every extraction it replaces.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,6 +50,7 @@ use transmissor_proto::identity::Ibge;
 
 use crate::doc::{DocError, Source};
 use crate::job::{PlanJob, RawJob};
+use crate::personal_data::{PersonalData, check_pattern};
 
 /// The only plan format this version reads.
 pub const PLAN_FORMAT: u32 = 1;
@@ -59,6 +73,9 @@ pub struct Plan {
     pub expires_at: DateTime<Utc>,
     pub scope: Scope,
     pub description: Option<String>,
+    /// Column-name patterns the plan adds to the reference list of
+    /// personal data ([`crate::PersonalData`]).
+    pub personal_data: Vec<String>,
     pub jobs: Vec<PlanJob>,
 }
 
@@ -79,6 +96,8 @@ struct RawPlan {
     expires_at: Spanned<Datetime>,
     scope: Spanned<toml::Value>,
     description: Option<String>,
+    #[serde(default)]
+    personal_data: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     jobs: Vec<Spanned<RawJob>>,
 }
@@ -123,6 +142,7 @@ impl Plan {
             ));
         }
         let scope = scope(&src, &raw.scope)?;
+        let personal_data = personal_data(&src, raw.personal_data.as_ref())?;
 
         if raw.jobs.len() > MAX_JOBS {
             return Err(src.err(
@@ -157,6 +177,7 @@ impl Plan {
             expires_at,
             scope,
             description: raw.description,
+            personal_data,
             jobs,
         })
     }
@@ -177,6 +198,35 @@ impl Plan {
     pub fn job(&self, name: &str) -> Option<&PlanJob> {
         self.jobs.iter().find(|j| j.name == name)
     }
+
+    /// The personal-data list this plan's jobs are checked against: the
+    /// reference list and the plan's own patterns.
+    pub fn personal_data_list(&self) -> PersonalData {
+        PersonalData::with_plan_patterns(&self.personal_data)
+    }
+}
+
+fn personal_data(
+    src: &Source<'_>,
+    raw: Option<&Spanned<Vec<String>>>,
+) -> Result<Vec<String>, DocError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, p) in raw.get_ref().iter().enumerate() {
+        let field = format!("personal_data[{i}]");
+        let at = || {
+            src.item_span("personal_data", i)
+                .unwrap_or_else(|| raw.span())
+        };
+        check_pattern(p).map_err(|m| src.err(at(), &field, m))?;
+        if out.contains(p) {
+            return Err(src.err(at(), &field, format!("{p:?} is listed twice")));
+        }
+        out.push(p.clone());
+    }
+    Ok(out)
 }
 
 /// A UTC time as RFC 3339 (`2026-11-30T12:00:00Z`).

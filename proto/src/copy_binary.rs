@@ -99,6 +99,42 @@ pub fn check_tuple(msg: &[u8], fields: i16) -> Result<(), CopyBinaryError> {
     Ok(())
 }
 
+/// The fields of a tuple that passed [`check_tuple`], in order: `None` is
+/// NULL. On bytes that did not pass it, the iteration stops where the
+/// structure breaks.
+pub fn fields(tuple: &[u8]) -> Fields<'_> {
+    Fields {
+        rest: tuple.get(2..).unwrap_or_default(),
+    }
+}
+
+/// Iterator of [`fields`].
+pub struct Fields<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Option<&'a [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (len, rest) = read_u32(self.rest)?;
+        let len = len as i32;
+        if len == -1 {
+            self.rest = rest;
+            return Some(None);
+        }
+        let (value, rest) = rest.split_at_checked(usize::try_from(len).ok()?)?;
+        self.rest = rest;
+        Some(Some(value))
+    }
+}
+
+/// The 4-byte length that precedes a field's bytes (-1: NULL).
+pub fn field_len(len: Option<usize>) -> [u8; 4] {
+    len.map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX))
+        .to_be_bytes()
+}
+
 /// Encodes one tuple (for tests and tools): `None` is NULL.
 pub fn encode_tuple(fields: &[Option<&[u8]>], out: &mut Vec<u8>) {
     out.extend_from_slice(&(fields.len() as i16).to_be_bytes());
@@ -121,6 +157,20 @@ fn read_u32(b: &[u8]) -> Option<(u32, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_of_a_checked_tuple() {
+        let mut t = Vec::new();
+        encode_tuple(&[Some(b"abc"), None, Some(b"")], &mut t);
+        check_tuple(&t, 3).unwrap();
+        let got: Vec<Option<&[u8]>> = fields(&t).collect();
+        assert_eq!(got, [Some(&b"abc"[..]), None, Some(&b""[..])]);
+        // A broken tuple ends the iteration instead of reading past it.
+        assert_eq!(fields(&t[..t.len() - 4]).count(), 2);
+        assert_eq!(fields(&t[..t.len() - 5]).count(), 1);
+        assert_eq!(field_len(None), [0xff; 4]);
+        assert_eq!(field_len(Some(64)), [0, 0, 0, 64]);
+    }
 
     #[test]
     fn header_round_trip() {

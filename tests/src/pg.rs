@@ -437,6 +437,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// `pg_dump` of a whole database, as plain SQL on stdout (schema and
+    /// data, every schema).
+    pub fn pg_dump_command(&self, db: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join("pg_dump"));
+        cmd.args(["--no-password", "-h", &self.host, "-p"])
+            .arg(self.port.to_string())
+            .args(["-U", "postgres", "-d", db]);
+        cmd
+    }
+
     /// Runs `psql` with the given SQL on stdin (used for the copy-pipe anchor).
     pub fn psql_command(&self, db: &str) -> Command {
         let psql = if self.bin.join("psql").exists() {

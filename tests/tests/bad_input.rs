@@ -28,6 +28,7 @@ fn begin(run: Uuid, job: &str, target: &str, cols: &[(&str, &str)]) -> pb::Begin
                 name: n.to_string(),
                 source_type: t.to_string(),
                 target_type: t.to_string(),
+                pseudonymised: false,
             })
             .collect(),
         plan_version: "test".into(),

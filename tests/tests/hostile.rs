@@ -30,6 +30,7 @@ fn begin(run: Uuid, job: &str, cols: &[(String, &str)]) -> pb::BeginRequest {
                 name: n.clone(),
                 source_type: t.to_string(),
                 target_type: t.to_string(),
+                pseudonymised: false,
             })
             .collect(),
         plan_version: "test".into(),

@@ -67,6 +67,7 @@ fn expected_install(uid: u32, gid: u32, enabled_link: bool) -> BTreeMap<String, 
         ),
         ("var/lib/transmissor/plan", format!("d {svc} 700")),
         ("var/lib/transmissor/spool", format!("d {svc} 700")),
+        ("var/lib/transmissor/pseudonym.key", format!("f {svc} 600")),
     ]
     .into_iter()
     .map(|(p, m)| (p.to_string(), m))
@@ -365,8 +366,11 @@ async fn install_repair_upgrade_uninstall() -> Result<()> {
     assert_eq!(snapshot(&root.join("etc/transmissor"))?, config_before);
     ensure!(identity::load(&id_paths).is_ok());
 
-    // (e) Uninstall keeping the spool: only the spool remains (owned by a
-    // uid that no longer exists); the account files are as before.
+    // (e) Uninstall keeping the spool: only the spool and the pseudonym
+    // key remain (owned by a uid that no longer exists); the account files
+    // are as before.
+    let key_file = root.join("var/lib/transmissor/pseudonym.key");
+    let key_before = std::fs::read(&key_file)?;
     let out = run_ok(&new_exe, &["uninstall", "--root", &r, "--keep-spool"], &[]).await?;
     let left = snapshot(root)?;
     let kept: Vec<String> = added(&pristine, &left).into_keys().collect();
@@ -374,6 +378,7 @@ async fn install_repair_upgrade_uninstall() -> Result<()> {
         kept,
         [
             "var/lib/transmissor",
+            "var/lib/transmissor/pseudonym.key",
             "var/lib/transmissor/spool",
             "var/lib/transmissor/spool/run-1",
             "var/lib/transmissor/spool/run-1/visitas",
@@ -399,6 +404,9 @@ async fn install_repair_upgrade_uninstall() -> Result<()> {
         uid2,
         "{out}"
     );
+    // The kept pseudonym key is the reinstalled agent's: same pseudonyms.
+    assert_eq!(std::fs::read(&key_file)?, key_before, "{out}");
+    assert_eq!(batch[Path::new("pseudonym.key")].uid, uid2, "{out}");
     let out = run_ok(&exe, &["uninstall", "--root", &r], &[]).await?;
     let lines = summary_lines(&out);
     for what in [

@@ -50,7 +50,7 @@ const EQUIPES: PlanJob<'static> = PlanJob {
     name: "equipes",
     target: "plan_equipes",
     mode: "snapshot",
-    sql: "SELECT * FROM tb_dim_equipe",
+    sql: "SELECT co_seq_dim_equipe, nu_ine, no_equipe, st_registro_valido, ds_filtro FROM tb_dim_equipe",
     cron: "30 2 * * 1-5",
     pec: None,
 };
@@ -95,7 +95,7 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
                 name: "novo",
                 target: "plan_novo",
                 mode: "snapshot",
-                sql: "SELECT * FROM tb_dim_cbo",
+                sql: "SELECT co_seq_dim_cbo, nu_cbo, no_cbo, st_registro_valido, ds_filtro FROM tb_dim_cbo",
                 cron: "30 2 * * 1-5",
                 pec: Some("{ min = \"6.0\" }"),
             },
@@ -172,7 +172,7 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
         &plan_toml(2, "\"all\"", LATER, "second", &[EQUIPES]),
     )?;
     let tampered = String::from_utf8(v2.clone())?
-        .replace("SELECT * FROM tb_dim_equipe", "SELECT * FROM tb_dim_sexo")
+        .replace("FROM tb_dim_equipe", "FROM tb_dim_sexo")
         .into_bytes();
     assert_ne!(tampered, v2);
     stack.publish_plan("v2-tampered", &tampered)?;
@@ -342,6 +342,7 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
             name: "x".into(),
             source_type: "integer".into(),
             target_type: "integer".into(),
+            pseudonymised: false,
         }],
         plan,
         ..Default::default()

@@ -62,8 +62,16 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         pec: None,
     };
     let jobs = [
-        yearly("equipes", "plan_equipes", "SELECT * FROM tb_dim_equipe"),
-        yearly("cbo", "plan_cbo", "SELECT * FROM tb_dim_cbo"),
+        yearly(
+            "equipes",
+            "plan_equipes",
+            "SELECT co_seq_dim_equipe, nu_ine, no_equipe, st_registro_valido, ds_filtro FROM tb_dim_equipe",
+        ),
+        yearly(
+            "cbo",
+            "plan_cbo",
+            "SELECT co_seq_dim_cbo, nu_cbo, no_cbo, st_registro_valido, ds_filtro FROM tb_dim_cbo",
+        ),
     ];
     let v1 = k1.sign_plan(&dir, "v1", &plan_toml(1, "\"all\"", LATER, "yearly", &jobs))?;
     stack.publish_plan("v1", &v1)?;

@@ -417,6 +417,7 @@ async fn incremental_runs_match_the_source_row_for_row() -> Result<()> {
                 name: n.to_string(),
                 source_type: t.to_string(),
                 target_type: t.to_string(),
+                pseudonymised: false,
             })
             .collect(),
         plan_version: "plan:1".into(),

@@ -164,6 +164,7 @@ mod tests {
                 timing: None,
                 pec_version: None,
                 reconcile: None,
+                privacy: None,
             });
         }
         set

@@ -1,6 +1,10 @@
 //! `uninstall`: the service stopped and disabled, then the unit, the
 //! binary, the config directory, the state directory (all of it, or all
-//! but the spool with `--keep-spool`) and the user and group removed.
+//! but the spool and the pseudonym key with `--keep-spool`: what a
+//! reinstallation on this machine picks up again, so the batches still
+//! go and the municipality's pseudonyms stay the same) and the user and
+//! group removed. Plain `uninstall` is the full removal: the pseudonym key
+//! goes with the rest (`pseudonym-key export` keeps a copy first).
 //! Run again, it finds everything absent. An agent installed from the
 //! `.deb` is left to the package manager.
 
@@ -67,20 +71,26 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Summary, InstallError> {
     remove(&mut summary, Path::new(layout::CONFIG_DIR))?;
 
     let state = Path::new(layout::STATE_DIR);
-    if args.keep_spool && spool.starts_with(state) {
-        // Everything but the spool (and the directories leading to it).
+    let key = state.join(crate::pseudonym_key::KEY_FILE);
+    if args.keep_spool {
+        // Everything but the spool and the pseudonym key (and the
+        // directories leading to them).
         let state_at = layout.rooted(state);
-        let keep = layout.rooted(&spool);
+        let keep: Vec<PathBuf> = [&spool, &key]
+            .into_iter()
+            .filter(|p| p.starts_with(state))
+            .map(|p| layout.rooted(p))
+            .collect();
         let mut gone = 0;
         if state_at.exists() {
             let mut stack = vec![state_at.clone()];
             while let Some(dir) = stack.pop() {
                 for e in std::fs::read_dir(&dir).map_err(InstallError::io(&dir))? {
                     let p = e.map_err(InstallError::io(&dir))?.path();
-                    if p == keep {
+                    if keep.contains(&p) {
                         continue;
                     }
-                    if keep.starts_with(&p) {
+                    if keep.iter().any(|k| k.starts_with(&p)) {
                         stack.push(p);
                     } else {
                         fsops::remove(&p).map_err(InstallError::io(&p))?;
@@ -90,28 +100,29 @@ pub fn uninstall(args: &UninstallArgs) -> Result<Summary, InstallError> {
             }
         }
         summary.add(
-            format!("{} (but the spool)", layout::STATE_DIR),
+            format!(
+                "{} (but the spool and the pseudonym key)",
+                layout::STATE_DIR
+            ),
             if gone > 0 {
                 Outcome::Removed
             } else {
                 Outcome::Absent
             },
         );
-        summary.add(
-            show(&spool),
-            if keep.exists() {
-                Outcome::Kept("--keep-spool".into())
-            } else {
-                Outcome::Absent
-            },
-        );
+        for kept in [&spool, &key] {
+            summary.add(
+                show(kept),
+                if layout.rooted(kept).exists() {
+                    Outcome::Kept("--keep-spool".into())
+                } else {
+                    Outcome::Absent
+                },
+            );
+        }
     } else {
         if !spool.starts_with(state) {
-            if args.keep_spool {
-                summary.add(show(&spool), Outcome::Kept("--keep-spool".into()));
-            } else {
-                remove(&mut summary, &spool)?;
-            }
+            remove(&mut summary, &spool)?;
         }
         remove(&mut summary, state)?;
     }

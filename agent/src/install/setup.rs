@@ -10,8 +10,9 @@
 //!    `install`);
 //! 4. the database password (0600 USER) and `agent.toml` (0640 root:USER);
 //! 5. the identity: enrolled with the token unless one exists (so re-runs
-//!    and upgrades need no token), then everything under the state
-//!    directory owned by USER;
+//!    and upgrades need no token), the pseudonym key
+//!    (`<state_dir>/pseudonym.key`, made once, never replaced), then
+//!    everything under the state directory owned by USER;
 //! 6. the unit, `systemctl enable`, and on a running systemd
 //!    `daemon-reload` and `restart` (or `start` when nothing changed);
 //! 7. on the live system, `transmissor-agent doctor`.
@@ -233,6 +234,23 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
             }
         }
     }
+    // 5b. The pseudonym key: made once; re-runs, upgrades and enrolling
+    // again keep it.
+    let key_path = crate::pseudonym_key::path(state_dir);
+    let state_at = layout.rooted(state_dir);
+    let (_, made) =
+        crate::pseudonym_key::load_or_create(&state_at).map_err(|e| InstallError::Io {
+            path: layout.rooted(&key_path),
+            error: std::io::Error::other(e.to_string()),
+        })?;
+    summary.add(
+        show(&key_path),
+        if made {
+            Outcome::Created
+        } else {
+            Outcome::Unchanged
+        },
+    );
     let mut owned = 0;
     let mut trees = vec![state_dir.to_path_buf()];
     if outside {

@@ -24,9 +24,11 @@ use transmissor_plan::PecVersion;
 use crate::config::{AgentConfig, JobConfig};
 use crate::jobs::JobSet;
 use crate::pipeline::incremental::{self, Committed, History, Observation, Read};
+use crate::pipeline::minimise::{self, JobPrivacy};
+use crate::pipeline::pseudonym::{PseudonymError, Pseudonymiser};
 use crate::pipeline::source::{self, SourceError};
 use crate::pipeline::spool::{
-    ColumnMeta, CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError, UpsertMeta,
+    CopyFormat, DoneMeta, JobDir, JobMeta, Spool, SpoolError, UpsertMeta,
 };
 use transmissor_proto::copy_binary::{self, CopyBinaryError};
 
@@ -75,6 +77,8 @@ pub enum ExtractError {
     Framing(#[from] CopyBinaryError),
     #[error("upsert job cannot run: {0}")]
     Upsert(String),
+    #[error("pseudonymising a row: {0}")]
+    Pseudonym(#[from] PseudonymError),
 }
 
 /// What a run learnt of its source before extracting.
@@ -200,11 +204,13 @@ pub async fn extract_run(
             .reconcile
             .as_ref()
             .and_then(|t| t.latest_at_or_before(chrono::Utc::now(), cfg.schedule.timezone.0));
+        let privacy = spec.privacy.as_deref();
         let result = extract_job(
             &tx,
             cfg,
             spool,
             job,
+            privacy,
             base,
             reconcile_slot,
             &mut started,
@@ -239,6 +245,7 @@ async fn extract_job(
     cfg: &AgentConfig,
     spool: &Spool,
     job: &JobConfig,
+    privacy: Option<&JobPrivacy>,
     mut meta: JobMeta,
     reconcile_slot: Option<chrono::DateTime<chrono::Utc>>,
     started: &mut impl FnMut(StartedJob),
@@ -246,24 +253,32 @@ async fn extract_job(
 ) -> Result<(), ExtractError> {
     let query = job.query.trim().trim_end_matches(';').trim_end();
     let upsert = job.upsert().map_err(ExtractError::Upsert)?;
-    let described: Result<(Vec<ColumnMeta>, Option<incremental::WatermarkType>), ExtractError> =
-        match source::describe(tx, query).await {
-            Err(e) => Err(e.into()),
-            Ok(cols) => match &upsert {
-                None => Ok((cols, None)),
-                Some(u) => incremental::watermark_type(u, &cols)
-                    .map(|ty| (cols, Some(ty)))
-                    .map_err(ExtractError::Upsert),
-            },
-        };
-    if let Ok((cols, _)) = &described {
-        meta.columns = cols.clone();
+    // The plan's personal-data policy: checked on the described columns,
+    // dropped ones left out of the query, pseudonymised ones cast to text.
+    // An upsert job's key and watermark must be in what is left.
+    let described = match minimise::describe(tx, privacy, query).await {
+        Err(e) => Err(ExtractError::from(e)),
+        Ok(m) => match &upsert {
+            None => Ok((m, None)),
+            Some(u) => incremental::watermark_type(u, &m.columns)
+                .map(|ty| (m, Some(ty)))
+                .map_err(ExtractError::Upsert),
+        },
+    };
+    if let Ok((m, _)) = &described {
+        meta.columns = m.columns.clone();
         if cfg.source.copy_format == CopyFormatChoice::Binary
-            && source::binary_capable(tx, query).await.unwrap_or(false)
+            && source::binary_capable(tx, &m.query).await.unwrap_or(false)
         {
             meta.copy_format = CopyFormat::Binary;
         }
     }
+    let described = described.and_then(|(m, ty)| {
+        let p = m
+            .pseudonymiser(&cfg.agent.state_dir, meta.copy_format)
+            .map_err(ExtractError::from)?;
+        Ok((m, p, ty))
+    });
     let dir = spool.create_job(&meta)?;
     // A query that cannot even be described is failed before its upload
     // starts, so the uploader records it without opening a transmission.
@@ -295,10 +310,7 @@ async fn extract_job(
         stop: stop.clone(),
         begun: begun_tx,
     });
-    let watermark_type = match described {
-        Err(e) => return Err(e),
-        Ok((_, ty)) => ty,
-    };
+    let (minimised, pseudonymiser, watermark_type) = described?;
     let fail = |reason: String| {
         let _ = dir.mark_failed(&reason);
         progress_tx.send_modify(|p| p.phase = Phase::Failed(reason));
@@ -307,7 +319,7 @@ async fn extract_job(
     // An upsert job reads from the committed watermark, which `Begin`
     // answers; without an answer in time it reads everything (always
     // correct: a full transmission also reconciles deletes).
-    let mut query = query.to_string();
+    let mut query = minimised.query.clone();
     let (mut full, mut since) = (false, None);
     if let (Some(u), Some(ty), Some(rx)) = (&upsert, watermark_type, begun_rx) {
         let committed = tokio::select! {
@@ -358,6 +370,7 @@ async fn extract_job(
             }
         ),
         framing: Framing::new(meta.copy_format, meta.columns.len()),
+        pseudonymiser,
     };
     match copy_job(tx, cfg, &dir, copy, &progress_tx, cancel, &stop).await {
         Ok(mut done) => {
@@ -440,6 +453,7 @@ async fn copy_job(
         let CopyOut {
             statement,
             mut framing,
+            mut pseudonymiser,
         } = copy;
         let stream = tx.copy_out(&statement).await.map_err(SourceError::from)?;
         futures::pin_mut!(stream);
@@ -457,7 +471,10 @@ async fn copy_job(
                     let Some(row) = framing.row(&data)? else {
                         continue;
                     };
-                    buf.extend_from_slice(row);
+                    match pseudonymiser.as_mut() {
+                        None => buf.extend_from_slice(row),
+                        Some(p) => p.append_row(row, &mut buf)?,
+                    }
                     rows += 1;
                     if buf.len() >= batch_size {
                         seq += 1;
@@ -507,6 +524,8 @@ async fn copy_job(
 struct CopyOut {
     statement: String,
     framing: Framing,
+    /// Rewrites pseudonymised fields (jobs that have some).
+    pseudonymiser: Option<Pseudonymiser>,
 }
 
 /// Turns COPY's CopyData messages into rows: text messages are rows as
@@ -582,14 +601,15 @@ pub async fn describe_jobs(
         .get(2);
     let pec = pec_version(&tx, has_log).await?;
     let mut out = Vec::new();
-    for job in jobs.jobs.iter().map(|s| &s.job) {
+    for spec in &jobs.jobs {
+        let job = &spec.job;
         tx.batch_execute("SAVEPOINT transmissor_check").await?;
         let query = job.query.trim().trim_end_matches(';').trim_end();
-        match source::describe(&tx, query).await {
+        match minimise::describe(&tx, spec.privacy.as_deref(), query).await {
             Ok(cols) => {
                 tx.batch_execute("RELEASE SAVEPOINT transmissor_check")
                     .await?;
-                out.push((job.name.clone(), Ok(cols.len())));
+                out.push((job.name.clone(), Ok(cols.columns.len())));
             }
             Err(e) => {
                 tx.batch_execute("ROLLBACK TO SAVEPOINT transmissor_check")

@@ -310,6 +310,7 @@ mod tests {
             name: name.into(),
             source_type: ty.into(),
             target_type: ty.into(),
+            pseudonymised: false,
         }
     }
 

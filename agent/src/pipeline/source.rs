@@ -160,6 +160,7 @@ pub async fn describe(
             name: col.name().to_string(),
             source_type,
             target_type,
+            pseudonymised: false,
         });
     }
     Ok(out)

@@ -3,7 +3,9 @@
 //!
 //! # Layout
 //! ```text
-//! <spool>/<run id>/<job>/job.json          what the job is (written first)
+//! <spool>/<run id>/<job>/job.json          what the job is (written first): its
+//!                                          columns as sent, pseudonymised ones flagged
+//!                                          (their values in the batches are pseudonyms)
 //! <spool>/<run id>/<job>/0000000001.batch  batch 1, 2, ... (see below)
 //! <spool>/<run id>/<job>/done.json         extraction complete: batches, rows, digest
 //! <spool>/<run id>/<job>/failed.json       extraction failed: the reason
@@ -77,6 +79,9 @@ pub struct ColumnMeta {
     pub name: String,
     pub source_type: String,
     pub target_type: String,
+    /// The values are pseudonyms (`target_type` is then `text`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pseudonymised: bool,
 }
 
 /// `job.json`.

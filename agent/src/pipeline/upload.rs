@@ -287,6 +287,7 @@ impl Uploader {
                     name: c.name.clone(),
                     source_type: c.source_type.clone(),
                     target_type: c.target_type.clone(),
+                    pseudonymised: c.pseudonymised,
                 })
                 .collect(),
             plan_version: meta.plan_version.clone(),

@@ -67,7 +67,7 @@ impl Plan {
                 e.added.len()
             )),
             Ok(e) => Self::Load { added: e.added },
-            Err(changes) => Self::Refuse(evolve::type_change_message(&spec.target, &changes)),
+            Err(changes) => Self::Refuse(evolve::change_message(&spec.target, &changes)),
         }
     }
 
@@ -79,6 +79,21 @@ impl Plan {
             Self::Refuse(_) => false,
         }
     }
+}
+
+/// Says on each new pseudonymised column of a target what it holds
+/// (`COMMENT ON COLUMN`), for the analysts who read it.
+async fn comment_pseudonyms(
+    conn: &mut sqlx::PgConnection,
+    qualified: &str,
+    cols: &[ColumnSpec],
+) -> Result<(), CollectorError> {
+    for stmt in layout::pseudonym_comments(qualified, cols) {
+        sqlx::query(sqlx::AssertSqlSafe(stmt))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// `lock_not_available`: the schema change's `lock_timeout` expired.
@@ -275,6 +290,7 @@ impl Loader {
                     id,
                 )
                 .await?;
+                comment_pseudonyms(&mut tx, &qualified, &spec.columns).await?;
                 tracing::info!(transmission = id, target_table = %spec.target, mode = spec.mode, columns = spec.columns.len(), partitions, "target table created");
             }
             Plan::Load { added } if !added.is_empty() => {
@@ -282,6 +298,7 @@ impl Loader {
                     .execute(&mut *tx)
                     .await?;
                 targets::add_columns(&mut tx, &spec.target, added, id).await?;
+                comment_pseudonyms(&mut tx, &qualified, added).await?;
                 let names: Vec<&str> = added.iter().map(|c| c.name.as_str()).collect();
                 tracing::info!(transmission = id, ibge = %caller.ibge, target_table = %spec.target, added = ?names, "target columns added");
             }

@@ -13,6 +13,10 @@
 //! - a column sent with **another type** than the target's fails the
 //!   transmission, naming the column, the target's type and the sent type:
 //!   nothing is cast silently;
+//! - a column sent **pseudonymised** where the target holds it in clear,
+//!   or in clear where the target holds pseudonyms, fails the transmission
+//!   the same way: a target column never mixes values and pseudonyms (a
+//!   plan that changes a column's policy loads into a new target);
 //! - column **order** does not matter (columns are matched by name);
 //! - each municipality's current column set is kept per target
 //!   (`transmissor.target_slices.columns`), so drift shows per municipality.
@@ -26,25 +30,41 @@ pub struct Evolution {
     pub added: Vec<ColumnSpec>,
 }
 
-/// A column sent with a type other than the target's.
+/// A column sent otherwise than the target holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TypeChange {
-    pub column: String,
-    pub target_type: String,
-    pub sent_type: String,
+pub enum SchemaChange {
+    /// Another type.
+    Type {
+        column: String,
+        target_type: String,
+        sent_type: String,
+    },
+    /// Pseudonyms where the target holds values in clear, or the reverse.
+    Pseudonymised {
+        column: String,
+        /// What the target holds: pseudonyms (`true`) or values in clear.
+        in_target: bool,
+    },
 }
 
-/// Applies the policy; `Err` lists every column whose type changed.
+/// Applies the policy; `Err` lists every column that changed.
 pub fn evolve(
     registered: &[ColumnSpec],
     sent: &[ColumnSpec],
-) -> Result<Evolution, Vec<TypeChange>> {
+) -> Result<Evolution, Vec<SchemaChange>> {
     let mut added = Vec::new();
     let mut changed = Vec::new();
     for s in sent {
         match registered.iter().find(|r| r.name == s.name) {
             None => added.push(s.clone()),
-            Some(r) if r.target_type != s.target_type => changed.push(TypeChange {
+            // Named first: it explains a type change that comes with it.
+            Some(r) if r.pseudonymised != s.pseudonymised => {
+                changed.push(SchemaChange::Pseudonymised {
+                    column: s.name.clone(),
+                    in_target: r.pseudonymised,
+                });
+            }
+            Some(r) if r.target_type != s.target_type => changed.push(SchemaChange::Type {
                 column: s.name.clone(),
                 target_type: r.target_type.clone(),
                 sent_type: s.target_type.clone(),
@@ -59,19 +79,42 @@ pub fn evolve(
     }
 }
 
-/// The error a transmission fails with when types changed.
-pub fn type_change_message(target: &str, changes: &[TypeChange]) -> String {
+/// The error a transmission fails with when columns changed.
+pub fn change_message(target: &str, changes: &[SchemaChange]) -> String {
     let list: Vec<String> = changes
         .iter()
-        .map(|c| {
-            format!(
-                "column {} is {} in the target but {} in this transmission",
-                c.column, c.target_type, c.sent_type
-            )
+        .map(|c| match c {
+            SchemaChange::Type {
+                column,
+                target_type,
+                sent_type,
+            } => format!(
+                "column {column} is {target_type} in the target but {sent_type} in this transmission"
+            ),
+            SchemaChange::Pseudonymised {
+                column,
+                in_target: true,
+            } => format!(
+                "column {column} holds pseudonyms in the target but values in clear in this transmission"
+            ),
+            SchemaChange::Pseudonymised {
+                column,
+                in_target: false,
+            } => format!(
+                "column {column} holds values in clear in the target but pseudonyms in this transmission"
+            ),
         })
         .collect();
+    let pseudonyms = changes
+        .iter()
+        .any(|c| matches!(c, SchemaChange::Pseudonymised { .. }));
+    let advice = if pseudonyms {
+        "a column never mixes values in clear and pseudonyms: load the job into a new target (and remove the values in clear from the old one if they must go)"
+    } else {
+        "cast the column in the job's query to the target's type, or load into a new target"
+    };
     format!(
-        "schema of target {target} changed: {}; the transmission was refused and nothing was cast (cast the column in the job's query to the target's type, or load into a new target)",
+        "schema of target {target} changed: {}; the transmission was refused and nothing was cast ({advice})",
         list.join("; ")
     )
 }
@@ -111,16 +154,66 @@ mod tests {
         let err = evolve(&reg, &[col("a", "bigint"), col("c", "date")]).unwrap_err();
         assert_eq!(
             err,
-            vec![TypeChange {
+            vec![SchemaChange::Type {
                 column: "a".into(),
                 target_type: "integer".into(),
                 sent_type: "bigint".into()
             }]
         );
-        let msg = type_change_message("t", &err);
+        let msg = change_message("t", &err);
         assert!(
             msg.contains("column a is integer in the target but bigint in this transmission"),
             "{msg}"
+        );
+    }
+
+    fn pseudonym(n: &str) -> ColumnSpec {
+        ColumnSpec {
+            pseudonymised: true,
+            ..col(n, "text")
+        }
+    }
+
+    #[test]
+    fn values_and_pseudonyms_never_mix() {
+        let clear = vec![col("nu_cns", "text"), col("b", "text")];
+        // Same type, pseudonymised now: refused, naming the column.
+        let err = evolve(&clear, &[pseudonym("nu_cns")]).unwrap_err();
+        assert_eq!(
+            err,
+            vec![SchemaChange::Pseudonymised {
+                column: "nu_cns".into(),
+                in_target: false
+            }]
+        );
+        let msg = change_message("t", &err);
+        assert!(
+            msg.contains(
+                "schema of target t changed: column nu_cns holds values in clear in the target but pseudonyms in this transmission"
+            ),
+            "{msg}"
+        );
+        // The reverse, with a type change too: the pseudonym is what is named.
+        let pseudo = vec![pseudonym("nu_cns")];
+        let err = evolve(&pseudo, &[col("nu_cns", "character varying(15)")]).unwrap_err();
+        assert_eq!(
+            err,
+            vec![SchemaChange::Pseudonymised {
+                column: "nu_cns".into(),
+                in_target: true
+            }]
+        );
+        assert!(
+            change_message("t", &err)
+                .contains("holds pseudonyms in the target but values in clear")
+        );
+        // Pseudonyms into a pseudonym column, and a new pseudonym column: fine.
+        assert_eq!(evolve(&pseudo, &pseudo), Ok(Evolution { added: vec![] }));
+        assert_eq!(
+            evolve(&clear, &[pseudonym("c")]),
+            Ok(Evolution {
+                added: vec![pseudonym("c")]
+            })
         );
     }
 }

@@ -18,7 +18,7 @@
 //! rows rather than PostgreSQL's default 20% (at most ~10% bloat, about ten
 //! vacuums of each partition a day; see ARCHITECTURE.md).
 
-use transmissor_proto::names::quote_ident;
+use transmissor_proto::names::{quote_ident, quote_literal};
 
 use super::PARTS_SCHEMA;
 use super::schema::{ColumnSpec, IBGE_COLUMN, TRANSMISSION_COLUMN};
@@ -80,6 +80,23 @@ pub fn add_columns(qualified: &str, cols: &[ColumnSpec]) -> String {
         .map(|d| format!("ADD COLUMN IF NOT EXISTS {d}"))
         .collect();
     format!("ALTER TABLE {qualified} {}", adds.join(", "))
+}
+
+/// What a pseudonymised column's comment says.
+pub const PSEUDONYM_COMMENT: &str = "pseudonym: lowercase hex HMAC-SHA256 of the value's text, keyed by a secret held only by each municipality's agent; not reversible centrally, and the same person has different pseudonyms in different municipalities";
+
+/// `COMMENT ON COLUMN` for each pseudonymised column of `cols`.
+pub fn pseudonym_comments(qualified: &str, cols: &[ColumnSpec]) -> Vec<String> {
+    cols.iter()
+        .filter(|c| c.pseudonymised)
+        .map(|c| {
+            format!(
+                "COMMENT ON COLUMN {qualified}.{} IS {}",
+                quote_ident(&c.name),
+                quote_literal(PSEUDONYM_COMMENT)
+            )
+        })
+        .collect()
 }
 
 /// A transmission's staging table: exactly the columns it sends.

@@ -22,6 +22,9 @@ pub struct ColumnSpec {
     pub name: String,
     pub source_type: String,
     pub target_type: String,
+    /// The agent sends pseudonyms, not values (`target_type` is `text`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pseudonymised: bool,
 }
 
 impl ColumnSpec {
@@ -31,6 +34,7 @@ impl ColumnSpec {
             name: name.into(),
             source_type: ty.into(),
             target_type: ty.into(),
+            pseudonymised: false,
         }
     }
 }
@@ -41,6 +45,7 @@ impl From<&pb::Column> for ColumnSpec {
             name: c.name.clone(),
             source_type: c.source_type.clone(),
             target_type: c.target_type.clone(),
+            pseudonymised: c.pseudonymised,
         }
     }
 }
@@ -201,6 +206,13 @@ pub fn check_columns(cols: &[ColumnSpec], max_columns: usize) -> Result<(), Coll
             )));
         }
         crate::admission::check_len("a column's source type", &c.source_type, 200)?;
+        if c.pseudonymised && c.target_type != "text" {
+            return Err(CollectorError::InvalidArgument(format!(
+                "column {:?} is declared pseudonymised with type {:?}; pseudonyms are text",
+                c.name,
+                c.target_type.chars().take(100).collect::<String>()
+            )));
+        }
         if c.target_type.len() > 100 || !is_allowed_type(&c.target_type) {
             return Err(CollectorError::InvalidArgument(format!(
                 "column {:?} has type {:?} (source type {:?}), which is not among the data types the analytic database accepts",
@@ -260,6 +272,11 @@ mod tests {
         assert!(check(&[col("a", "timestamp(3) with time zone")]).is_ok());
         assert!(check(&[col("_ibge", "text")]).is_err());
         assert!(check(&[col("a", "text"), col("a", "text")]).is_err());
+        let mut p = col("a", "text");
+        p.pseudonymised = true;
+        assert!(check(std::slice::from_ref(&p)).is_ok());
+        p.target_type = "bytea".into();
+        assert!(check(&[p]).is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub async fn read(conn: &mut PgConnection, name: &str) -> Result<Option<Target>,
     let Some((mode, partitions, key)) = head else {
         return Ok(None);
     };
-    let cols: Vec<(String, String, String)> =
+    let cols: Vec<(String, String, String, bool)> =
         sqlx::query_as(include_str!("queries/target_columns_read.sql"))
             .bind(name)
             .fetch_all(&mut *conn)
@@ -37,11 +37,14 @@ pub async fn read(conn: &mut PgConnection, name: &str) -> Result<Option<Target>,
         partitions,
         columns: cols
             .into_iter()
-            .map(|(name, source_type, target_type)| ColumnSpec {
-                name,
-                source_type,
-                target_type,
-            })
+            .map(
+                |(name, source_type, target_type, pseudonymised)| ColumnSpec {
+                    name,
+                    source_type,
+                    target_type,
+                    pseudonymised,
+                },
+            )
             .collect(),
         key,
     }))
@@ -77,12 +80,14 @@ pub async fn add_columns(
     let names: Vec<&str> = cols.iter().map(|c| c.name.as_str()).collect();
     let sources: Vec<&str> = cols.iter().map(|c| c.source_type.as_str()).collect();
     let types: Vec<&str> = cols.iter().map(|c| c.target_type.as_str()).collect();
+    let pseudonymised: Vec<bool> = cols.iter().map(|c| c.pseudonymised).collect();
     sqlx::query(include_str!("queries/target_columns_add.sql"))
         .bind(target)
         .bind(by)
         .bind(&names)
         .bind(&sources)
         .bind(&types)
+        .bind(&pseudonymised)
         .execute(&mut *conn)
         .await?;
     Ok(())

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 use transmissor_plan::keys::{generate_signing_key, read_signing_key, write_signing_key};
 use transmissor_plan::plan::rfc3339;
 use transmissor_plan::{
-    Envelope, KeyList, Kind, Plan, PublicKey, Scope, TrustedKeys, open_key_list, open_plan, sign,
+    Envelope, KeyList, Kind, Plan, PublicKey, Scope, TrustedKeys, check_personal_data,
+    open_key_list, open_plan, sign,
 };
 
 #[derive(Parser)]
@@ -92,14 +93,16 @@ fn run(cli: Cli) -> Result<()> {
             println!("{public}");
             println!("key id: {}", public.key_id());
         }
-        Command::Check { plan } => {
-            let plan = load_plan(&plan)?;
+        Command::Check { plan: path } => {
+            let plan = load_plan(&path)?;
             print_plan(&plan);
+            personal_data(&path, &plan)?;
         }
         Command::Sign { key, plan, out } => {
             let bytes = read(&plan)?;
             let parsed =
                 Plan::parse(&bytes).with_context(|| format!("{} is invalid", plan.display()))?;
+            personal_data(&plan, &parsed)?;
             if parsed.is_expired(chrono::Utc::now()) {
                 eprintln!(
                     "warning: the plan expired at {}; agents will not run it",
@@ -176,6 +179,22 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
         bail!("{} is a directory", path.display());
     }
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Every personal-data column of every job has a policy, and every policy
+/// names a column the job returns; otherwise the plan is refused, listing
+/// each problem (job, column, category).
+fn personal_data(path: &Path, plan: &Plan) -> Result<()> {
+    let problems = check_personal_data(plan);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+    bail!(
+        "{} is refused: personal data without a policy (LGPD; see personal_data.toml and the plan's personal_data field):\n{}",
+        path.display(),
+        list.join("\n")
+    )
 }
 
 fn load_plan(path: &Path) -> Result<Plan> {

@@ -100,6 +100,7 @@ fn column(name: String, ty: &str) -> pb::Column {
         name,
         source_type: ty.into(),
         target_type: ty.into(),
+        pseudonymised: false,
     }
 }
 

@@ -145,6 +145,7 @@ async fn calls(
         name: name.into(),
         source_type: ty.into(),
         target_type: ty.into(),
+        pseudonymised: false,
     };
     let begin = pb::BeginRequest {
         run_id: Uuid::new_v4().to_string(),
