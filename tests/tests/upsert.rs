@@ -69,6 +69,8 @@ schedule = {{ cron = "30 2 * * 1-5" }}
 key = ["id"]
 watermark = "atualizado"
 lookback = "1s"
+[jobs.columns]
+nome = "send"  # a name column: the plan must classify it (synthetic data)
 
 [[jobs]]
 name = "eventos"
@@ -90,6 +92,8 @@ key = ["id"]
 watermark = "atualizado"
 lookback = "1s"
 reconcile = {{ cron = "* * * * *" }}
+[jobs.columns]
+nome = "send"
 "#
     )
 }
