@@ -6,7 +6,7 @@
 //!    (which accepts only jobs of published plans);
 //! 4. makes a plan key and signs the example plan
 //!    (`plan/examples/pec-reference.plan.toml`: a raw fact table, two
-//!    dimensions and a nominal-list join) with `transmissor-plan`, in a
+//!    dimensions, a nominal-list join and an incremental `upsert` job) with `transmissor-plan`, in a
 //!    directory apart from the collector's, as on the central team's offline
 //!    signing machine; publishes it with `transmissor-collector plan publish`;
 //! 5. enrolls each municipality's agent with a one-time token
