@@ -1,0 +1,182 @@
+//! Speed and ratio per level for one job's data. The candidate levels are
+//! first measured on a sample of a batch (lowest first, and only as far
+//! as they can still win: once compression alone is slower than the best
+//! prediction so far, every higher level is slower still); then each real
+//! batch corrects the whole table, by EWMAs of measured over calibrated
+//! speed (which adds the checksum and spool write) and ratio (a whole batch
+//! compresses better than a sample).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::{CANDIDATES, Estimate};
+
+/// Weight of the newest observation in the EWMAs.
+const ALPHA: f64 = 0.3;
+
+/// Batches smaller than this say little about speed: not observed.
+const MIN_OBSERVED: usize = 16 * 1024;
+
+#[derive(Debug, Default, Clone)]
+pub struct Model {
+    calibrated: BTreeMap<i32, Estimate>,
+    speed_factor: Option<f64>,
+    ratio_factor: Option<f64>,
+}
+
+fn ewma(old: Option<f64>, new: f64) -> f64 {
+    old.map_or(new, |o| o + ALPHA * (new - o))
+}
+
+impl Model {
+    pub fn is_empty(&self) -> bool {
+        self.calibrated.is_empty()
+    }
+
+    /// The estimates, corrected by what real batches showed.
+    pub fn estimates(&self) -> Vec<Estimate> {
+        let (s, r) = (
+            self.speed_factor.unwrap_or(1.0),
+            self.ratio_factor.unwrap_or(1.0),
+        );
+        self.calibrated
+            .values()
+            .map(|e| Estimate {
+                level: e.level,
+                speed: e.speed * s,
+                ratio: (e.ratio * r).min(1.0),
+            })
+            .collect()
+    }
+
+    /// One level's corrected estimate.
+    pub fn estimate(&self, level: i32) -> Option<Estimate> {
+        self.estimates().into_iter().find(|e| e.level == level)
+    }
+
+    /// Measures the candidates that may still win at `link` bytes/s and
+    /// are not measured yet, with `compress(level, sample)` returning the
+    /// compressed size and the time it took. Returns the levels measured.
+    pub fn calibrate(
+        &mut self,
+        sample: &[u8],
+        link: f64,
+        mut compress: impl FnMut(i32, &[u8]) -> Option<(usize, Duration)>,
+    ) -> Vec<i32> {
+        let mut measured = Vec::new();
+        if sample.is_empty() {
+            return measured;
+        }
+        for level in CANDIDATES {
+            if !self.calibrated.contains_key(&level) {
+                let Some((len, took)) = compress(level, sample) else {
+                    continue;
+                };
+                let secs = took.as_secs_f64().max(1e-6);
+                self.calibrated.insert(
+                    level,
+                    Estimate {
+                        level,
+                        speed: sample.len() as f64 / secs,
+                        ratio: len as f64 / sample.len() as f64,
+                    },
+                );
+                measured.push(level);
+            }
+            let estimates = self.estimates();
+            let best = estimates
+                .iter()
+                .map(|e| e.seconds_per_byte(link))
+                .fold(f64::INFINITY, f64::min);
+            let this = estimates.iter().find(|e| e.level == level);
+            if this.is_some_and(|e| 1.0 / e.speed > best) {
+                break;
+            }
+        }
+        measured
+    }
+
+    /// A real batch: `raw` bytes became `compressed` at `level` in
+    /// `took` (compression, checksum and spool write).
+    pub fn observe(&mut self, level: i32, raw: usize, compressed: usize, took: Duration) {
+        let Some(cal) = self.calibrated.get(&level).copied() else {
+            return;
+        };
+        if raw < MIN_OBSERVED {
+            return;
+        }
+        let speed = raw as f64 / took.as_secs_f64().max(1e-6);
+        let ratio = compressed as f64 / raw as f64;
+        self.speed_factor = Some(ewma(self.speed_factor, speed / cal.speed));
+        self.ratio_factor = Some(ewma(self.ratio_factor, ratio / cal.ratio));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake compressor: level L runs at `speed(L)` MB/s with ratio
+    /// `ratio(L)`; records which levels were asked for.
+    fn fake(asked: &mut Vec<i32>) -> impl FnMut(i32, &[u8]) -> Option<(usize, Duration)> + '_ {
+        move |level, sample| {
+            asked.push(level);
+            let speed = 400e6 / 2f64.powi(level.max(0) / 2 + 1); // halves every 2 levels
+            let ratio = 0.5 - 0.012 * f64::from(level + 5);
+            Some((
+                (sample.len() as f64 * ratio) as usize,
+                Duration::from_secs_f64(sample.len() as f64 / speed),
+            ))
+        }
+    }
+
+    #[test]
+    fn a_fast_link_calibrates_only_the_fast_levels() {
+        let mut m = Model::default();
+        let mut asked = Vec::new();
+        m.calibrate(&[0u8; 100_000], 1e9, fake(&mut asked));
+        // -5, -1 and 1 (200 MB/s) are compressor-bound; 3 is slower than
+        // them, so nothing above it is measured.
+        assert_eq!(asked, [-5, -1, 1, 3]);
+    }
+
+    #[test]
+    fn a_slow_link_calibrates_further_and_a_slower_one_extends_it() {
+        let mut m = Model::default();
+        let mut asked = Vec::new();
+        m.calibrate(&[0u8; 100_000], 2.5e6, fake(&mut asked));
+        let first = asked.clone();
+        assert!(first.contains(&9), "{first:?}");
+        assert!(!first.contains(&19), "{first:?}");
+        // A slower link later: only the levels not yet measured are run.
+        let mut more = Vec::new();
+        m.calibrate(&[0u8; 100_000], 100e3, fake(&mut more));
+        assert!(more.iter().all(|l| !first.contains(l)), "{more:?}");
+        assert!(more.contains(&19), "{more:?}");
+    }
+
+    #[test]
+    fn real_batches_correct_every_level() {
+        let mut m = Model::default();
+        let mut asked = Vec::new();
+        m.calibrate(&[0u8; 100_000], 1e5, fake(&mut asked));
+        let before = m.estimates();
+        let cal3 = m.estimate(3).unwrap();
+        // Real batches at level 3 run at half the calibrated speed and
+        // compress 10% better.
+        for _ in 0..30 {
+            let raw = 4 << 20;
+            let took = Duration::from_secs_f64(raw as f64 / (cal3.speed / 2.0));
+            m.observe(3, raw, (raw as f64 * cal3.ratio * 0.9) as usize, took);
+        }
+        for (b, a) in before.iter().zip(m.estimates()) {
+            assert!((a.speed / b.speed - 0.5).abs() < 0.01, "{b:?} -> {a:?}");
+            assert!((a.ratio / b.ratio - 0.9).abs() < 0.01, "{b:?} -> {a:?}");
+        }
+        // Tiny batches and uncalibrated levels change nothing.
+        let now = m.estimates();
+        m.observe(3, 100, 10, Duration::from_secs(10));
+        m.observe(4, 4 << 20, 10, Duration::from_secs(10));
+        assert_eq!(now, m.estimates());
+    }
+}
