@@ -578,6 +578,23 @@ impl AgentConfig {
                 ByteSize::b(limits::DEFAULT_MAX_BATCH_RAW_BYTES)
             ));
         }
+        // A capped batch must fit in one call's timeout, even incompressible.
+        let batch = self.spool.batch_raw_bytes.as_u64() as f64;
+        let budget = self.collector.request_timeout.as_secs_f64() / 2.0;
+        for rate in std::iter::once(self.upload.default_limit)
+            .chain(self.upload.windows.iter().map(|w| w.limit))
+        {
+            if let Some(bps) = rate.bytes_per_s()
+                && batch / bps as f64 > budget
+            {
+                return inv(format!(
+                    "upload limit {rate} is too low for batches of {}: one could take {:.0} s, more than half of collector.request_timeout ({}); lower spool.batch_raw_bytes or raise the limit or the timeout",
+                    self.spool.batch_raw_bytes,
+                    batch / bps as f64,
+                    humantime::format_duration(self.collector.request_timeout)
+                ));
+            }
+        }
         if self.collector.in_flight == 0 || self.collector.in_flight > 64 {
             return inv("collector.in_flight must be between 1 and 64".into());
         }

@@ -149,3 +149,14 @@ fn upload_windows_are_part_of_the_config() {
     let e = AgentConfig::parse(&overlapping).unwrap_err().to_string();
     assert!(e.contains("overlaps"), "{e}");
 }
+
+#[test]
+fn a_cap_must_let_a_batch_through_within_the_call_timeout() {
+    // 1 MiB batches (the sample's) at 64 kbit/s: 131 s > 60 s (half of 2 min).
+    let slow = format!("{SAMPLE}\n[upload]\nlimit = \"64 kbit/s\"\n");
+    let e = AgentConfig::parse(&slow).unwrap_err().to_string();
+    assert!(e.contains("too low for batches"), "{e}");
+    // Smaller batches fit.
+    let small = slow.replace("batch_raw_bytes = \"1MiB\"", "batch_raw_bytes = \"256KiB\"");
+    AgentConfig::parse(&small).unwrap();
+}

@@ -68,19 +68,16 @@ impl Model {
             return measured;
         }
         for level in CANDIDATES {
-            if !self.calibrated.contains_key(&level) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.calibrated.entry(level) {
                 let Some((len, took)) = compress(level, sample) else {
                     continue;
                 };
                 let secs = took.as_secs_f64().max(1e-6);
-                self.calibrated.insert(
+                slot.insert(Estimate {
                     level,
-                    Estimate {
-                        level,
-                        speed: sample.len() as f64 / secs,
-                        ratio: len as f64 / sample.len() as f64,
-                    },
-                );
+                    speed: sample.len() as f64 / secs,
+                    ratio: len as f64 / sample.len() as f64,
+                });
                 measured.push(level);
             }
             let estimates = self.estimates();
