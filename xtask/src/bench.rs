@@ -76,7 +76,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 5)]
     cap_mbit: u32,
     /// Visit rows the cap run uploads.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 100_000)]
     cap_rows: u64,
     /// Run only one of the two settings.
     #[arg(long, value_enum)]
