@@ -31,9 +31,11 @@ pub use picker::LevelPicker;
 pub const DEFAULT_LEVEL: i32 = 3;
 
 /// The levels the automatic choice considers (and calibrates, lowest
-/// first). Above 19 the `--ultra` levels need larger windows than the
-/// collector accepts.
-pub const CANDIDATES: [i32; 9] = [-5, -1, 1, 3, 6, 9, 12, 15, 19];
+/// first). None above 9: on 4 MiB batches zstd's context takes about
+/// 10 MiB at level 9 but 40 MiB at 12 and 50-65 MiB at 15 to 19 (measured),
+/// which would take the agent past its 64 MiB memory goal for 5-10% fewer
+/// bytes; a forced `zstd_level` still reaches 19.
+pub const CANDIDATES: [i32; 7] = [-5, -1, 1, 3, 5, 7, 9];
 
 /// What one level costs, as estimated.
 #[derive(Debug, Clone, Copy, PartialEq)]
