@@ -134,12 +134,19 @@ impl LevelPicker {
 
 /// Compresses `sample` at `level`: compressed size and time. The first
 /// pass only warms the context (its tables are allocated and faulted in
-/// on first use, which on a 128 KiB sample costs as much as compressing
-/// it at the higher levels); the second is timed.
+/// on first use); the faster of the next two is kept, so a moment without
+/// the CPU on a busy machine does not condemn a level.
 fn calibrate_one(level: i32, sample: &[u8]) -> Option<(usize, Duration)> {
     let mut c = BatchCompressor::new(level).ok()?;
     c.compress_in_place(sample).ok()?;
-    let t = Instant::now();
-    let n = c.compress_in_place(sample).ok()?.len();
-    Some((n, t.elapsed()))
+    let mut best: Option<(usize, Duration)> = None;
+    for _ in 0..2 {
+        let t = Instant::now();
+        let n = c.compress_in_place(sample).ok()?.len();
+        let took = t.elapsed();
+        if best.is_none_or(|(_, b)| took < b) {
+            best = Some((n, took));
+        }
+    }
+    best
 }
