@@ -62,6 +62,11 @@ impl Model {
             .collect()
     }
 
+    /// Whether `level` was used on a real batch.
+    pub fn tried(&self, level: i32) -> bool {
+        self.observed.contains_key(&level)
+    }
+
     /// One level's corrected estimate.
     pub fn estimate(&self, level: i32) -> Option<Estimate> {
         self.estimates().into_iter().find(|e| e.level == level)

@@ -9,7 +9,7 @@ use transmissor_proto::batch::BatchCompressor;
 
 use super::link::{self, LinkSource};
 use super::model::Model;
-use super::{DEFAULT_LEVEL, Estimate, choose};
+use super::{CANDIDATES, DEFAULT_LEVEL, Estimate, choose, probe};
 use crate::config::{AgentConfig, ZstdLevel};
 
 /// The sample each calibration compresses at every level it measures.
@@ -107,12 +107,20 @@ impl LevelPicker {
             return self.current;
         };
         if best.level != self.current {
-            self.log_change(best, link, source);
+            self.log_change(best, link, source, "predicted faster");
+            return best.level;
+        }
+        if let Some(next) = probe(&estimates, &CANDIDATES, self.current, link, |l| {
+            self.model.tried(l)
+        }) && let Some(e) = self.model.estimate(next)
+        {
+            self.log_change(e, link, source, "trying a higher level on one batch");
+            return next;
         }
         best.level
     }
 
-    fn log_change(&self, best: Estimate, link: f64, source: LinkSource) {
+    fn log_change(&self, best: Estimate, link: f64, source: LinkSource, why: &'static str) {
         let old = self.model.estimate(self.current);
         let ms_per_mib =
             |e: &Estimate| (e.seconds_per_byte(link) * 1024.0 * 1024.0 * 1e3 * 10.0).round() / 10.0;
@@ -127,6 +135,7 @@ impl LevelPicker {
             predicted_ms_per_raw_mib = ms_per_mib(&best),
             previous_ms_per_raw_mib = old.as_ref().map(ms_per_mib),
             bottleneck = if 1.0 / best.speed >= best.ratio / link { "compression" } else { "link" },
+            why,
             "zstd level changed"
         );
     }
