@@ -85,12 +85,12 @@ pub fn choose(estimates: &[Estimate], link: f64, current: Option<i32>) -> Option
 /// when the link is the bottleneck at `current`, the next higher candidate
 /// (in `levels`, ascending) has an estimate but was never used on a real
 /// batch (`tried` says), and it is predicted nearly as good (within the
-/// hysteresis). A sample undersells what a higher level saves on a whole
-/// batch (on the 20 Mbit/s bench link whole batches at level 9 were 10%
-/// smaller than at 3, yet the choice, made on 128 KiB samples, stayed at
-/// 3), so without trying it the choice would stay put; one batch at a
-/// level the compressor can, by its estimate, keep up with costs little,
-/// and its real figures then decide.
+/// hysteresis). A sample can undersell what a higher level saves on a
+/// whole batch (on the 20 Mbit/s bench link whole batches at level 9 were
+/// 10% smaller than at 3, yet the choice, made on samples, stayed at 3),
+/// so without trying it the choice would stay put; one batch at a level
+/// the compressor can, by its estimate, keep up with costs little, and its
+/// real figures then decide.
 pub fn probe(
     estimates: &[Estimate],
     levels: &[i32],

@@ -5,8 +5,8 @@
 //! then gives its level its own EWMAs of speed (which adds the checksum and
 //! spool write) and ratio, and corrects the levels not used yet by EWMAs of
 //! measured over calibrated speed and ratio. A level not yet seen on a real
-//! batch is also taken as [`UNTRIED_SPEED`] times slower than that: a
-//! 128 KiB sample undersells what the high levels cost on a whole 4 MiB
+//! batch is also credited with only [`UNTRIED_SPEED`] of that speed: a
+//! sample can undersell what the high levels cost on a whole 4 MiB
 //! batch (the first version, without this margin, chose 15 and 19 on
 //! a 20 Mbit/s link and its compressor became the bottleneck), and
 //! choosing a level the compressor cannot keep up with costs far more
