@@ -18,8 +18,8 @@
 //! `link` is the collector's intake as the agent sees it: bytes of batches
 //! over the time `PutBatch` calls were in flight, so on a fast network it
 //! also holds the collector's loading time, which does not shrink with the
-//! level (the choice then favours fast levels, which is right: a higher
-//! level cannot help there).
+//! level: there a higher level cannot help, yet the model may try one
+//! (ARCHITECTURE.md section 3b, limits).
 
 pub mod link;
 pub mod model;
