@@ -46,6 +46,9 @@ use thiserror::Error;
 use transmissor_proto::limits;
 use transmissor_proto::names::check_plain;
 
+pub mod upload;
+pub use upload::{Rate, UploadConfig};
+
 pub const CONFIG_VERSION: u32 = 1;
 
 /// Sub-directory of `agent.state_dir` holding the enrolled identity.
@@ -84,6 +87,9 @@ pub struct AgentConfig {
     /// Prometheus metrics on a local port (off unless `listen` is set).
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Bandwidth caps of the uploads by time of day ([`upload`]).
+    #[serde(default)]
+    pub upload: UploadConfig,
     /// Central mode: the plan keys pinned at install.
     #[serde(default)]
     pub plan: PlanConfig,
@@ -220,9 +226,50 @@ pub struct SpoolConfig {
     /// Raw size at which a batch is cut (at a row boundary).
     #[serde(default = "default_batch")]
     pub batch_raw_bytes: ByteSize,
-    /// zstd level (1-19); higher suits slower links.
-    #[serde(default = "default_zstd_level")]
-    pub zstd_level: i32,
+    /// `"auto"` (default): chosen per batch from the measured link and
+    /// compression speeds (`pipeline::level`); a number (1 to 19, or a fast
+    /// negative level -7 to -1) forces it.
+    #[serde(default)]
+    pub zstd_level: ZstdLevel,
+}
+
+/// `spool.zstd_level`: `"auto"` or a forced level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZstdLevel {
+    #[default]
+    Auto,
+    Fixed(i32),
+}
+
+impl ZstdLevel {
+    /// The forced levels a config may name.
+    pub const RANGE: std::ops::RangeInclusive<i32> = -7..=19;
+}
+
+impl<'de> Deserialize<'de> for ZstdLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Level(i64),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Word(w) if w == "auto" => Ok(Self::Auto),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "zstd_level = {w:?}: use \"auto\" or a level from -7 to 19 (not 0)"
+            ))),
+            Raw::Level(l) => i32::try_from(l)
+                .ok()
+                .filter(|l| Self::RANGE.contains(l) && *l != 0)
+                .map(Self::Fixed)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "zstd_level = {l}: use \"auto\" or a level from -7 to 19 (not 0)"
+                    ))
+                }),
+        }
+    }
 }
 
 impl Default for SpoolConfig {
@@ -231,7 +278,7 @@ impl Default for SpoolConfig {
             dir: None,
             max_bytes: default_spool_max(),
             batch_raw_bytes: default_batch(),
-            zstd_level: default_zstd_level(),
+            zstd_level: ZstdLevel::Auto,
         }
     }
 }
@@ -452,9 +499,6 @@ fn default_spool_max() -> ByteSize {
 fn default_batch() -> ByteSize {
     ByteSize::b(limits::DEFAULT_BATCH_RAW_BYTES)
 }
-fn default_zstd_level() -> i32 {
-    3
-}
 fn default_retry_initial() -> Duration {
     Duration::from_millis(500)
 }
@@ -592,9 +636,6 @@ impl AgentConfig {
             }
             j.upsert().map_err(ConfigError::Invalid)?;
         }
-        if !(1..=19).contains(&self.spool.zstd_level) {
-            return inv("spool.zstd_level must be between 1 and 19".into());
-        }
         if self.spool.batch_raw_bytes.as_u64() < 1024
             || self.spool.batch_raw_bytes.as_u64() > limits::DEFAULT_MAX_BATCH_RAW_BYTES
         {
@@ -602,6 +643,23 @@ impl AgentConfig {
                 "spool.batch_raw_bytes must be between 1KiB and {}",
                 ByteSize::b(limits::DEFAULT_MAX_BATCH_RAW_BYTES)
             ));
+        }
+        // A capped batch must fit in one call's timeout, even incompressible.
+        let batch = self.spool.batch_raw_bytes.as_u64() as f64;
+        let budget = self.collector.request_timeout.as_secs_f64() / 2.0;
+        for rate in std::iter::once(self.upload.default_limit)
+            .chain(self.upload.windows.iter().map(|w| w.limit))
+        {
+            if let Some(bps) = rate.bytes_per_s()
+                && batch / bps as f64 > budget
+            {
+                return inv(format!(
+                    "upload limit {rate} is too low for batches of {}: one could take {:.0} s, more than half of collector.request_timeout ({}); lower spool.batch_raw_bytes or raise the limit or the timeout",
+                    self.spool.batch_raw_bytes,
+                    batch / bps as f64,
+                    humantime::format_duration(self.collector.request_timeout)
+                ));
+            }
         }
         if self.collector.in_flight == 0 || self.collector.in_flight > 64 {
             return inv("collector.in_flight must be between 1 and 64".into());

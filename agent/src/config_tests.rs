@@ -108,3 +108,55 @@ fn password_never_in_debug() {
     assert!(d.contains("PGPASS_TEST"));
     assert!(!d.contains("password:"));
 }
+
+#[test]
+fn zstd_level_is_auto_by_default_or_forced() {
+    let c = AgentConfig::parse(SAMPLE).unwrap();
+    assert_eq!(c.spool.zstd_level, ZstdLevel::Auto);
+    assert!(!c.upload.ever_limited());
+    for (value, expected) in [
+        ("\"auto\"", ZstdLevel::Auto),
+        ("9", ZstdLevel::Fixed(9)),
+        ("-3", ZstdLevel::Fixed(-3)),
+        ("19", ZstdLevel::Fixed(19)),
+    ] {
+        let text = SAMPLE.replace("[spool]", &format!("[spool]\nzstd_level = {value}"));
+        assert_eq!(
+            AgentConfig::parse(&text).unwrap().spool.zstd_level,
+            expected
+        );
+    }
+    for bad in ["0", "20", "-8", "\"fast\"", "3.5"] {
+        let text = SAMPLE.replace("[spool]", &format!("[spool]\nzstd_level = {bad}"));
+        let e = AgentConfig::parse(&text).unwrap_err().to_string();
+        assert!(e.contains("zstd_level") || e.contains("auto"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn upload_windows_are_part_of_the_config() {
+    let text = format!(
+        "{SAMPLE}\n[upload]\nlimit = \"50 Mbit/s\"\nbandwidth = [{{ from = \"07:00\", to = \"18:00\", limit = \"2 Mbit/s\", days = \"weekdays\" }}]\n"
+    );
+    let c = AgentConfig::parse(&text).unwrap();
+    assert_eq!(c.upload.default_limit, Rate::BytesPerSec(6_250_000));
+    assert_eq!(c.upload.windows.len(), 1);
+    assert!(c.upload.ever_limited());
+    let overlapping = text.replace(
+        "days = \"weekdays\" }]",
+        "days = \"weekdays\" }, { from = \"12:00\", to = \"13:00\", limit = \"1 Mbit/s\" }]",
+    );
+    let e = AgentConfig::parse(&overlapping).unwrap_err().to_string();
+    assert!(e.contains("overlaps"), "{e}");
+}
+
+#[test]
+fn a_cap_must_let_a_batch_through_within_the_call_timeout() {
+    // 1 MiB batches (the sample's) at 64 kbit/s: 131 s > 60 s (half of 2 min).
+    let slow = format!("{SAMPLE}\n[upload]\nlimit = \"64 kbit/s\"\n");
+    let e = AgentConfig::parse(&slow).unwrap_err().to_string();
+    assert!(e.contains("too low for batches"), "{e}");
+    // Smaller batches fit.
+    let small = slow.replace("batch_raw_bytes = \"1MiB\"", "batch_raw_bytes = \"256KiB\"");
+    AgentConfig::parse(&small).unwrap();
+}

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use transmissor_proto::pb;
 
+use crate::pipeline::bandwidth::LinkCap;
 use crate::status::RunTotals;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,9 +41,13 @@ fn gauge(registry: &mut Registry, name: &str, help: &str, value: i64) {
     registry.register(name, help, g);
 }
 
-/// The Prometheus text exposition of one snapshot.
-pub fn render(hb: &pb::HeartbeatRequest, totals: &RunTotals) -> String {
+/// The Prometheus text exposition of one snapshot (with the upload link's
+/// figures when `link` is given).
+pub fn render(hb: &pb::HeartbeatRequest, totals: &RunTotals, link: Option<&LinkCap>) -> String {
     let mut r = Registry::with_prefix("transmissor_agent");
+    if let Some(cap) = link {
+        register_link(&mut r, cap);
+    }
     gauge(
         &mut r,
         "spool_used_bytes",
@@ -141,6 +146,40 @@ pub fn render(hb: &pb::HeartbeatRequest, totals: &RunTotals) -> String {
     out
 }
 
+/// The upload cap in force, the bytes sent under it, the link estimate and
+/// the zstd level last chosen.
+fn register_link(r: &mut Registry, cap: &LinkCap) {
+    let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    gauge(
+        r,
+        "upload_limit_bytes_per_second",
+        "The upload bandwidth cap in force ([upload]; 0: unlimited)",
+        as_i64(cap.peek().bytes_per_s().unwrap_or(0)),
+    );
+    let sent: Counter = Counter::default();
+    sent.inc_by(cap.sent_bytes());
+    r.register(
+        "upload_sent_bytes",
+        "Bytes written to the collector's connections (TLS included)",
+        sent,
+    );
+    let meter = crate::pipeline::level::link::global();
+    gauge(
+        r,
+        "link_estimate_bytes_per_second",
+        "The link's speed as measured from batch uploads (0: not measured yet)",
+        meter.measured().map_or(0, |b| b as i64),
+    );
+    if let Some(level) = meter.level() {
+        gauge(
+            r,
+            "zstd_level",
+            "The zstd level last chosen",
+            i64::from(level),
+        );
+    }
+}
+
 /// Serves `GET /metrics` on `listener` until `cancel`; `snapshot` renders
 /// the text at each scrape.
 pub async fn serve(
@@ -212,7 +251,14 @@ mod tests {
     #[test]
     fn renders_the_snapshot_with_prometheus_names() {
         let (hb, totals) = snapshot();
-        let text = render(&hb, &totals);
+        let cap = LinkCap::new(
+            crate::config::UploadConfig {
+                default_limit: crate::config::Rate::BytesPerSec(500_000),
+                windows: Vec::new(),
+            },
+            chrono_tz::UTC,
+        );
+        let text = render(&hb, &totals, Some(&cap));
         for line in [
             "transmissor_agent_spool_used_bytes 2048",
             "transmissor_agent_certificate_expiry_timestamp_seconds 1800000000",
@@ -221,6 +267,8 @@ mod tests {
             "transmissor_agent_runs_total{job=\"visitas\",outcome=\"failed\"} 1",
             "transmissor_agent_committed_rows_total{job=\"visitas\"} 3702",
             "transmissor_agent_next_run_timestamp_seconds{job=\"visitas\"} 1790086400",
+            "transmissor_agent_upload_limit_bytes_per_second 500000",
+            "transmissor_agent_upload_sent_bytes_total 0",
         ] {
             assert!(text.contains(line), "{line} not in\n{text}");
         }
@@ -235,7 +283,7 @@ mod tests {
         let (hb, totals) = snapshot();
         let task = tokio::spawn(serve(
             listener,
-            Arc::new(move || render(&hb, &totals)),
+            Arc::new(move || render(&hb, &totals, None)),
             cancel.clone(),
         ));
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();

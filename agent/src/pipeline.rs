@@ -10,13 +10,17 @@
 //! | [`spool`]     | crash-safe on-disk batches (format and invariants in its doc) |
 //! | [`upload`]    | begin / put batches (windowed) / commit, resumable            |
 //! | [`transport`] | rustls (TLS 1.3, client certificate) + tonic channel          |
+//! | [`bandwidth`] | the `[upload]` cap by time of day, paced on the socket        |
+//! | [`level`]     | the zstd level per batch, from link and compression speeds    |
 //! | [`retry`]     | retriable-or-not classification; full-jitter backoff          |
 //!
 //! Batch framing (zstd frame, CRC-32C, row counts) is shared with the
 //! collector and lives in `transmissor_proto::batch`.
 
+pub mod bandwidth;
 pub mod extract;
 pub mod incremental;
+pub mod level;
 pub mod minimise;
 pub mod pseudonym;
 pub mod retry;

@@ -25,6 +25,7 @@ use crate::identity::renew::{RenewError, Renewer};
 use crate::identity::{self, IdentityError, IdentityPaths};
 use crate::job_lock::{JobLocks, LockError};
 use crate::jobs::JobSet;
+use crate::pipeline::bandwidth::LinkCap;
 use crate::pipeline::extract::{self, ExtractError, Phase, Progress, StartedJob};
 use crate::pipeline::spool::{JobState, Spool, SpoolError};
 use crate::pipeline::transport;
@@ -139,6 +140,8 @@ pub struct Agent {
     plans: Option<Arc<PlanKeeper>>,
     /// Operators' run requests, from heartbeat answers to the daemon.
     run_requests: Arc<RunRequests>,
+    /// The upload bandwidth cap of the collector channel.
+    cap: Arc<LinkCap>,
 }
 
 impl Agent {
@@ -155,7 +158,9 @@ impl Agent {
         let tls = credentials
             .client_config()
             .map_err(transport::TransportError::from)?;
-        let channel = transport::channel(&cfg.collector, tls)?;
+        let cap = Arc::new(LinkCap::new(cfg.upload.clone(), cfg.schedule.timezone.0));
+        crate::pipeline::level::link::global().attach(cap.clone(), &cfg.agent.state_dir);
+        let channel = transport::channel(&cfg.collector, tls, cap.clone())?;
         let client = transport::client(
             channel.clone(),
             cfg.collector.max_message_bytes.as_u64() as usize,
@@ -202,6 +207,7 @@ impl Agent {
             ibge,
             plans,
             run_requests: Arc::default(),
+            cap,
         })
     }
 
@@ -296,10 +302,11 @@ impl Agent {
         );
         if let Some(listener) = metrics {
             let (heartbeat, status) = (self.heartbeat(), self.status.clone());
+            let cap = self.cap.clone();
             set.spawn(crate::metrics::serve(
                 listener,
                 std::sync::Arc::new(move || {
-                    crate::metrics::render(&heartbeat.request(), &status.totals())
+                    crate::metrics::render(&heartbeat.request(), &status.totals(), Some(&cap))
                 }),
                 cancel.clone(),
             ));

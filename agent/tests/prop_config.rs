@@ -4,7 +4,7 @@
 //!   parser.
 //! - A valid config with an unknown key inserted anywhere in any section
 //!   (top level, `[agent]`, `[source]`, `[collector]`, `[spool]`, `[retry]`,
-//!   `[schedule]`, `[heartbeat]`, `[[jobs]]`) is refused with an error that
+//!   `[schedule]`, `[heartbeat]`, `[upload]`, `[[jobs]]`) is refused with an error that
 //!   names that key.
 //! - Arbitrary strings in every duration field and every size field either
 //!   parse (to exactly what `humantime` / `bytesize` read them as) or are
@@ -64,6 +64,16 @@ fn sample() -> Vec<(&'static str, Vec<(String, String)>)> {
         ),
         ("[heartbeat]", vec![s("interval", r#""60s""#)]),
         (
+            "[upload]",
+            vec![
+                s("limit", r#""unlimited""#),
+                s(
+                    "bandwidth",
+                    r#"[{ from = "07:00", to = "18:00", limit = "2 Mbit/s" }]"#,
+                ),
+            ],
+        ),
+        (
             "[[jobs]]",
             vec![
                 s("name", r#""visitas""#),
@@ -87,6 +97,7 @@ fn known_keys(header: &str) -> &'static [&'static str] {
             "retry",
             "schedule",
             "heartbeat",
+            "upload",
             "jobs",
         ],
         "[agent]" => &["state_dir", "ibge"],
@@ -116,6 +127,7 @@ fn known_keys(header: &str) -> &'static [&'static str] {
         "[retry]" => &["initial", "max", "give_up_after"],
         "[schedule]" => &["daily_at", "timezone", "weekdays_only", "every"],
         "[heartbeat]" => &["interval"],
+        "[upload]" => &["limit", "bandwidth"],
         "[[jobs]]" => &["name", "mode", "target", "query"],
         other => panic!("unknown section {other}"),
     }

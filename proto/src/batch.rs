@@ -34,6 +34,7 @@ pub fn compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 pub struct BatchCompressor {
     zstd: zstd::bulk::Compressor<'static>,
     out: Vec<u8>,
+    last: usize,
 }
 
 impl BatchCompressor {
@@ -44,7 +45,18 @@ impl BatchCompressor {
         Ok(Self {
             zstd,
             out: Vec::new(),
+            last: 0,
         })
+    }
+
+    /// Changes the level for the next frames, keeping the context.
+    pub fn set_level(&mut self, level: i32) -> std::io::Result<()> {
+        self.zstd.set_compression_level(level)
+    }
+
+    /// The size of the last frame [`Self::compress_in_place`] produced.
+    pub fn last_frame_len(&self) -> usize {
+        self.last
     }
 
     /// One zstd frame with the content size set.
@@ -57,6 +69,7 @@ impl BatchCompressor {
         self.out.clear();
         self.out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
         let n = self.zstd.compress_to_buffer(raw, &mut self.out)?;
+        self.last = n;
         Ok(&self.out[..n])
     }
 }

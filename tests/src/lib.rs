@@ -20,6 +20,7 @@
 //! | [`raw_h2`] | a raw HTTP/2 client without a certificate (unfinished bodies)     |
 //! | [`stack`]  | a whole installation: clusters, PKI, collector, agent configs      |
 //! | [`webhook`]| a webhook receiver recording what alerts send                    |
+//! | [`wire_meter`]| a TCP relay counting the bytes and time clients send through it |
 
 pub mod balancer;
 pub mod client;
@@ -39,3 +40,4 @@ pub mod proxy;
 pub mod raw_h2;
 pub mod stack;
 pub mod webhook;
+pub mod wire_meter;

@@ -24,10 +24,15 @@
 //! 5. the same over an emulated slow link: the municipal server and the agent
 //!    run in a network namespace joined to the host by a veth pair shaped
 //!    with `tc tbf` to 20 Mbit/s each way (see `transmissor_tests::netns`),
-//!    on a smaller dataset (`--slow-care`, `--slow-visits`); the agent uses
-//!    `zstd_level` `--slow-zstd-level`, as an operator would on such a link.
+//!    on a smaller dataset (`--slow-care`, `--slow-visits`); the agent
+//!    chooses its zstd level itself (`zstd_level = "auto"`, its default).
 //!    Where namespaces cannot be made (not root, no iproute2) the command
 //!    says why, skips it and prints `NaN` for its result.
+//! 6. in each setting, the automatic zstd level against the forced levels
+//!    1, 3, 9 and 19 (`--level-repeat` runs each, alternating; `--levels
+//!    none` skips it), with the levels the agent picked; and on loopback,
+//!    an upload under a bandwidth cap (`--cap-mbit`, `--cap-rows`) whose
+//!    bytes are counted on the wire by a relay ([`levels`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -41,6 +46,8 @@ use transmissor_tests::pg::ClusterOptions;
 use transmissor_tests::stack::{Job, Municipality, Stack, StackOptions};
 
 use crate::compare::{checkpoint, copy_pipe, expect_rows, median};
+
+mod levels;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -62,14 +69,20 @@ pub struct BenchArgs {
     /// Link rate for the slow-link runs, Mbit/s.
     #[arg(long, default_value_t = 20)]
     slow_mbit: u32,
-    /// The agent's zstd level on the slow link.
-    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(i32).range(1..=19))]
-    slow_zstd_level: i32,
+    /// Timed runs of each zstd level variant (auto, 1, 3, 9, 19) per table.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..))]
+    level_repeat: u32,
+    /// The upload cap of the loopback cap run, Mbit/s (0: no cap run).
+    #[arg(long, default_value_t = 5)]
+    cap_mbit: u32,
+    /// Visit rows the cap run uploads.
+    #[arg(long, default_value_t = 100_000)]
+    cap_rows: u64,
     /// Run only one of the two settings.
     #[arg(long, value_enum)]
     only: Option<Only>,
-    /// The agent's zstd level on loopback (default: the agent's default, 3).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(1..=19))]
+    /// Force the agent's zstd level in the main runs (default: "auto").
+    #[arg(long, value_parser = clap::value_parser!(i32).range(-7..=19))]
     zstd_level: Option<i32>,
     /// The agent's `[source] copy_format` (binary: where every column allows it).
     #[arg(long, default_value = "text", value_parser = ["text", "binary"])]
@@ -185,8 +198,27 @@ async fn transmit(setting: &Setting, table: &str, log: &str) -> Result<Run> {
         table,
         &format!("SELECT * FROM {table}"),
     );
+    transmit_with(
+        setting,
+        job,
+        &setting.agent_extra,
+        setting.endpoint.as_deref(),
+        log,
+    )
+    .await
+}
+
+/// Runs the agent once for `job`, with `extra` agent TOML and the
+/// collector at `endpoint` (`None`: the stack's).
+async fn transmit_with(
+    setting: &Setting,
+    job: Job,
+    extra: &str,
+    endpoint: Option<&str>,
+    log: &str,
+) -> Result<Run> {
     let stack = &setting.stack;
-    let cfg = stack.agent_config(&setting.m, &[job], &setting.agent_extra)?;
+    let cfg = stack.agent_config(&setting.m, &[job], extra)?;
     let text = std::fs::read_to_string(&cfg)?;
     std::fs::write(
         &cfg,
@@ -196,7 +228,7 @@ async fn transmit(setting: &Setting, table: &str, log: &str) -> Result<Run> {
             1,
         ),
     )?;
-    if let Some(endpoint) = &setting.endpoint {
+    if let Some(endpoint) = endpoint {
         // Across the link: the collector's address there, its certificate's name.
         let text = std::fs::read_to_string(&cfg)?;
         let from = format!("endpoint = \"{}\"", stack.endpoint());
@@ -522,7 +554,10 @@ async fn slow_link(args: &BenchArgs, link: &SlowLink) -> Result<Setting> {
         ]),
         agent_prefix: link.exec_prefix(),
         endpoint: Some(endpoint),
-        agent_extra: format!("[spool]\nzstd_level = {}\n", args.slow_zstd_level),
+        agent_extra: args
+            .zstd_level
+            .map(|l| format!("[spool]\nzstd_level = {l}\n"))
+            .unwrap_or_default(),
         copy_format: args.copy_format.clone(),
         skip_fdw_default: args.skip_fdw_default,
     })
@@ -561,6 +596,10 @@ async fn bench(args: BenchArgs) -> Result<()> {
             ),
             format!("rows_per_second={:.0}", all_rows as f64 / e2e),
         ]);
+        lines.extend(levels::compare(&setting, args.level_repeat, "").await?);
+        if args.cap_mbit > 0 {
+            lines.extend(levels::cap_run(&setting, args.cap_mbit, args.cap_rows).await?);
+        }
         setting.stack.stop_collector().await?;
     }
 
@@ -590,6 +629,7 @@ async fn bench(args: BenchArgs) -> Result<()> {
                     ),
                     format!("slowlink_agent_peak_rss_mib={:.1}", m.agent_rss),
                 ]);
+                lines.extend(levels::compare(&setting, args.level_repeat, "slowlink_").await?);
                 setting.stack.stop_collector().await?;
                 drop(setting);
                 drop(link);

@@ -24,6 +24,7 @@ use transmissor_plan::PecVersion;
 use crate::config::{AgentConfig, JobConfig};
 use crate::jobs::JobSet;
 use crate::pipeline::incremental::{self, Committed, History, Observation, Read};
+use crate::pipeline::level::LevelPicker;
 use crate::pipeline::minimise::{self, JobPrivacy};
 use crate::pipeline::pseudonym::{PseudonymError, Pseudonymiser};
 use crate::pipeline::source::{self, SourceError};
@@ -406,7 +407,11 @@ async fn copy_job(
     stop: &CancellationToken,
 ) -> Result<DoneMeta, ExtractError> {
     let batch_size = cfg.spool.batch_raw_bytes.as_u64() as usize;
-    let level = cfg.spool.zstd_level;
+    let job_name = dir
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let mut levels = LevelPicker::new(cfg, job_name.as_deref().unwrap_or_default());
 
     // The compressor/writer runs on a blocking thread, in sequence order, so
     // COPY parsing and compression overlap. Two batches queue at most.
@@ -421,12 +426,15 @@ async fn copy_job(
         let mut digest = TransmissionDigest::new();
         let mut raw_bytes = 0u64;
         let syncer = writer_dir.syncer();
-        let mut compressor = BatchCompressor::new(level).map_err(|e| SpoolError::Io {
-            path: writer_dir.path().to_path_buf(),
-            source: e,
-        })?;
+        let mut compressor =
+            BatchCompressor::new(levels.initial()).map_err(|e| SpoolError::Io {
+                path: writer_dir.path().to_path_buf(),
+                source: e,
+            })?;
         while let Some(mut b) = from_reader.blocking_recv() {
+            let batch = levels.before_batch(&mut compressor, &b.bytes);
             let h = writer_dir.write_batch_with(&mut compressor, b.seq, b.rows, &b.bytes)?;
+            levels.after_batch(batch, &compressor, b.bytes.len());
             // The buffer goes back to the reader for a later batch.
             b.bytes.clear();
             let _ = recycle_tx.send(b.bytes);

@@ -22,6 +22,7 @@ use transmissor_proto::pb::transmission_client::TransmissionClient;
 
 use crate::config::CollectorEndpoint;
 pub use crate::diagnose::explain;
+use crate::pipeline::bandwidth::{LinkCap, Throttled};
 
 #[derive(Debug, Error)]
 pub enum TransportError {
@@ -51,16 +52,18 @@ pub fn host_port(endpoint: &str) -> Result<(String, u16), TransportError> {
 /// A lazily connecting channel to the configured collector over `tls`
 /// (see [`crate::identity::credentials::Credentials::client_config`]); it reconnects
 /// by itself after failures, and each new connection does a new handshake.
+/// Every byte it writes to the socket (TLS included) is paced by `cap`.
 pub fn channel(
     cfg: &CollectorEndpoint,
     tls: Arc<rustls::ClientConfig>,
+    cap: Arc<LinkCap>,
 ) -> Result<Channel, TransportError> {
-    connect_lazy(
+    connect_lazy_capped(
         tls,
         &cfg.endpoint,
         cfg.server_name.clone(),
-        cfg.connect_timeout,
-        cfg.request_timeout,
+        (cfg.connect_timeout, cfg.request_timeout),
+        Some(cap),
     )
 }
 
@@ -71,6 +74,24 @@ pub fn connect_lazy(
     server_name: Option<String>,
     connect_timeout: Duration,
     request_timeout: Duration,
+) -> Result<Channel, TransportError> {
+    connect_lazy_capped(
+        tls,
+        endpoint_url,
+        server_name,
+        (connect_timeout, request_timeout),
+        None,
+    )
+}
+
+/// As [`connect_lazy`], with the TCP stream under TLS wrapped in
+/// [`Throttled`] (`cap`: `None` passes writes through).
+fn connect_lazy_capped(
+    tls: Arc<rustls::ClientConfig>,
+    endpoint_url: &str,
+    server_name: Option<String>,
+    (connect_timeout, request_timeout): (Duration, Duration),
+    cap: Option<Arc<LinkCap>>,
 ) -> Result<Channel, TransportError> {
     let (host, port) = host_port(endpoint_url)?;
     let server_name = ServerName::try_from(server_name.unwrap_or_else(|| host.clone()))
@@ -96,10 +117,13 @@ pub fn connect_lazy(
             let connector = connector.clone();
             let server_name = server_name.clone();
             let target = target.clone();
+            let cap = cap.clone();
             async move {
                 let tcp = TcpStream::connect(&target).await?;
                 tcp.set_nodelay(true)?;
-                let tls = connector.connect(server_name, tcp).await?;
+                let tls = connector
+                    .connect(server_name, Throttled::new(tcp, cap))
+                    .await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         })),

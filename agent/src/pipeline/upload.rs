@@ -20,6 +20,7 @@ use transmissor_proto::pb::transmission_client::TransmissionClient;
 use crate::config::{Mode, RetryConfig};
 use crate::pipeline::extract::{Phase, Progress};
 use crate::pipeline::incremental::Committed;
+use crate::pipeline::level::link;
 use crate::pipeline::retry::{Backoff, is_retriable};
 use crate::pipeline::spool::{CopyFormat, JobDir, JobMeta, SpoolError};
 use crate::pipeline::transport::explain;
@@ -484,7 +485,16 @@ impl Uploader {
                 crc32c: h.crc32c,
                 data: data.clone(),
             };
-            async move { c.put_batch(req).await }
+            async move {
+                // The link's speed, for the zstd level (pipeline::level).
+                let timer = link::global().begin();
+                let len = req.data.len();
+                let answer = c.put_batch(req).await;
+                if answer.is_ok() {
+                    timer.finish(len);
+                }
+                answer
+            }
         })
         .await
         .map(|_| ())
