@@ -54,6 +54,7 @@ fn job() -> &'static JobDir {
                 server_version: 150000,
                 created_at: chrono::Utc::now(),
                 copy_format: Default::default(),
+                upsert: None,
             })
             .unwrap()
     })
