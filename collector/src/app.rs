@@ -312,6 +312,7 @@ impl App {
                 r,
                 stop.clone(),
                 drain,
+                listen::Admission::new(&cfg.http, self.metrics.connections_refused.clone()),
             )));
         }
         if let Some(addr) = cfg.http.metrics_listen {
@@ -326,6 +327,7 @@ impl App {
                 r,
                 stop.clone(),
                 drain,
+                listen::Admission::new(&cfg.http, self.metrics.connections_refused.clone()),
             )));
         }
         Ok(handles)

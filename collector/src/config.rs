@@ -27,6 +27,9 @@ use thiserror::Error;
 
 use transmissor_proto::limits;
 
+mod front_door;
+use front_door::*;
+
 pub const CONFIG_VERSION: u32 = 1;
 
 #[derive(Debug, Error)]
@@ -101,6 +104,23 @@ pub struct HttpConfig {
     /// Connections of the HTTP side's own pool.
     #[serde(default = "default_web_connections")]
     pub database_connections: u32,
+    /// Connections one source address may hold open; one more is closed at
+    /// once. Behind a reverse proxy, at least the proxy's connection pool.
+    #[serde(default = "default_per_source_connections")]
+    pub max_connections_per_source: usize,
+    /// A connection's first byte must arrive within this.
+    #[serde(default = "default_first_byte", with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// A connection that moves no byte for this long is closed (more than
+    /// the slowest response takes).
+    #[serde(default = "default_http_idle", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A connection is asked to close (gracefully) after this age.
+    #[serde(default = "default_http_age", with = "humantime_serde")]
+    pub max_connection_age: Duration,
+    /// A request's whole body must arrive within this.
+    #[serde(default = "default_body_read", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -277,6 +297,30 @@ pub struct ServerConfig {
     pub max_connections: usize,
     #[serde(default)]
     pub proxy_protocol: ProxyProtocolConfig,
+    /// Connections one source (IPv4 address, IPv6 /64, or the PROXY
+    /// header's client) may hold open; one more is closed at once. Several
+    /// municipalities may share one egress address (NAT).
+    #[serde(default = "default_per_source_connections")]
+    pub max_connections_per_source: usize,
+    /// Handshakes one source may have in progress; one more is closed.
+    #[serde(default = "default_per_source_handshakes")]
+    pub max_handshakes_per_source: usize,
+    /// A connection's first bytes (a ClientHello, or the PROXY header) must
+    /// arrive within this; a silent connection is closed, and never holds a
+    /// handshake slot.
+    #[serde(default = "default_first_byte", with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Established connections without a client certificate (enrollment,
+    /// health probes) open at once; one more is closed after its handshake.
+    #[serde(default = "default_without_certificate")]
+    pub max_connections_without_certificate: usize,
+    /// ... and from one source.
+    #[serde(default = "default_without_certificate_per_source")]
+    pub max_connections_without_certificate_per_source: usize,
+    /// A connection without a client certificate that moves no byte for
+    /// this long is closed.
+    #[serde(default = "default_without_certificate_idle", with = "humantime_serde")]
+    pub idle_timeout_without_certificate: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -618,6 +662,7 @@ impl CollectorConfig {
 
     fn validate_identity(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.into()));
+        front_door::validate(&self.server, &self.http).map_err(ConfigError::Invalid)?;
         if self.server.max_connections == 0 {
             return bad("server.max_connections must be at least 1");
         }

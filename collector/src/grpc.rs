@@ -33,6 +33,8 @@ use transmission::TransmissionService;
 /// HTTP/2 windows large enough to keep a 4 MiB batch moving on a fast link.
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
+/// `grpc.health.v1` messages: a service name and a status, both short.
+const HEALTH_MAX_MESSAGE: usize = 1024;
 
 /// Serves the gRPC services on `listener` until `accept_stop`, then lets
 /// in-flight calls finish.
@@ -94,6 +96,7 @@ pub async fn serve(
         &cfg.server,
         accept_stop.clone(),
         app.metrics.tls_failures.clone(),
+        app.metrics.connections_refused.clone(),
     );
     tracing::info!(addr = ?addr, "collector listening (gRPC, mutual TLS 1.3)");
     tonic::transport::Server::builder()
@@ -108,7 +111,11 @@ pub async fn serve(
         .http2_max_header_list_size(16 * 1024)
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(20)))
-        .add_service(health_service)
+        .add_service(
+            health_service
+                .max_decoding_message_size(HEALTH_MAX_MESSAGE)
+                .max_encoding_message_size(HEALTH_MAX_MESSAGE),
+        )
         .add_service(enrollment)
         .add_service(lifecycle)
         .add_service(transmission)

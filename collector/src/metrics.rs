@@ -30,6 +30,13 @@ pub struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabel {
+    /// `grpc` or `http`.
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusalLabel {
     /// `enroll` or `renew`.
     pub operation: &'static str,
@@ -69,6 +76,10 @@ pub struct Metrics {
     pub agents_heartbeating: Gauge,
     /// TLS handshakes refused, by reason class.
     pub tls_failures: Family<ReasonLabel, Counter>,
+    /// Connections closed before or right after their handshake, by
+    /// listener and reason (a per-source budget, the first-byte deadline,
+    /// the budget of connections without a certificate).
+    pub connections_refused: Family<ListenerReasonLabel, Counter>,
     /// Enrollment and renewal refusals, by operation and status code.
     pub enrollment_failures: Family<RefusalLabel, Counter>,
     /// Plans served to agents (`FetchPlan`).
@@ -104,6 +115,7 @@ impl Metrics {
             heartbeats: Counter::default(),
             agents_heartbeating: Gauge::default(),
             tls_failures: Family::default(),
+            connections_refused: Family::default(),
             enrollment_failures: Family::default(),
             plans_served: Counter::default(),
             municipalities: Family::default(),
@@ -165,6 +177,11 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes refused, by reason",
             m.tls_failures.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at admission, by listener and reason",
+            m.connections_refused.clone(),
         );
         registry.register(
             "enrollment_failures",

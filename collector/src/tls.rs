@@ -8,13 +8,19 @@
 //! that does not chain to the CA still fails the handshake; the reason rustls
 //! gives is logged at warn level.
 //!
-//! [`incoming`] bounds the handshakes in progress (`server.
-//! max_concurrent_handshakes`; a connection waits for a slot within the
-//! handshake timeout, then is dropped) and, when configured, reads a PROXY
+//! [`incoming`] admits connections ([`accept`]): per-source budgets of
+//! connections and handshakes ([`budget`]), a first-byte deadline before a
+//! handshake slot is taken, a small budget of connections without a client
+//! certificate, cut when idle ([`cutoff`]), and, when configured, a PROXY
 //! protocol header first ([`proxy_protocol`]). Certificates issued by a
 //! retired issuing CA (`ca retire`) fail the handshake like revoked agents.
 
+pub mod accept;
+pub mod budget;
+pub mod cutoff;
 pub mod proxy_protocol;
+
+pub use accept::{ConnectionsRefused, HandshakeFailures, incoming};
 
 use std::io;
 use std::net::SocketAddr;
@@ -27,14 +33,9 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ServerConfig, TlsConfig};
-use proxy_protocol::ClientTcp;
+use crate::config::TlsConfig;
 
 #[derive(Debug, Error)]
 pub enum TlsError {
@@ -264,155 +265,8 @@ pub fn http_server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, 
     Ok(Arc::new(config))
 }
 
-/// Accepts TCP connections and completes TLS handshakes concurrently (at
-/// most `server.max_concurrent_handshakes` at once), yielding established
-/// streams. Waiting for a slot, the PROXY header and the handshake together
-/// take at most `server.handshake_timeout`. Failures are logged, never fatal.
-pub fn incoming(
-    listener: TcpListener,
-    config: Arc<rustls::ServerConfig>,
-    server: &ServerConfig,
-    shutdown: CancellationToken,
-    failures: HandshakeFailures,
-) -> mpsc::Receiver<io::Result<TlsStream<ClientTcp>>> {
-    let (tx, rx) = mpsc::channel(64);
-    let acceptor = TlsAcceptor::from(config);
-    let handshake = Handshake {
-        failures,
-        acceptor,
-        timeout: server.handshake_timeout,
-        slots: Arc::new(tokio::sync::Semaphore::new(
-            server.max_concurrent_handshakes,
-        )),
-        proxies: server
-            .proxy_protocol
-            .enabled
-            .then(|| Arc::new(server.proxy_protocol.trusted_proxies.clone())),
-    };
-    let open = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
-    let max_connections = server.max_connections;
-    tokio::spawn(async move {
-        let mut refused = 0u64;
-        loop {
-            let (tcp, peer) = tokio::select! {
-                () = shutdown.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let Ok(slot) = open.clone().try_acquire_owned() else {
-                // Closed at once: every slot holds an open connection.
-                refused += 1;
-                if refused.is_power_of_two() {
-                    tracing::warn!(%peer, max_connections, refused, "connection refused: server.max_connections reached");
-                }
-                continue;
-            };
-            let _ = tcp.set_nodelay(true);
-            // A free handshake slot is taken here, in accept order; only a
-            // connection that finds none waits for one in its own task.
-            let early = handshake.slots.clone().try_acquire_owned().ok();
-            let (handshake, tx) = (handshake.clone(), tx.clone());
-            tokio::spawn(async move {
-                if let Some(stream) = handshake.run(tcp, peer, slot, early).await {
-                    let _ = tx.send(Ok(stream)).await;
-                }
-            });
-        }
-    });
-    rx
-}
-
-/// Refused handshakes counted by reason class (`transmissor_tls_handshake_failures_total`).
-pub type HandshakeFailures = prometheus_client::metrics::family::Family<
-    crate::metrics::ReasonLabel,
-    prometheus_client::metrics::counter::Counter,
->;
-
-/// One connection's way from TCP to TLS.
-#[derive(Clone)]
-struct Handshake {
-    failures: HandshakeFailures,
-    acceptor: TlsAcceptor,
-    timeout: Duration,
-    slots: Arc<tokio::sync::Semaphore>,
-    /// Trusted proxies when the PROXY protocol is on.
-    proxies: Option<Arc<Vec<proxy_protocol::Cidr>>>,
-}
-
-impl Handshake {
-    async fn run(
-        &self,
-        mut tcp: TcpStream,
-        peer: SocketAddr,
-        slot: tokio::sync::OwnedSemaphorePermit,
-        early: Option<tokio::sync::OwnedSemaphorePermit>,
-    ) -> Option<TlsStream<ClientTcp>> {
-        let work = async {
-            let _handshaking = match early {
-                Some(permit) => permit,
-                None => match self.slots.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return None,
-                },
-            };
-            let client = match &self.proxies {
-                None => peer,
-                Some(trusted) => match self.proxied_client(&mut tcp, peer, trusted).await {
-                    Ok(client) => client,
-                    Err(e) => {
-                        tracing::warn!(%peer, error = %e, "connection refused before tls");
-                        return None;
-                    }
-                },
-            };
-            match self.acceptor.accept(ClientTcp { tcp, client, slot }).await {
-                Ok(stream) => Some(stream),
-                Err(e) => {
-                    let class = log_handshake_failure(client, &e);
-                    self.failures
-                        .get_or_create(&crate::metrics::ReasonLabel { reason: class })
-                        .inc();
-                    None
-                }
-            }
-        };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(stream) => stream,
-            Err(_) => {
-                tracing::warn!(
-                    %peer,
-                    waiting_for_slot = self.slots.available_permits() == 0,
-                    "tls handshake timed out"
-                );
-                self.failures
-                    .get_or_create(&crate::metrics::ReasonLabel { reason: "timeout" })
-                    .inc();
-                None
-            }
-        }
-    }
-
-    async fn proxied_client(
-        &self,
-        tcp: &mut TcpStream,
-        peer: SocketAddr,
-        trusted: &[proxy_protocol::Cidr],
-    ) -> Result<SocketAddr, proxy_protocol::ProxyHeaderError> {
-        if !trusted.iter().any(|c| c.contains(peer.ip())) {
-            return Err(proxy_protocol::ProxyHeaderError::Untrusted(peer));
-        }
-        Ok(proxy_protocol::read_header(tcp).await?.unwrap_or(peer))
-    }
-}
-
 /// Logs a refused handshake; returns its reason class (a metric label).
-fn log_handshake_failure(peer: SocketAddr, e: &io::Error) -> &'static str {
+pub(crate) fn log_handshake_failure(peer: SocketAddr, e: &io::Error) -> &'static str {
     let rustls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());

@@ -1,7 +1,21 @@
-//! The HTTP accept loop: optional TLS 1.3 (server certificate only), at most
-//! `MAX_CONNECTIONS` open connections (one more is closed at once), a TLS
-//! handshake and request headers each within `HANDSHAKE_TIMEOUT`, and on
-//! stop: no new connections, open ones finish within the drain time.
+//! The HTTP accept loop: optional TLS 1.3 (server certificate only), and
+//! admission bounded like the gRPC listener's ([`crate::tls::accept`]):
+//!
+//! - at most `MAX_CONNECTIONS` open connections, and `http.
+//!   max_connections_per_source` from one source ([`crate::tls::budget`]);
+//!   one more is closed at once;
+//! - the first byte within `http.first_byte_timeout`, then the TLS
+//!   handshake and each request's headers within `HANDSHAKE_TIMEOUT`;
+//! - a connection that moves no byte for `http.idle_timeout` is closed
+//!   ([`crate::tls::cutoff`]; this also ends dead peers, so no HTTP/2 ping
+//!   is sent — a ping would count as traffic), and one older than `http.
+//!   max_connection_age` is asked to close gracefully;
+//! - a request's whole body must arrive within `http.body_read_timeout`
+//!   ([`body_deadline`]; per-route size limits are the router's).
+//!
+//! On stop: no new connections, open ones finish within the drain time.
+
+mod body_deadline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,10 +29,56 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::HttpConfig;
+use crate::tls::ConnectionsRefused;
+use crate::tls::accept::{Refusal, count_refusal, first_byte};
+use crate::tls::budget::SourceBudget;
+use crate::tls::cutoff::{Cutoff, Guarded};
+
 /// Open HTTP connections at once (dashboards, API clients, scrapers).
 pub const MAX_CONNECTIONS: usize = 1024;
 /// A TLS handshake, and a request's headers, must arrive within this.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP side's admission limits (from `[http]`).
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub max_connections_per_source: usize,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connection_age: Duration,
+    pub body_read_timeout: Duration,
+    /// Refusals are counted here.
+    pub refused: ConnectionsRefused,
+}
+
+impl Admission {
+    pub fn new(cfg: &HttpConfig, refused: ConnectionsRefused) -> Self {
+        Self {
+            max_connections_per_source: cfg.max_connections_per_source,
+            first_byte_timeout: cfg.first_byte_timeout,
+            idle_timeout: cfg.idle_timeout,
+            max_connection_age: cfg.max_connection_age,
+            body_read_timeout: cfg.body_read_timeout,
+            refused,
+        }
+    }
+}
+
+/// Serves a connection; past `max_age` asks it to close once its requests
+/// are done (the idle cut-off bounds how long that takes).
+macro_rules! aged {
+    ($conn:expr, $max_age:expr) => {{
+        let mut conn = std::pin::pin!($conn);
+        tokio::select! {
+            r = conn.as_mut() => r,
+            () = tokio::time::sleep($max_age) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    }};
+}
 
 /// Serves `router` on `listener` until `stop`, then drains for `drain`.
 pub async fn serve(
@@ -27,9 +87,15 @@ pub async fn serve(
     router: Router,
     stop: CancellationToken,
     drain: Duration,
+    admission: Admission,
 ) {
     let acceptor = tls.map(TlsAcceptor::from);
+    let body_read = admission.body_read_timeout;
+    let router = router.layer(axum::middleware::map_request(
+        move |req: axum::extract::Request| async move { body_deadline::bounded(req, body_read) },
+    ));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_source = SourceBudget::new(admission.max_connections_per_source);
     let mut conns = JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
@@ -45,24 +111,50 @@ pub async fn serve(
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "http connection refused: too many open");
+            count_refusal(&admission.refused, "http", Refusal::MaxConnections, peer);
+            continue;
+        };
+        let Some(place) = per_source.try_take(peer.ip()) else {
+            count_refusal(
+                &admission.refused,
+                "http",
+                Refusal::PerSourceConnections,
+                peer,
+            );
             continue;
         };
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
+        let admission = admission.clone();
         conns.spawn(async move {
-            let _slot = slot;
+            let _held = (slot, place);
+            if let Err(why) = first_byte(&tcp, admission.first_byte_timeout).await {
+                count_refusal(&admission.refused, "http", why, peer);
+                return;
+            }
+            let io = Guarded {
+                inner: tcp,
+                cutoff: Cutoff::new(Some(admission.idle_timeout), None),
+            };
             let mut builder = Builder::new(TokioExecutor::new());
             builder
                 .http1()
                 .timer(TokioTimer::new())
+                .keep_alive(true)
                 .header_read_timeout(HANDSHAKE_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(64)
+                .max_pending_accept_reset_streams(Some(64))
+                .max_header_list_size(16 * 1024);
             let served = match acceptor {
-                Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(tcp)).await {
+                Some(a) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, a.accept(io)).await {
                     Ok(Ok(tls)) => {
-                        builder
-                            .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                            .await
+                        aged!(
+                            builder.serve_connection_with_upgrades(TokioIo::new(tls), service),
+                            admission.max_connection_age
+                        )
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "http tls handshake refused");
@@ -74,9 +166,10 @@ pub async fn serve(
                     }
                 },
                 None => {
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-                        .await
+                    aged!(
+                        builder.serve_connection_with_upgrades(TokioIo::new(io), service),
+                        admission.max_connection_age
+                    )
                 }
             };
             if let Err(e) = served {

@@ -17,6 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+use super::cutoff::{Cutoff, poll_read_cut, poll_write_cut, poll_write_vectored_cut};
+
 /// The v2 signature.
 const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 /// Longest v1 header (the specification's bound, CRLF included).
@@ -170,6 +172,10 @@ pub struct ClientTcp {
     /// The connection's place under `server.max_connections`, given back
     /// when the connection is dropped.
     pub slot: tokio::sync::OwnedSemaphorePermit,
+    /// Its places in the per-source budgets, given back likewise.
+    pub places: super::budget::Places,
+    /// When it is cut (idle connections without a certificate).
+    pub cutoff: Cutoff,
 }
 
 impl Connected for ClientTcp {
@@ -189,7 +195,8 @@ impl AsyncRead for ClientTcp {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+        let this = self.get_mut();
+        poll_read_cut(&mut this.cutoff, Pin::new(&mut this.tcp), cx, buf)
     }
 }
 
@@ -199,7 +206,8 @@ impl AsyncWrite for ClientTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        poll_write_cut(&mut this.cutoff, Pin::new(&mut this.tcp), cx, buf)
     }
 
     fn poll_write_vectored(
@@ -207,7 +215,8 @@ impl AsyncWrite for ClientTcp {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        poll_write_vectored_cut(&mut this.cutoff, Pin::new(&mut this.tcp), cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
