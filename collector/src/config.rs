@@ -108,6 +108,9 @@ pub struct HttpConfig {
     /// once. Behind a reverse proxy, at least the proxy's connection pool.
     #[serde(default = "default_per_source_connections")]
     pub max_connections_per_source: usize,
+    /// Sources not counted per source (the reverse proxy's address).
+    #[serde(default)]
+    pub per_source_exempt: Vec<crate::tls::proxy_protocol::Cidr>,
     /// A connection's first byte must arrive within this.
     #[serde(default = "default_first_byte", with = "humantime_serde")]
     pub first_byte_timeout: Duration,
@@ -302,6 +305,11 @@ pub struct ServerConfig {
     /// municipalities may share one egress address (NAT).
     #[serde(default = "default_per_source_connections")]
     pub max_connections_per_source: usize,
+    /// Sources not counted per source (a NAT egress known to carry many
+    /// municipalities; a load balancer without the PROXY protocol): the
+    /// totals still bound them.
+    #[serde(default)]
+    pub per_source_exempt: Vec<crate::tls::proxy_protocol::Cidr>,
     /// Handshakes one source may have in progress; one more is closed.
     #[serde(default = "default_per_source_handshakes")]
     pub max_handshakes_per_source: usize,

@@ -226,11 +226,15 @@ async fn tls_handshakes_in_progress_are_capped() -> anyhow::Result<()> {
     .await?;
     let token = s.issue_token(A.0, DAY).await?;
     let (_, csr) = plain_csr()?;
-    // Two silent connections hold both handshake slots.
-    let idle = [
+    // Two connections that began a handshake (one byte of a ClientHello)
+    // and went quiet hold both handshake slots (a silent one holds none).
+    let mut idle = [
         TcpStream::connect(s.collector_addr).await?,
         TcpStream::connect(s.collector_addr).await?,
     ];
+    for c in &mut idle {
+        c.write_all(&[0x16]).await?;
+    }
     let waited = tokio::time::timeout(Duration::from_secs(2), enroll(&s, &token, &csr)).await;
     assert!(
         waited.is_err(),

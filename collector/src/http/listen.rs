@@ -44,6 +44,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Admission {
     pub max_connections_per_source: usize,
+    pub per_source_exempt: Vec<crate::tls::proxy_protocol::Cidr>,
     pub first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connection_age: Duration,
@@ -56,6 +57,7 @@ impl Admission {
     pub fn new(cfg: &HttpConfig, refused: ConnectionsRefused) -> Self {
         Self {
             max_connections_per_source: cfg.max_connections_per_source,
+            per_source_exempt: cfg.per_source_exempt.clone(),
             first_byte_timeout: cfg.first_byte_timeout,
             idle_timeout: cfg.idle_timeout,
             max_connection_age: cfg.max_connection_age,
@@ -95,7 +97,10 @@ pub async fn serve(
         move |req: axum::extract::Request| async move { body_deadline::bounded(req, body_read) },
     ));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let per_source = SourceBudget::new(admission.max_connections_per_source);
+    let per_source = SourceBudget::new(
+        admission.max_connections_per_source,
+        &admission.per_source_exempt,
+    );
     let mut conns = JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {

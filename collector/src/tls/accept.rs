@@ -120,6 +120,7 @@ pub fn incoming(
     refused: ConnectionsRefused,
 ) -> mpsc::Receiver<io::Result<TlsStream<ClientTcp>>> {
     let (tx, rx) = mpsc::channel(64);
+    let exempt = &server.per_source_exempt;
     let handshake = Handshake {
         failures,
         refused: refused.clone(),
@@ -127,13 +128,14 @@ pub fn incoming(
         timeout: server.handshake_timeout,
         first_byte_timeout: server.first_byte_timeout,
         slots: Arc::new(Semaphore::new(server.max_concurrent_handshakes)),
-        per_source_connections: SourceBudget::new(server.max_connections_per_source),
-        per_source_handshakes: SourceBudget::new(server.max_handshakes_per_source),
+        per_source_connections: SourceBudget::new(server.max_connections_per_source, exempt),
+        per_source_handshakes: SourceBudget::new(server.max_handshakes_per_source, exempt),
         without_certificate: Arc::new(Semaphore::new(
             server.max_connections_without_certificate,
         )),
         without_certificate_per_source: SourceBudget::new(
             server.max_connections_without_certificate_per_source,
+            exempt,
         ),
         idle_without_certificate: server.idle_timeout_without_certificate,
         proxies: server

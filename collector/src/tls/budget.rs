@@ -7,6 +7,11 @@
 //! socket reports) counts as its IPv4 address. Behind a trusted PROXY
 //! protocol balancer the source is the header's client address.
 //!
+//! Sources listed in `per_source_exempt` (a state network's NAT egress
+//! known to carry many municipalities, a reverse proxy) are bounded by the
+//! totals only. Behind a load balancer, turn on the PROXY protocol (then
+//! the client's address is the source) or exempt the balancer.
+//!
 //! A budget is taken with [`SourceBudget::try_take`] and never waited for:
 //! one more than the limit is refused at once and the caller closes the
 //! connection. The returned [`SourcePermit`] gives its place back when
@@ -23,6 +28,8 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+use super::proxy_protocol::Cidr;
 
 /// One source: an IPv4 address or an IPv6 /64.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,23 +50,32 @@ impl Source {
     }
 }
 
-/// At most `limit` places per source, held at once.
+/// At most `limit` places per source, held at once; sources in `exempt`
+/// (a known NAT egress, a reverse proxy) are not counted.
 #[derive(Debug)]
 pub struct SourceBudget {
     limit: usize,
+    exempt: Vec<Cidr>,
     held: Mutex<HashMap<Source, usize>>,
 }
 
 impl SourceBudget {
-    pub fn new(limit: usize) -> Arc<Self> {
+    pub fn new(limit: usize, exempt: &[Cidr]) -> Arc<Self> {
         Arc::new(Self {
             limit,
+            exempt: exempt.to_vec(),
             held: Mutex::new(HashMap::new()),
         })
     }
 
     /// A place for `ip`'s source, or `None` when it holds `limit` already.
     pub fn try_take(self: &Arc<Self>, ip: IpAddr) -> Option<SourcePermit> {
+        if self.exempt.iter().any(|c| c.contains(ip)) {
+            return Some(SourcePermit {
+                budget: self.clone(),
+                source: None,
+            });
+        }
         let source = Source::of(ip);
         let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
         let n = held.entry(source).or_insert(0);
@@ -69,7 +85,7 @@ impl SourceBudget {
         *n += 1;
         Some(SourcePermit {
             budget: self.clone(),
-            source,
+            source: Some(source),
         })
     }
 
@@ -94,12 +110,15 @@ impl SourceBudget {
 #[derive(Debug)]
 pub struct SourcePermit {
     budget: Arc<SourceBudget>,
-    source: Source,
+    /// `None` for an exempt source.
+    source: Option<Source>,
 }
 
 impl Drop for SourcePermit {
     fn drop(&mut self) {
-        self.budget.give_back(self.source);
+        if let Some(source) = self.source {
+            self.budget.give_back(source);
+        }
     }
 }
 
@@ -137,7 +156,7 @@ mod tests {
 
     #[test]
     fn the_excess_is_refused_and_places_come_back() {
-        let b = SourceBudget::new(2);
+        let b = SourceBudget::new(2, &[]);
         let first = b.try_take(ip("10.0.0.1")).unwrap();
         let _second = b.try_take(ip("::ffff:10.0.0.1")).unwrap();
         assert!(b.try_take(ip("10.0.0.1")).is_none());
@@ -148,5 +167,15 @@ mod tests {
         assert!(b.try_take(ip("10.0.0.1")).is_some());
         drop(_other);
         assert!(b.held.lock().unwrap().len() == 1);
+    }
+
+    #[test]
+    fn exempt_sources_are_not_counted() {
+        let b = SourceBudget::new(1, &["10.9.0.0/16".parse().unwrap()]);
+        let held: Vec<_> = (0..10).map(|_| b.try_take(ip("10.9.1.1")).unwrap()).collect();
+        assert_eq!(b.held_by(ip("10.9.1.1")), 0);
+        drop(held);
+        let _one = b.try_take(ip("10.8.1.1")).unwrap();
+        assert!(b.try_take(ip("10.8.1.1")).is_none());
     }
 }
