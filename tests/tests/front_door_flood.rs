@@ -281,7 +281,10 @@ async fn an_idle_connection_without_a_certificate_is_cut() -> anyhow::Result<()>
     // lived until `max_connection_age`, an hour).
     assert!(health_ok(&mut send).await, "the health check was refused");
     let r = tokio::time::timeout(GENEROUS, ended).await;
-    assert!(r.is_ok(), "an idle connection without a certificate was kept");
+    assert!(
+        r.is_ok(),
+        "an idle connection without a certificate was kept"
+    );
     s.stop_collector().await?;
     Ok(())
 }
@@ -310,8 +313,11 @@ async fn the_http_side_caps_each_source_and_bounds_bodies() -> anyhow::Result<()
     // Ten silent sockets from one address: four admitted, six closed at once.
     let mut silent = connect_many("127.0.0.2", http, 10).await?;
     // Another address is served meanwhile.
-    let r = tokio::time::timeout(GENEROUS, transmissor_tests::http::get(http, "/healthz", None))
-        .await??;
+    let r = tokio::time::timeout(
+        GENEROUS,
+        transmissor_tests::http::get(http, "/healthz", None),
+    )
+    .await??;
     assert_eq!(r.status, 200, "{}", r.body);
     let (closed, open) = closed_then_open(&mut silent, 6).await?;
     assert_eq!((closed, open), (6, 4));

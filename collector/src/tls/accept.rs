@@ -130,9 +130,7 @@ pub fn incoming(
         slots: Arc::new(Semaphore::new(server.max_concurrent_handshakes)),
         per_source_connections: SourceBudget::new(server.max_connections_per_source, exempt),
         per_source_handshakes: SourceBudget::new(server.max_handshakes_per_source, exempt),
-        without_certificate: Arc::new(Semaphore::new(
-            server.max_connections_without_certificate,
-        )),
+        without_certificate: Arc::new(Semaphore::new(server.max_connections_without_certificate)),
         without_certificate_per_source: SourceBudget::new(
             server.max_connections_without_certificate_per_source,
             exempt,
@@ -297,19 +295,17 @@ impl Handshake {
             tracing::debug!(%peer, "connection from an untrusted proxy");
             return Err(Refusal::UntrustedProxy);
         }
-        let client = match tokio::time::timeout(
-            self.first_byte_timeout,
-            proxy_protocol::read_header(tcp),
-        )
-        .await
-        {
-            Err(_) => return Err(Refusal::FirstByteTimeout),
-            Ok(Err(e)) => {
-                tracing::warn!(%peer, error = %e, "connection refused before tls");
-                return Err(Refusal::ProxyHeader);
-            }
-            Ok(Ok(client)) => client.unwrap_or(peer),
-        };
+        let client =
+            match tokio::time::timeout(self.first_byte_timeout, proxy_protocol::read_header(tcp))
+                .await
+            {
+                Err(_) => return Err(Refusal::FirstByteTimeout),
+                Ok(Err(e)) => {
+                    tracing::warn!(%peer, error = %e, "connection refused before tls");
+                    return Err(Refusal::ProxyHeader);
+                }
+                Ok(Ok(client)) => client.unwrap_or(peer),
+            };
         let place = self
             .per_source_connections
             .try_take(client.ip())

@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn sources_are_v4_addresses_and_v6_slash_64s() {
-        assert_eq!(Source::of(ip("::ffff:10.0.0.1")), Source::of(ip("10.0.0.1")));
+        assert_eq!(
+            Source::of(ip("::ffff:10.0.0.1")),
+            Source::of(ip("10.0.0.1"))
+        );
         assert_ne!(Source::of(ip("10.0.0.1")), Source::of(ip("10.0.0.2")));
         assert_eq!(
             Source::of(ip("2001:db8:1:2::1")),
@@ -172,7 +175,9 @@ mod tests {
     #[test]
     fn exempt_sources_are_not_counted() {
         let b = SourceBudget::new(1, &["10.9.0.0/16".parse().unwrap()]);
-        let held: Vec<_> = (0..10).map(|_| b.try_take(ip("10.9.1.1")).unwrap()).collect();
+        let held: Vec<_> = (0..10)
+            .map(|_| b.try_take(ip("10.9.1.1")).unwrap())
+            .collect();
         assert_eq!(b.held_by(ip("10.9.1.1")), 0);
         drop(held);
         let _one = b.try_take(ip("10.8.1.1")).unwrap();
