@@ -104,8 +104,7 @@ pub struct HttpConfig {
     /// Connections of the HTTP side's own pool.
     #[serde(default = "default_web_connections")]
     pub database_connections: u32,
-    /// Connections one source address may hold open; one more is closed at
-    /// once. Behind a reverse proxy, at least the proxy's connection pool.
+    /// Connections one source may hold; one more is closed at once.
     #[serde(default = "default_per_source_connections")]
     pub max_connections_per_source: usize,
     /// Sources not counted per source (the reverse proxy's address).
@@ -114,8 +113,7 @@ pub struct HttpConfig {
     /// A connection's first byte must arrive within this.
     #[serde(default = "default_first_byte", with = "humantime_serde")]
     pub first_byte_timeout: Duration,
-    /// A connection that moves no byte for this long is closed (more than
-    /// the slowest response takes).
+    /// A connection moving no byte for this long is closed.
     #[serde(default = "default_http_idle", with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// A connection is asked to close (gracefully) after this age.
@@ -300,33 +298,26 @@ pub struct ServerConfig {
     pub max_connections: usize,
     #[serde(default)]
     pub proxy_protocol: ProxyProtocolConfig,
-    /// Connections one source (IPv4 address, IPv6 /64, or the PROXY
-    /// header's client) may hold open; one more is closed at once. Several
-    /// municipalities may share one egress address (NAT).
+    /// Connections one source (IPv4 address, IPv6 /64, PROXY client) may
+    /// hold; one more is closed at once. See [`crate::tls::budget`].
     #[serde(default = "default_per_source_connections")]
     pub max_connections_per_source: usize,
-    /// Sources not counted per source (a NAT egress known to carry many
-    /// municipalities; a load balancer without the PROXY protocol): the
-    /// totals still bound them.
+    /// Sources not counted per source (a NAT egress of many municipalities).
     #[serde(default)]
     pub per_source_exempt: Vec<crate::tls::proxy_protocol::Cidr>,
     /// Handshakes one source may have in progress; one more is closed.
     #[serde(default = "default_per_source_handshakes")]
     pub max_handshakes_per_source: usize,
-    /// A connection's first bytes (a ClientHello, or the PROXY header) must
-    /// arrive within this; a silent connection is closed, and never holds a
-    /// handshake slot.
+    /// The first bytes (ClientHello, PROXY header) must arrive within this.
     #[serde(default = "default_first_byte", with = "humantime_serde")]
     pub first_byte_timeout: Duration,
-    /// Established connections without a client certificate (enrollment,
-    /// health probes) open at once; one more is closed after its handshake.
+    /// Connections without a client certificate (enrollment, probes).
     #[serde(default = "default_without_certificate")]
     pub max_connections_without_certificate: usize,
     /// ... and from one source.
     #[serde(default = "default_without_certificate_per_source")]
     pub max_connections_without_certificate_per_source: usize,
-    /// A connection without a client certificate that moves no byte for
-    /// this long is closed.
+    /// ... closed after moving no byte for this long.
     #[serde(default = "default_without_certificate_idle", with = "humantime_serde")]
     pub idle_timeout_without_certificate: Duration,
 }

@@ -84,3 +84,55 @@ pub(super) fn validate(server: &ServerConfig, http: &HttpConfig) -> Result<(), S
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::CollectorConfig;
+    use std::time::Duration;
+
+    const BASE: &str = r#"
+version = 1
+[server]
+listen = "127.0.0.1:7443"
+SERVER
+[tls]
+ca_file = "ca.pem"
+cert_file = "server.pem"
+key_file = "server.key"
+[database]
+url = "postgres://collector@127.0.0.1:5432/analytic"
+[http]
+HTTP
+"#;
+
+    fn parse(server: &str, http: &str) -> Result<CollectorConfig, String> {
+        CollectorConfig::parse(&BASE.replace("SERVER", server).replace("HTTP", http))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_allow_a_shared_egress_and_close_silence_quickly() {
+        let c = parse("", "").unwrap();
+        assert_eq!(c.server.max_connections_per_source, 64);
+        assert_eq!(c.server.max_handshakes_per_source, 16);
+        assert_eq!(c.server.first_byte_timeout, Duration::from_secs(5));
+        assert_eq!(c.server.max_connections_without_certificate, 64);
+        assert!(c.server.per_source_exempt.is_empty());
+        assert_eq!(c.http.max_connections_per_source, 64);
+        assert_eq!(c.http.body_read_timeout, Duration::from_secs(30));
+        let c = parse(r#"per_source_exempt = ["10.0.0.0/8"]"#, "").unwrap();
+        assert_eq!(c.server.per_source_exempt.len(), 1);
+    }
+
+    #[test]
+    fn zero_limits_and_deadlines_are_refused() {
+        let e = parse("max_connections_per_source = 0", "").unwrap_err();
+        assert!(e.contains("server.max_connections_per_source"), "{e}");
+        let e = parse("", "idle_timeout = \"0s\"").unwrap_err();
+        assert!(e.contains("http.idle_timeout"), "{e}");
+        let e = parse("first_byte_timeout = \"20s\"", "").unwrap_err();
+        assert!(e.contains("at most server.handshake_timeout"), "{e}");
+        let e = parse("max_handshake_per_source = 3", "").unwrap_err();
+        assert!(e.contains("max_handshake_per_source"), "{e}");
+    }
+}
