@@ -336,3 +336,37 @@ async fn the_http_side_caps_each_source_and_bounds_bodies() -> anyhow::Result<()
     s.stop_collector().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_cut() -> anyhow::Result<()> {
+    let port = transmissor_tests::pg::free_port();
+    let http: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let mut s = stack(
+        HARNESS_FRONT_DOOR,
+        &format!("\n[http]\nlisten = \"{http}\"\nplain = true\nidle_timeout = \"1s\"\n"),
+    )
+    .await?;
+    let mut tcp = None;
+    for _ in 0..400 {
+        if let Ok(t) = connect_from("127.0.0.2", http).await {
+            tcp = Some(t);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let tcp = tcp.ok_or_else(|| anyhow::anyhow!("the http side did not listen"))?;
+    // HTTP/2 with prior knowledge: one request, then nothing. Before the
+    // idle cut-off such a connection lived as long as the client wished.
+    let (mut send, conn) = h2::client::handshake(tcp).await?;
+    let ended = tokio::spawn(conn);
+    let req = http::Request::builder()
+        .uri(format!("http://{http}/healthz"))
+        .body(())?;
+    let (resp, _) = send.send_request(req, true)?;
+    assert_eq!(resp.await?.status(), 200);
+    let r = tokio::time::timeout(GENEROUS, ended).await;
+    assert!(r.is_ok(), "an idle http/2 connection was kept");
+    drop(send);
+    s.stop_collector().await?;
+    Ok(())
+}
