@@ -442,9 +442,12 @@ async fn db_role(
         t
     } else {
         tables
+            .iter()
+            .map(|t| doctor::sql_name::TableName::parse(t))
+            .collect::<Result<_, _>>()?
     };
     let Some(admin) = admin else {
-        print!("{}", doctor::role_sql::print(&cfg, &tables));
+        print!("{}", doctor::role_sql::print(&cfg, &tables)?);
         return Ok(ExitCode::SUCCESS);
     };
     let password = match std::env::var("TRANSMISSOR_ADMIN_PASSWORD") {
