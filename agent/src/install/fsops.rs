@@ -177,21 +177,87 @@ pub fn write_atomic(
 }
 
 /// Gives every entry under `dir` (and `dir`) this owner, without following
-/// symbolic links; returns how many had another.
+/// symbolic links; returns how many had another. `dir` belongs to the
+/// agent's user, who may swap entries while this runs as root, so every
+/// step is taken on a descriptor: directories are opened relative to their
+/// parent's descriptor with `O_NOFOLLOW` (a directory replaced by a link
+/// fails to open rather than being entered) and listed through that
+/// descriptor; other entries are opened as paths (`O_PATH|O_NOFOLLOW`) and
+/// changed on that descriptor, a link itself and never its target. A plain
+/// file with more than one hard link is refused: it may be another file
+/// of the machine linked in.
 pub fn chown_tree(dir: &Path, owner: Owner) -> io::Result<usize> {
+    use nix::fcntl::open;
+    use nix::sys::stat::Mode;
+    let fd = open(dir, dir_flags(), Mode::empty()).map_err(|e| at(e, dir))?;
+    chown_dir(fd, dir, owner)
+}
+
+fn dir_flags() -> nix::fcntl::OFlag {
+    use nix::fcntl::OFlag;
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+fn at(e: nix::errno::Errno, path: &Path) -> io::Error {
+    io::Error::new(
+        io::Error::from(e).kind(),
+        format!("{}: {e}", path.display()),
+    )
+}
+
+fn chown_dir(fd: std::os::fd::OwnedFd, path: &Path, owner: Owner) -> io::Result<usize> {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, SFlag, fstat};
+    use nix::fcntl::AtFlags;
+    use nix::unistd::{Gid, Uid, fchown, fchownat};
+    use std::os::fd::AsRawFd;
+
+    let ids = (Some(Uid::from_raw(owner.uid)), Some(Gid::from_raw(owner.gid)));
     let mut fixed = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = fs::symlink_metadata(&p)?;
-        if (m.uid(), m.gid()) != (owner.uid, owner.gid) {
-            std::os::unix::fs::lchown(&p, Some(owner.uid), Some(owner.gid))?;
-            fixed += 1;
-        }
-        if m.is_dir() {
-            for e in fs::read_dir(&p)? {
-                stack.push(e?.path());
+    let st = fstat(&fd).map_err(|e| at(e, path))?;
+    if (st.st_uid, st.st_gid) != (owner.uid, owner.gid) {
+        fchown(&fd, ids.0, ids.1).map_err(|e| at(e, path))?;
+        fixed += 1;
+    }
+    // The directory this descriptor holds, whatever its path now names.
+    let listing = fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    for entry in listing {
+        let name = entry?.file_name();
+        let child = path.join(&name);
+        let sub = openat(&fd, name.as_os_str(), dir_flags(), Mode::empty());
+        match sub {
+            Ok(sub) => {
+                fixed += chown_dir(sub, &child, owner)?;
+                continue;
             }
+            // Not a directory (or a link): changed below, on its own descriptor.
+            Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP) => {}
+            Err(e) => return Err(at(e, &child)),
         }
+        let node = openat(
+            &fd,
+            name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| at(e, &child))?;
+        let st = fstat(&node).map_err(|e| at(e, &child))?;
+        if (st.st_uid, st.st_gid) == (owner.uid, owner.gid) {
+            continue;
+        }
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        if kind == SFlag::S_IFREG && st.st_nlink > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} has {} hard links; refusing to change its owner (it may be another file of this machine)",
+                    child.display(),
+                    st.st_nlink
+                ),
+            ));
+        }
+        fchownat(&node, "", ids.0, ids.1, AtFlags::AT_EMPTY_PATH).map_err(|e| at(e, &child))?;
+        fixed += 1;
     }
     Ok(fixed)
 }
