@@ -231,3 +231,65 @@ fn pseudonym_key_export_leaves_no_other_copy() -> Result<()> {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// The `.deb`'s real `postinst`, with its account, state and config paths
+/// pointed at a temporary root (the account: `postgres`, an existing user
+/// and group, so nothing is added to this machine): a state directory
+/// whose `identity` is a link to a directory outside and whose `plan` is a
+/// link to a file outside. Root's files keep their owner and mode; the
+/// missing `spool` is made, the account's, 0700.
+#[test]
+fn postinst_follows_no_planted_link() -> Result<()> {
+    if !is_root() {
+        return Ok(()); // A maintainer script runs as root.
+    }
+    let pg = nix::unistd::User::from_name("postgres")?.context("no user postgres")?;
+    let owner = Owner {
+        uid: pg.uid.as_raw(),
+        gid: pg.gid.as_raw(),
+    };
+    let dir = tempfile::tempdir()?;
+    let root = dir.path();
+    // The account must reach its state directory, as under /var/lib.
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
+    let out = outside(root)?;
+    let target = out.join("shadow");
+    let state = root.join("var/lib/transmissor");
+    fs::create_dir_all(&state)?;
+    fs::set_permissions(&state, fs::Permissions::from_mode(0o700))?;
+    std::os::unix::fs::chown(&state, Some(owner.uid), Some(owner.gid))?;
+    symlink(&out, state.join("identity"))?;
+    symlink(&target, state.join("plan"))?;
+    let before = (fingerprint(&out)?, fingerprint(&target)?);
+
+    let script = transmissor_agent::install::deb::POSTINST
+        .replace("USER=transmissor", "USER=postgres")
+        .replace(
+            "/var/lib/transmissor",
+            &state.display().to_string(),
+        )
+        .replace(
+            "/etc/transmissor",
+            &root.join("etc/transmissor").display().to_string(),
+        );
+    ensure!(!script.contains("=/var/lib") && !script.contains(" /etc/transmissor"));
+    let path = root.join("postinst");
+    fs::write(&path, script)?;
+    let run = std::process::Command::new("sh")
+        .arg(&path)
+        .arg("configure")
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()?;
+    ensure!(
+        run.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    assert_eq!((fingerprint(&out)?, fingerprint(&target)?), before);
+    let spool = fs::symlink_metadata(state.join("spool"))?;
+    ensure!(spool.is_dir());
+    assert_eq!((spool.uid(), spool.mode() & 0o777), (owner.uid, 0o700));
+    Ok(())
+}
