@@ -280,14 +280,17 @@ fn postinst_follows_no_planted_link() -> Result<()> {
         .arg("configure")
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()?;
-    ensure!(
-        run.status.success(),
+    let said = format!(
         "{}{}",
         String::from_utf8_lossy(&run.stdout),
         String::from_utf8_lossy(&run.stderr)
     );
-
-    assert_eq!((fingerprint(&out)?, fingerprint(&target)?), before);
+    assert_eq!(
+        (fingerprint(&out)?, fingerprint(&target)?),
+        before,
+        "{said}"
+    );
+    ensure!(run.status.success(), "{said}");
     let spool = fs::symlink_metadata(state.join("spool"))?;
     ensure!(spool.is_dir());
     assert_eq!((spool.uid(), spool.mode() & 0o777), (owner.uid, 0o700));
