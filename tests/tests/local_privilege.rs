@@ -135,6 +135,36 @@ fn install_chown_tree_stays_inside() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn install_repairs_refuse_links_and_hard_links() -> Result<()> {
+    if !is_root() {
+        return Ok(()); // Changing owners needs root.
+    }
+    let owner = other_user()?;
+    let dir = tempfile::tempdir()?;
+    let out = outside(dir.path())?;
+    let target = out.join("shadow");
+    let state = state_dir(dir.path(), owner)?;
+    symlink(&out, state.join("identity"))?;
+    fs::hard_link(&target, state.join("pseudonym.key"))?;
+    let before = (fingerprint(&out)?, fingerprint(&target)?);
+
+    ensure!(fsops::ensure_dir(&state.join("identity"), owner, 0o700).is_err());
+    let err = fsops::fix_meta(&state.join("pseudonym.key"), owner, 0o600)
+        .expect_err("a hard link is refused");
+    ensure!(err.to_string().contains("hard link"), "{err}");
+    ensure!(fsops::fix_meta(&state.join("identity"), owner, 0o700).is_err());
+    assert_eq!((fingerprint(&out)?, fingerprint(&target)?), before);
+
+    // A real directory is still repaired.
+    fs::create_dir(state.join("plan"))?;
+    fs::set_permissions(state.join("plan"), fs::Permissions::from_mode(0o755))?;
+    fsops::ensure_dir(&state.join("plan"), owner, 0o700)?;
+    let m = fs::symlink_metadata(state.join("plan"))?;
+    assert_eq!((m.uid(), m.mode() & 0o7777), (owner.uid, 0o700));
+    Ok(())
+}
+
 fn write_key(state: &Path, mode: u32) -> Result<()> {
     let p = pseudonym_key::path(state);
     fs::write(&p, format!("{}\n", "ab".repeat(32)))?;
