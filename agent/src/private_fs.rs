@@ -150,7 +150,11 @@ pub fn replace_file_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
         OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(FILE_MODE),
     )?;
-    fchown(&fd, Some(Uid::from_raw(owner.st_uid)), Some(Gid::from_raw(owner.st_gid)))?;
+    fchown(
+        &fd,
+        Some(Uid::from_raw(owner.st_uid)),
+        Some(Gid::from_raw(owner.st_gid)),
+    )?;
     fchmod(&fd, Mode::from_bits_truncate(FILE_MODE))?;
     let mut f = File::from(fd);
     f.write_all(bytes)?;

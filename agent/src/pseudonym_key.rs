@@ -140,7 +140,9 @@ pub fn load(state_dir: &Path) -> Result<Option<PseudonymKey>, PseudonymKeyError>
     check_private(state_dir, &p, &meta)?;
     let mut text = Vec::new();
     let read = f.read_to_end(&mut text);
-    let key = read.map_err(io_err(&p)).and_then(|_| PseudonymKey::parse(&text, &p));
+    let key = read
+        .map_err(io_err(&p))
+        .and_then(|_| PseudonymKey::parse(&text, &p));
     text.zeroize();
     key.map(Some)
 }

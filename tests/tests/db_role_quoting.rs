@@ -169,7 +169,10 @@ async fn relations(cluster: &Cluster) -> Result<BTreeSet<(String, String)>> {
 
 /// What `role` may do: its table privileges (schema, table, privilege),
 /// schema USAGE, and whether it has any attribute beyond LOGIN.
-async fn privileges(cluster: &Cluster, role: &str) -> Result<(BTreeSet<(String, String, String)>, bool)> {
+async fn privileges(
+    cluster: &Cluster,
+    role: &str,
+) -> Result<(BTreeSet<(String, String, String)>, bool)> {
     let db = connect(cluster, DATABASE).await?;
     let grants = db
         .query(
@@ -214,15 +217,24 @@ fn expected(pwned: &Path) -> BTreeSet<(String, String, String)> {
 /// turned it off) and the canary still stands.
 async fn intact(cluster: &Cluster, before: &BTreeSet<(String, String)>) -> Result<()> {
     let db = connect(cluster, DATABASE).await?;
-    let n: i64 = db.query_one("SELECT count(*) FROM canary", &[]).await?.get(0);
+    let n: i64 = db
+        .query_one("SELECT count(*) FROM canary", &[])
+        .await?
+        .get(0);
     ensure!(n == 1, "the canary changed");
     let postgres_login: bool = db
-        .query_one("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'postgres'", &[])
+        .query_one(
+            "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'postgres'",
+            &[],
+        )
         .await?
         .get(0);
     ensure!(postgres_login, "a name became ALTER ROLE postgres NOLOGIN");
     let after = relations(cluster).await?;
-    ensure!(&after == before, "relations changed: {before:?} -> {after:?}");
+    ensure!(
+        &after == before,
+        "relations changed: {before:?} -> {after:?}"
+    );
     Ok(())
 }
 
@@ -286,7 +298,10 @@ async fn hostile_names_print_and_apply_exactly_the_grants() -> Result<()> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    ensure!(text.contains("created or adjusted") || text.contains("criado ou ajustado"), "{text}");
+    ensure!(
+        text.contains("created or adjusted") || text.contains("criado ou ajustado"),
+        "{text}"
+    );
     intact(&cluster, &before).await?;
     let (grants, powerful) = privileges(&cluster, APPLIED_ROLE).await?;
     assert_eq!(grants, expected(&pwned));

@@ -37,7 +37,11 @@ fn is_root() -> bool {
 /// Content, owner and mode of a file, to compare before and after.
 fn fingerprint(p: &Path) -> Result<(Vec<u8>, u32, u32, u32)> {
     let m = fs::symlink_metadata(p)?;
-    let content = if m.is_file() { fs::read(p)? } else { Vec::new() };
+    let content = if m.is_file() {
+        fs::read(p)?
+    } else {
+        Vec::new()
+    };
     Ok((content, m.uid(), m.gid(), m.mode()))
 }
 
@@ -181,10 +185,14 @@ fn pseudonym_key_must_be_private_and_the_agents() -> Result<()> {
     // Readable by others: refused, with the path and the fix.
     write_key(&state, 0o644)?;
     let err = pseudonym_key::load(&state).expect_err("a 0644 key is refused");
-    ensure!(matches!(err, PseudonymKeyError::OpenToOthers { .. }), "{err}");
+    ensure!(
+        matches!(err, PseudonymKeyError::OpenToOthers { .. }),
+        "{err}"
+    );
     let text = err.to_string();
     ensure!(
-        text.contains("chmod 600") && text.contains(&pseudonym_key::path(&state).display().to_string()),
+        text.contains("chmod 600")
+            && text.contains(&pseudonym_key::path(&state).display().to_string()),
         "{text}"
     );
     write_key(&state, 0o600)?;
@@ -210,7 +218,10 @@ fn pseudonym_key_must_be_private_and_the_agents() -> Result<()> {
         let err = pseudonym_key::load(&state).expect_err("another user's key is refused");
         ensure!(matches!(err, PseudonymKeyError::WrongOwner { .. }), "{err}");
         std::os::unix::fs::chown(&state, Some(owner.uid), Some(owner.gid))?;
-        ensure!(pseudonym_key::load(&state)?.is_some(), "the agent's key loads as root");
+        ensure!(
+            pseudonym_key::load(&state)?.is_some(),
+            "the agent's key loads as root"
+        );
     }
     Ok(())
 }
@@ -294,10 +305,7 @@ fn postinst_follows_no_planted_link() -> Result<()> {
 
     let script = transmissor_agent::install::deb::POSTINST
         .replace("USER=transmissor", "USER=postgres")
-        .replace(
-            "/var/lib/transmissor",
-            &state.display().to_string(),
-        )
+        .replace("/var/lib/transmissor", &state.display().to_string())
         .replace(
             "/etc/transmissor",
             &root.join("etc/transmissor").display().to_string(),

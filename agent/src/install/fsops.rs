@@ -77,7 +77,10 @@ pub fn fix_meta(path: &Path, owner: Owner, mode: u32) -> io::Result<Outcome> {
     let refuse = |why: &str| {
         Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("{}: {why}; refusing to change its owner or mode", path.display()),
+            format!(
+                "{}: {why}; refusing to change its owner or mode",
+                path.display()
+            ),
         ))
     };
     if kind != SFlag::S_IFDIR && kind != SFlag::S_IFREG {
@@ -243,13 +246,16 @@ fn at(e: nix::errno::Errno, path: &Path) -> io::Error {
 }
 
 fn chown_dir(fd: std::os::fd::OwnedFd, path: &Path, owner: Owner) -> io::Result<usize> {
+    use nix::fcntl::AtFlags;
     use nix::fcntl::{OFlag, openat};
     use nix::sys::stat::{Mode, SFlag, fstat};
-    use nix::fcntl::AtFlags;
     use nix::unistd::{Gid, Uid, fchown, fchownat};
     use std::os::fd::AsRawFd;
 
-    let ids = (Some(Uid::from_raw(owner.uid)), Some(Gid::from_raw(owner.gid)));
+    let ids = (
+        Some(Uid::from_raw(owner.uid)),
+        Some(Gid::from_raw(owner.gid)),
+    );
     let mut fixed = 0;
     let st = fstat(&fd).map_err(|e| at(e, path))?;
     if (st.st_uid, st.st_gid) != (owner.uid, owner.gid) {
