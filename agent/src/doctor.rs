@@ -30,6 +30,7 @@ pub mod message;
 pub mod report;
 pub mod role_sql;
 pub mod service;
+pub mod sql_name;
 pub mod write_access;
 
 use std::collections::BTreeSet;

@@ -181,8 +181,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum KeyCommand {
-    /// Write the key to a new file (0600; never over an existing file).
-    /// Keep that file as secret as the state directory.
+    /// Write the key to a new file (0600; never over an existing file), or
+    /// to standard output with `--out -` (no file at all). Keep it as
+    /// secret as the state directory.
     Export {
         #[arg(long, short, env = "TRANSMISSOR_AGENT_CONFIG")]
         config: PathBuf,
@@ -206,8 +207,12 @@ fn pseudonym_key_cmd(command: KeyCommand) -> Result<ExitCode> {
     match command {
         KeyCommand::Export { config, out } => {
             let cfg = AgentConfig::load(&config)?;
-            pseudonym_key::export(&cfg.agent.state_dir, &out)?;
-            println!("pseudonym key written to {}", out.display());
+            if out.as_os_str() == "-" {
+                pseudonym_key::export_to(&cfg.agent.state_dir, &mut std::io::stdout().lock())?;
+            } else {
+                pseudonym_key::export(&cfg.agent.state_dir, &out)?;
+                println!("pseudonym key written to {}", out.display());
+            }
         }
         KeyCommand::Import {
             config,
@@ -442,9 +447,12 @@ async fn db_role(
         t
     } else {
         tables
+            .iter()
+            .map(|t| doctor::sql_name::TableName::parse(t))
+            .collect::<Result<_, _>>()?
     };
     let Some(admin) = admin else {
-        print!("{}", doctor::role_sql::print(&cfg, &tables));
+        print!("{}", doctor::role_sql::print(&cfg, &tables)?);
         return Ok(ExitCode::SUCCESS);
     };
     let password = match std::env::var("TRANSMISSOR_ADMIN_PASSWORD") {

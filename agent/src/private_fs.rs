@@ -11,6 +11,15 @@
 //! Administrators and `NT SERVICE\transmissor-agent` only) and narrows the
 //! password file further. These functions then create the directories and
 //! files with that inherited ACL, and [`ensure_private_dir`] checks nothing.
+//!
+//! Root acting inside a directory the agent's user can write (the state
+//! directory: `doctor` and `install` run as root) must not follow what that
+//! user planted there: a symbolic link named like the file root is about
+//! to write would otherwise make root create, truncate or `chown` any file
+//! on the machine. So files are never opened through a final symbolic link
+//! (`O_NOFOLLOW`), [`replace_file_in`] works relative to the directory's
+//! descriptor with a fresh file (`O_EXCL`) and changes the owner on the
+//! descriptor, and [`open_regular`] refuses anything but a plain file.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -52,12 +61,126 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates (or truncates) `path` for writing, 0600 from the start. On
-/// Windows: with the inherited ACL.
+/// Creates (or truncates) `path` for writing, 0600 from the start; a
+/// symbolic link at `path` is refused, not followed. On Windows: with the
+/// inherited ACL.
 pub fn create_file(path: &Path) -> io::Result<File> {
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, FILE_MODE);
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(FILE_MODE)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits());
+    }
     opts.open(path)
+}
+
+/// Opens `path` for reading only if it is a plain file reached without a
+/// final symbolic link (a FIFO or device is refused without blocking on
+/// it); returns it with its metadata, taken from the open file.
+pub fn open_regular(path: &Path) -> io::Result<(File, fs::Metadata)> {
+    let mut opts = OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use nix::fcntl::OFlag;
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits());
+    }
+    let f = opts.open(path).map_err(|e| refused_link(e, path))?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a plain file", path.display()),
+        ));
+    }
+    Ok((f, meta))
+}
+
+/// `ELOOP` from `O_NOFOLLOW` said plainly.
+fn refused_link(e: io::Error, path: &Path) -> io::Error {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(nix::errno::Errno::ELOOP as i32) {
+        return io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is a symbolic link; refusing to follow it",
+                path.display()
+            ),
+        );
+    }
+    let _ = path;
+    e
+}
+
+/// Replaces `dir/name` with `bytes`, whole (a fresh temporary file in
+/// `dir`, then a rename), 0600 and owned like `dir` itself, safely when
+/// the caller is root and `dir` belongs to another user: everything is
+/// done relative to `dir`'s descriptor, the temporary file is created new
+/// (`O_EXCL`, so never through a planted link or over a planted file; a
+/// stale one is unlinked first, which removes a link, not its target), its
+/// owner and mode are set on the descriptor, and the rename replaces
+/// whatever `name` was (a link included) without following it. `dir`
+/// itself is taken as given (its path is the configuration's).
+#[cfg(unix)]
+pub fn replace_file_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use nix::fcntl::{OFlag, openat, renameat};
+    use nix::sys::stat::{Mode, fchmod, fstat};
+    use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
+    use std::io::Write;
+
+    let dir_fd = File::open(dir)?;
+    let owner = fstat(&dir_fd)?;
+    if owner.st_mode & libc_dir_bit() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    let tmp = format!("{name}.tmp");
+    match unlinkat(&dir_fd, tmp.as_str(), UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let fd = openat(
+        &dir_fd,
+        tmp.as_str(),
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(FILE_MODE),
+    )?;
+    fchown(
+        &fd,
+        Some(Uid::from_raw(owner.st_uid)),
+        Some(Gid::from_raw(owner.st_gid)),
+    )?;
+    fchmod(&fd, Mode::from_bits_truncate(FILE_MODE))?;
+    let mut f = File::from(fd);
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    renameat(&dir_fd, tmp.as_str(), &dir_fd, name)?;
+    Ok(())
+}
+
+/// `S_IFDIR`, the directory bit of `st_mode`.
+#[cfg(unix)]
+fn libc_dir_bit() -> u32 {
+    nix::sys::stat::SFlag::S_IFDIR.bits()
+}
+
+/// Replaces `dir/name` with `bytes`, whole (temporary file, rename). On
+/// Windows the directory's ACL (the installer's) is what protects it.
+#[cfg(not(unix))]
+pub fn replace_file_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = create_file(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, &path)
 }

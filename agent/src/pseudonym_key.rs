@@ -48,6 +48,18 @@ pub enum PseudonymKeyError {
     OutputExists(PathBuf),
     #[error("the operating system's random generator failed: {0}")]
     Random(String),
+    #[error(
+        "{path} can be read or written by other users (mode {mode:03o}); the pseudonym key must be its owner's only: chmod 600 {path}"
+    )]
+    OpenToOthers { path: PathBuf, mode: u32 },
+    #[error(
+        "{path} belongs to user id {owner}, not to the agent's user (id {expected}): whoever owns it can change every pseudonym; chown it to the agent's user, or import the key again"
+    )]
+    WrongOwner {
+        path: PathBuf,
+        owner: u32,
+        expected: u32,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PseudonymKeyError + '_ {
@@ -113,18 +125,59 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join(KEY_FILE)
 }
 
-/// The key, if it exists.
+/// The key, if it exists. It must be a plain file (a symbolic link is not
+/// followed), not open to other users, and owned by the user running this
+/// or, when that is root, by the state directory's owner (the agent's
+/// user): otherwise it is refused with the path and the fix.
 pub fn load(state_dir: &Path) -> Result<Option<PseudonymKey>, PseudonymKeyError> {
+    use std::io::Read;
     let p = path(state_dir);
-    match fs::read(&p) {
-        Ok(mut text) => {
-            let key = PseudonymKey::parse(&text, &p);
-            text.zeroize();
-            key.map(Some)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(&p)(e)),
+    let (mut f, meta) = match crate::private_fs::open_regular(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&p)(e)),
+    };
+    check_private(state_dir, &p, &meta)?;
+    let mut text = Vec::new();
+    let read = f.read_to_end(&mut text);
+    let key = read
+        .map_err(io_err(&p))
+        .and_then(|_| PseudonymKey::parse(&text, &p));
+    text.zeroize();
+    key.map(Some)
+}
+
+/// The key file's mode and owner, from the open file.
+#[cfg(unix)]
+fn check_private(state_dir: &Path, p: &Path, meta: &fs::Metadata) -> Result<(), PseudonymKeyError> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = meta.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(PseudonymKeyError::OpenToOthers {
+            path: p.to_path_buf(),
+            mode,
+        });
     }
+    let me = nix::unistd::geteuid().as_raw();
+    let expected = if me == 0 {
+        fs::metadata(state_dir).map_err(io_err(state_dir))?.uid()
+    } else {
+        me
+    };
+    if meta.uid() != expected && meta.uid() != me {
+        return Err(PseudonymKeyError::WrongOwner {
+            path: p.to_path_buf(),
+            owner: meta.uid(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+/// On Windows the data directory's ACL (the installer's) protects it.
+#[cfg(not(unix))]
+fn check_private(_: &Path, _: &Path, _: &fs::Metadata) -> Result<(), PseudonymKeyError> {
+    Ok(())
 }
 
 /// The key, made now if it does not exist yet (`true`: made now).
@@ -155,7 +208,19 @@ fn put(state_dir: &Path, key: &PseudonymKey, replace: bool) -> Result<bool, Pseu
         rand::random::<u32>()
     ));
     let written = (|| -> io::Result<bool> {
-        let mut f = crate::private_fs::create_file(&tmp)?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, crate::private_fs::FILE_MODE);
+        let mut f = opts.open(&tmp)?;
+        // Run as root (install, import), the key still belongs to the
+        // agent's user, who owns the state directory.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let owner = fs::metadata(state_dir)?;
+            std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+        }
         let mut text = key.to_text();
         let w = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
         text.zeroize();
@@ -180,13 +245,30 @@ fn put(state_dir: &Path, key: &PseudonymKey, replace: bool) -> Result<bool, Pseu
     written.map_err(io_err(&dest))
 }
 
-/// Copies the key to `out` (0600, never over an existing file), for moving
-/// the municipality to another machine.
-pub fn export(state_dir: &Path, out: &Path) -> Result<(), PseudonymKeyError> {
-    let key = load(state_dir)?.ok_or_else(|| PseudonymKeyError::Io {
+/// The key, for [`export`] and [`export_to`].
+fn existing(state_dir: &Path) -> Result<PseudonymKey, PseudonymKeyError> {
+    load(state_dir)?.ok_or_else(|| PseudonymKeyError::Io {
         path: path(state_dir),
         source: io::Error::new(io::ErrorKind::NotFound, "no pseudonym key yet"),
-    })?;
+    })
+}
+
+/// Writes the key's text to `w` (standard output: `--out -`), nothing
+/// else written anywhere.
+pub fn export_to(state_dir: &Path, w: &mut dyn Write) -> Result<(), PseudonymKeyError> {
+    let key = existing(state_dir)?;
+    let mut text = key.to_text();
+    let written = w.write_all(text.as_bytes()).and_then(|()| w.flush());
+    text.zeroize();
+    written.map_err(io_err(Path::new("-")))
+}
+
+/// Copies the key to `out` (created new, exactly 0600, never over an
+/// existing file or through a link), for moving the municipality to
+/// another machine. No other copy is made; if writing fails, the partial
+/// file is removed.
+pub fn export(state_dir: &Path, out: &Path) -> Result<(), PseudonymKeyError> {
+    let key = existing(state_dir)?;
     let mut opts = fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -198,9 +280,22 @@ pub fn export(state_dir: &Path, out: &Path) -> Result<(), PseudonymKeyError> {
             io_err(out)(e)
         }
     })?;
+    #[cfg(unix)]
+    let exact = {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(crate::private_fs::FILE_MODE))
+    };
+    #[cfg(not(unix))]
+    let exact: io::Result<()> = Ok(());
     let mut text = key.to_text();
-    let w = f.write_all(text.as_bytes()).and_then(|()| f.sync_all());
+    let w = exact
+        .and_then(|()| f.write_all(text.as_bytes()))
+        .and_then(|()| f.sync_all());
     text.zeroize();
+    if w.is_err() {
+        drop(f);
+        let _ = fs::remove_file(out);
+    }
     w.map_err(io_err(out))
 }
 
@@ -320,6 +415,11 @@ mod tests {
     fn a_damaged_key_is_refused_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(path(dir.path()), "not a key\n").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(path(dir.path()), fs::Permissions::from_mode(0o600)).unwrap();
+        }
         assert!(matches!(
             load_or_create(dir.path()),
             Err(PseudonymKeyError::Invalid { .. })

@@ -13,7 +13,10 @@
          reinício automático em caso de falha);
       3. cria C:\ProgramData\transmissor\{config,state,spool,logs} com
          permissões restritas (só SYSTEM, Administradores e o serviço; a
-         senha e a chave privada só para SYSTEM e o serviço);
+         senha e a chave privada só para SYSTEM e o serviço); uma pasta
+         que já existia perde o dono e as permissões que tinha (dono:
+         Administradores; só as entradas acima), e um link no lugar dela
+         é recusado;
       4. escreve config\agent.toml e config\source.password;
       5. inscreve o agente no coletor com o token de uso único (pulado se a
          identidade já existe);
@@ -203,6 +206,27 @@ function Read-ExistingConfig {
     $found
 }
 
+# Removes a file or folder tree without ever entering a link: Windows
+# PowerShell 5.1's `Remove-Item -Recurse` enters junctions and deletes what
+# they point to, and the service account may make junctions in the folders
+# it writes. A junction or symbolic link is removed as a link (its own
+# entry: RemoveDirectory on a junction leaves the target alone); folders
+# are emptied depth first.
+function Remove-Tree([string]$Path) {
+    $item = Get-Item -LiteralPath $Path -Force -ErrorAction SilentlyContinue
+    if (-not $item) { return }
+    if ($item.PSIsContainer -and -not ($item.Attributes -band [IO.FileAttributes]::ReparsePoint)) {
+        foreach ($child in Get-ChildItem -LiteralPath $item.FullName -Force) {
+            Remove-Tree $child.FullName
+        }
+        [IO.Directory]::Delete($item.FullName, $false)
+    } elseif ($item.PSIsContainer) {
+        [IO.Directory]::Delete($item.FullName, $false)
+    } else {
+        Remove-Item -LiteralPath $item.FullName -Force
+    }
+}
+
 function Uninstall-Agent {
     Say "removendo o agente transmissor" 'removing the transmissor agent'
     Stop-Agent
@@ -217,12 +241,12 @@ function Uninstall-Agent {
     if (Test-Path -LiteralPath $DataDir) {
         foreach ($item in Get-ChildItem -LiteralPath $DataDir -Force) {
             if ($KeepSpool -and $item.FullName -eq $SpoolDir) { continue }
-            Remove-Item -LiteralPath $item.FullName -Recurse -Force
+            Remove-Tree $item.FullName
         }
         if ($KeepSpool -and (Test-Path -LiteralPath $SpoolDir)) {
             Say "spool mantido em $SpoolDir (o resto de $DataDir foi removido)" "spool kept in $SpoolDir"
         } else {
-            Remove-Item -LiteralPath $DataDir -Recurse -Force
+            Remove-Tree $DataDir
             Say "removido $DataDir" "removed $DataDir"
         }
     }
@@ -256,15 +280,63 @@ function Register-Agent {
     Invoke-Native 'sc.exe failureflag' { sc.exe failureflag $ServiceName 1 } | Out-Null
 }
 
+# A junction or symbolic link where the installer expects a folder: an
+# earlier user (ProgramData is writable by Users) could point the data
+# folder, or one inside it, anywhere; the installer would then set owners
+# and permissions there. Refused.
+function Assert-NotReparsePoint([string]$Path) {
+    $item = Get-Item -LiteralPath $Path -Force -ErrorAction SilentlyContinue
+    if ($item -and ($item.Attributes -band [IO.FileAttributes]::ReparsePoint)) {
+        Fail "$Path é um link (junction/symlink), não uma pasta: remova-o e execute de novo" "$Path is a link, not a folder: remove it and run again"
+    }
+}
+
+# The data folder's own security, set whole in one write: owner
+# Administrators, inheritance from ProgramData cut, and exactly these
+# entries (SYSTEM and Administrators full control, the service reads). A
+# folder that existed before (made by any user: ProgramData lets Users
+# create folders) keeps neither its owner, who could rewrite the ACL at
+# will, nor any entry it had.
+function Set-DataDirRootAcl([string]$ServiceSid) {
+    $acl = New-Object Security.AccessControl.DirectorySecurity
+    $acl.SetOwner((New-Object Security.Principal.SecurityIdentifier($SidAdministrators)))
+    $acl.SetAccessRuleProtection($true, $false)
+    $inherit = [Security.AccessControl.InheritanceFlags]'ContainerInherit, ObjectInherit'
+    $none = [Security.AccessControl.PropagationFlags]::None
+    foreach ($entry in @(
+            @($SidSystem, [Security.AccessControl.FileSystemRights]::FullControl),
+            @($SidAdministrators, [Security.AccessControl.FileSystemRights]::FullControl),
+            @($ServiceSid, [Security.AccessControl.FileSystemRights]::ReadAndExecute))) {
+        $sid = New-Object Security.Principal.SecurityIdentifier($entry[0])
+        $rule = New-Object Security.AccessControl.FileSystemAccessRule($sid, $entry[1], $inherit, $none, 'Allow')
+        $acl.AddAccessRule($rule)
+    }
+    Set-Acl -LiteralPath $DataDir -AclObject $acl
+}
+
 function Set-DataDirAcls([string]$ServiceSid) {
     Say "criando $DataDir com permissões restritas" "creating $DataDir with restricted permissions"
-    foreach ($dir in @($DataDir, $ConfigDir, $StateDir, $SpoolDir, $LogDir)) {
+    Assert-NotReparsePoint $DataDir
+    New-Item -ItemType Directory -Force -Path $DataDir | Out-Null
+    # Owner and entries of the folder itself first (nobody else may then
+    # change what is inside), then of everything already in it: owner
+    # Administrators (/L: a link itself, never its target), and only what
+    # it inherits (/reset drops every explicit entry; the identity folder
+    # and the password file get their own below, as on every run).
+    # A folder someone else made (and owns) is taken first (icacls uses
+    # the administrators' take-ownership right; /L: the folder itself).
+    Invoke-Icacls $DataDir @('/setowner', "*${SidAdministrators}", '/L') 'setowner'
+    Set-DataDirRootAcl $ServiceSid
+    if (Get-ChildItem -LiteralPath $DataDir -Force) {
+        Invoke-Icacls (Join-Path $DataDir '*') @('/setowner', "*${SidAdministrators}", '/T', '/L') 'setowner'
+        Invoke-Icacls (Join-Path $DataDir '*') @('/reset', '/T', '/L') 'reset'
+    }
+    foreach ($dir in @($ConfigDir, $StateDir, $SpoolDir, $LogDir, $IdentityDir)) {
+        Assert-NotReparsePoint $dir
+    }
+    foreach ($dir in @($ConfigDir, $StateDir, $SpoolDir, $LogDir)) {
         New-Item -ItemType Directory -Force -Path $dir | Out-Null
     }
-    # No inheritance from ProgramData (where Users may read): SYSTEM and
-    # Administrators full control, the service reads.
-    Invoke-Icacls $DataDir @('/inheritance:r', '/grant:r',
-        "*${SidSystem}:(OI)(CI)F", "*${SidAdministrators}:(OI)(CI)F", "*${ServiceSid}:(OI)(CI)RX") $DataDir
     # The service writes its state, spool and logs (config: read only).
     foreach ($dir in @($StateDir, $SpoolDir, $LogDir)) {
         Invoke-Icacls $dir @('/grant:r', "*${ServiceSid}:(OI)(CI)M") $dir

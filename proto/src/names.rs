@@ -46,9 +46,18 @@ pub fn quote_ident(name: &str) -> String {
     s
 }
 
-/// Quotes a string literal for PostgreSQL (standard_conforming_strings on).
+/// Quotes a string literal for PostgreSQL as its `quote_literal` does: `'`
+/// doubled, and when the value has a backslash, the `E'…'` form with each
+/// backslash doubled, so that the literal means the same whatever
+/// `standard_conforming_strings` is. (A NUL cannot be in a PostgreSQL
+/// string; callers that take outside values refuse it first.)
 pub fn quote_literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    let quoted = value.replace('\'', "''");
+    if value.contains('\\') {
+        format!("E'{}'", quoted.replace('\\', "\\\\"))
+    } else {
+        format!("'{quoted}'")
+    }
 }
 
 #[cfg(test)]
@@ -68,5 +77,7 @@ mod tests {
     fn quoting() {
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(quote_literal("o'clock"), "'o''clock'");
+        assert_eq!(quote_literal(r"a\'; x"), r"E'a\\''; x'");
+        assert_eq!(quote_ident(r#"a\"b"#), r#""a\""b""#);
     }
 }

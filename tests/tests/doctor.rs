@@ -15,6 +15,7 @@
 
 use anyhow::{Context, Result};
 
+use transmissor_agent::doctor::sql_name::{Ident, TableName};
 use transmissor_agent::doctor::write_access::{self, Finding, Grantee, Kind};
 use transmissor_tests::pg::{Cluster, ClusterOptions, PgServer};
 
@@ -218,9 +219,12 @@ async fn roles_on(server: PgServer) -> Result<()> {
         .batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
         .await?;
     let sql = write_access::read_only_role_sql(
-        "transmissor_leitura",
-        "esus",
-        &["pec.tb_cidadao".to_string(), "pec.tb_atend".to_string()],
+        &Ident::new("transmissor_leitura")?,
+        &Ident::new("esus")?,
+        &[
+            TableName::parse("pec.tb_cidadao")?,
+            TableName::parse("pec.tb_atend")?,
+        ],
     );
     admin
         .batch_execute(&sql.replace("'<senha / password>'", "'x'"))

@@ -475,8 +475,8 @@ async fn role_sql_and_the_collector_sees_the_summary() -> Result<()> {
     assert!(out.status.success(), "{sql}");
     for line in [
         "CREATE ROLE \"leitor_novo\" LOGIN PASSWORD",
-        "GRANT SELECT ON tb_atend TO \"leitor_novo\";",
-        "GRANT SELECT ON tb_cidadao TO \"leitor_novo\";",
+        "GRANT SELECT ON \"tb_atend\" TO \"leitor_novo\";",
+        "GRANT SELECT ON \"tb_cidadao\" TO \"leitor_novo\";",
         "ALTER ROLE \"leitor_novo\" SET default_transaction_read_only = on;",
     ] {
         assert!(sql.contains(line), "{line:?} not in:\n{sql}");

@@ -295,10 +295,14 @@ async fn readable(client: &Client, user: &str, job: &str, query: &str) -> Findin
     }
 }
 
-/// The object of "permission denied for table pec.x" (PostgreSQL 11+ says
+/// The object of "permission denied for table x" (PostgreSQL 11+ says
 /// table, view, sequence or schema; 10 says relation), as a GRANT target:
-/// `pec.x`, or `SCHEMA pec`. Names only: no data is in these messages.
+/// `"x"`, or `SCHEMA "pec"`. Names only: no data is in these messages.
+/// The name is the server's bare name, which anyone who may create a
+/// table chooses: it is quoted as one identifier, so the GRANT the fix
+/// line prints for an administrator cannot carry other statements.
 fn denied_object(message: &str) -> Option<String> {
+    use transmissor_proto::names::quote_ident;
     let rest = message.strip_prefix("permission denied for ")?;
     let (kind, name) = rest.split_once(' ')?;
     let name = name.trim();
@@ -306,9 +310,9 @@ fn denied_object(message: &str) -> Option<String> {
         return None;
     }
     Some(match kind {
-        "schema" => format!("SCHEMA {name}"),
-        "materialized" => name.strip_prefix("view ")?.to_string(),
-        "table" | "relation" | "view" | "sequence" => name.to_string(),
+        "schema" => format!("SCHEMA {}", quote_ident(name)),
+        "materialized" => quote_ident(name.strip_prefix("view ")?),
+        "table" | "relation" | "view" | "sequence" => quote_ident(name),
         _ => return None,
     })
 }
@@ -321,15 +325,20 @@ mod tests {
     fn denied_objects() {
         assert_eq!(
             denied_object("permission denied for table tb_cidadao").as_deref(),
-            Some("tb_cidadao")
+            Some("\"tb_cidadao\"")
         );
         assert_eq!(
             denied_object("permission denied for relation tb_cidadao").as_deref(),
-            Some("tb_cidadao")
+            Some("\"tb_cidadao\"")
         );
         assert_eq!(
             denied_object("permission denied for schema pec").as_deref(),
-            Some("SCHEMA pec")
+            Some("SCHEMA \"pec\"")
+        );
+        // A table named to close the GRANT and append a statement.
+        assert_eq!(
+            denied_object("permission denied for table x TO PUBLIC; DROP TABLE y; --\"").as_deref(),
+            Some("\"x TO PUBLIC; DROP TABLE y; --\"\"\"")
         );
         assert_eq!(denied_object("permission denied for function f"), None);
         assert_eq!(denied_object("something else"), None);

@@ -72,10 +72,14 @@ impl Finding {
                 format!("start the service: it fetches the plan from the collector; then run the doctor again ({service})"),
             ),
             ReadDenied { object, user, .. } => match object {
-                Some(o) => lang.pick(
-                    format!("como administrador: GRANT SELECT ON {o} TO {user}; (ou rode o SQL de `transmissor-agent db-role --config {cfg}`)"),
-                    format!("as an administrator: GRANT SELECT ON {o} TO {user}; (or run the SQL of `transmissor-agent db-role --config {cfg}`)"),
-                ),
+                // `object` and `user` are quoted identifiers (database.rs).
+                Some(o) => {
+                    let privilege = if o.starts_with("SCHEMA ") { "USAGE" } else { "SELECT" };
+                    lang.pick(
+                        format!("como administrador: GRANT {privilege} ON {o} TO {user}; (ou rode o SQL de `transmissor-agent db-role --config {cfg}`)"),
+                        format!("as an administrator: GRANT {privilege} ON {o} TO {user}; (or run the SQL of `transmissor-agent db-role --config {cfg}`)"),
+                    )
+                }
                 None => lang.pick(
                     format!("como administrador, rode o SQL de `transmissor-agent db-role --config {cfg}`"),
                     format!("as an administrator, run the SQL of `transmissor-agent db-role --config {cfg}`"),

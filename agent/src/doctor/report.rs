@@ -3,7 +3,6 @@
 //! for the collector ([`summary`], kept in the state directory until the
 //! next heartbeat carries it).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -207,29 +206,20 @@ impl Report {
     }
 }
 
+/// The summary's file name in the state directory.
+const SUMMARY_FILE: &str = "doctor.pb";
+
 /// Where the last summary waits for the heartbeat.
 pub fn summary_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("doctor.pb")
+    state_dir.join(SUMMARY_FILE)
 }
 
 /// Keeps `summary` for the heartbeat: written whole (temp file, rename),
 /// 0600, owned like the state directory (the doctor may run as root, the
-/// agent as its own user).
+/// agent as its own user). The state directory is the agent user's, so
+/// nothing planted there is followed ([`crate::private_fs::replace_file_in`]).
 pub fn save_summary(state_dir: &Path, summary: &pb::DoctorSummary) -> std::io::Result<()> {
-    let path = summary_path(state_dir);
-    let tmp = path.with_extension("pb.tmp");
-    {
-        let mut f = crate::private_fs::create_file(&tmp)?;
-        f.write_all(&summary.encode_to_vec())?;
-        f.sync_all()?;
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let owner = std::fs::metadata(state_dir)?;
-        std::os::unix::fs::chown(&tmp, Some(owner.uid()), Some(owner.gid()))?;
-    }
-    std::fs::rename(&tmp, &path)
+    crate::private_fs::replace_file_in(state_dir, SUMMARY_FILE, &summary.encode_to_vec())
 }
 
 /// The last summary kept, if any (a broken file counts as none).

@@ -13,12 +13,11 @@ use sqlparser::parser::Parser;
 use thiserror::Error;
 use tokio_postgres::NoTls;
 
-use transmissor_proto::names::quote_literal;
-
 use crate::config::AgentConfig;
 use crate::jobs::JobSet;
 use crate::pipeline::source::{self, describe_pg_error};
 
+use super::sql_name::{self, Ident, NameError, TableName};
 use super::write_access::{read_only_grants_sql, read_only_role_sql, role_login_sql};
 
 #[derive(Debug, Error)]
@@ -33,6 +32,10 @@ pub enum RoleSqlError {
     Source(#[from] crate::pipeline::source::SourceError),
     #[error("as {admin}: {message}")]
     Admin { admin: String, message: String },
+    #[error("job {job}: {source}")]
+    TableName { job: String, source: NameError },
+    #[error("[source] user or dbname: {0}")]
+    Name(#[source] NameError),
 }
 
 /// Tables the agent reads besides the plan's: PEC's migration log, where
@@ -42,8 +45,9 @@ pub const AGENT_TABLES: [&str; 1] = ["tb_migracao"];
 /// Collects table names and the names of the query's own CTEs.
 #[derive(Default)]
 struct Tables {
-    relations: BTreeSet<String>,
+    relations: BTreeSet<TableName>,
     ctes: BTreeSet<String>,
+    refused: Option<NameError>,
 }
 
 impl Visitor for Tables {
@@ -52,21 +56,34 @@ impl Visitor for Tables {
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
-                self.ctes.insert(cte.alias.name.value.to_lowercase());
+                let name = &cte.alias.name;
+                self.ctes.insert(match name.quote_style {
+                    Some(_) => name.value.clone(),
+                    None => name.value.to_ascii_lowercase(),
+                });
             }
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_relation(&mut self, relation: &sqlparser::ast::ObjectName) -> ControlFlow<()> {
-        self.relations.insert(relation.to_string());
-        ControlFlow::Continue(())
+        match TableName::from_object_name(relation) {
+            Ok(t) => {
+                self.relations.insert(t);
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                self.refused = Some(e);
+                ControlFlow::Break(())
+            }
+        }
     }
 }
 
-/// The tables `jobs` read, as written in their SQL (`tb_x`, `pec.tb_y`),
-/// sorted, CTE names left out, and [`AGENT_TABLES`].
-pub fn tables_of(jobs: &JobSet) -> Result<Vec<String>, RoleSqlError> {
+/// The tables `jobs` read, as PostgreSQL resolves their names in the SQL
+/// (`tb_x`, `pec.tb_y`; unquoted names folded), sorted, CTE names left
+/// out, and [`AGENT_TABLES`].
+pub fn tables_of(jobs: &JobSet) -> Result<Vec<TableName>, RoleSqlError> {
     let mut all = BTreeSet::new();
     for spec in &jobs.jobs {
         let statements =
@@ -78,22 +95,39 @@ pub fn tables_of(jobs: &JobSet) -> Result<Vec<String>, RoleSqlError> {
             })?;
         let mut v = Tables::default();
         let _ = statements.visit(&mut v);
+        if let Some(source) = v.refused {
+            return Err(RoleSqlError::TableName {
+                job: spec.job.name.clone(),
+                source,
+            });
+        }
         all.extend(
             v.relations
                 .into_iter()
-                .filter(|r| !v.ctes.contains(&r.to_lowercase())),
+                .filter(|r| r.schema().is_some() || !v.ctes.contains(r.relation().as_str())),
         );
     }
     if !all.is_empty() {
-        all.extend(AGENT_TABLES.iter().map(|t| t.to_string()));
+        for t in AGENT_TABLES {
+            all.insert(TableName::bare(t).map_err(RoleSqlError::Name)?);
+        }
     }
     Ok(all.into_iter().collect())
 }
 
+/// The role and database of `cfg`'s `[source]`, as names to quote.
+fn role_and_database(cfg: &AgentConfig) -> Result<(Ident, Ident), RoleSqlError> {
+    Ok((
+        Ident::new(&cfg.source.user).map_err(RoleSqlError::Name)?,
+        Ident::new(&cfg.source.dbname).map_err(RoleSqlError::Name)?,
+    ))
+}
+
 /// The SQL for `cfg`'s role, database and `tables` (the password a
 /// placeholder).
-pub fn print(cfg: &AgentConfig, tables: &[String]) -> String {
-    read_only_role_sql(&cfg.source.user, &cfg.source.dbname, tables)
+pub fn print(cfg: &AgentConfig, tables: &[TableName]) -> Result<String, RoleSqlError> {
+    let (role, database) = role_and_database(cfg)?;
+    Ok(read_only_role_sql(&role, &database, tables))
 }
 
 /// Runs it through an administrator's connection to the same server and
@@ -101,7 +135,7 @@ pub fn print(cfg: &AgentConfig, tables: &[String]) -> String {
 /// altered) with the password of the agent's password file.
 pub async fn apply(
     cfg: &AgentConfig,
-    tables: &[String],
+    tables: &[TableName],
     admin: &str,
     admin_password: &str,
 ) -> Result<(), RoleSqlError> {
@@ -109,18 +143,22 @@ pub async fn apply(
         admin: admin.to_string(),
         message: describe_pg_error(&e),
     };
+    let (role, database) = role_and_database(cfg)?;
     let password = cfg.source.password().map_err(source::SourceError::from)?;
+    let password_sql = match password.as_deref() {
+        Some(p) => sql_name::literal(p).map_err(RoleSqlError::Name)?,
+        None => "NULL".to_string(),
+    };
     let mut pg = source::pg_config(&cfg.source)?;
     pg.user(admin).password(admin_password);
     let (mut client, connection) = pg.connect(NoTls).await.map_err(failed)?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    let role = &cfg.source.user;
     let exists: bool = client
         .query_one(
             "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)",
-            &[role],
+            &[&role.as_str()],
         )
         .await
         .map_err(failed)?
@@ -134,16 +172,14 @@ pub async fn apply(
             .map_err(failed)?
             .get(0);
         if !present {
-            tables.retain(|x| x != t);
+            let t = TableName::bare(t).map_err(RoleSqlError::Name)?;
+            tables.retain(|x| *x != t);
         }
     }
-    let password_sql = password
-        .as_deref()
-        .map_or("NULL".to_string(), quote_literal);
     let sql = format!(
         "{}{}",
-        role_login_sql(role, &password_sql, exists),
-        read_only_grants_sql(role, &cfg.source.dbname, &tables)
+        role_login_sql(&role, &password_sql, exists),
+        read_only_grants_sql(&role, &database, &tables)
     );
     let tx = client.transaction().await.map_err(failed)?;
     tx.batch_execute(&sql).await.map_err(failed)?;
@@ -179,16 +215,14 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(
-            t,
+            t.iter().map(ToString::to_string).collect::<Vec<_>>(),
             [
-                "pec.tb_cidadao",
-                "tb_atend",
-                "tb_dim",
-                "tb_fat",
-                "tb_migracao"
+                r#""pec"."tb_cidadao""#,
+                r#""tb_atend""#,
+                r#""tb_dim""#,
+                r#""tb_fat""#,
+                r#""tb_migracao""#
             ]
-            .map(String::from)
-            .to_vec()
         );
         assert!(matches!(
             tables_of(&jobs(&["SELEC nonsense"])),

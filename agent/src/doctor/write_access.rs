@@ -25,6 +25,7 @@ use tokio_postgres::Client;
 use transmissor_proto::names::{quote_ident, quote_literal};
 
 use super::lang::Lang;
+use super::sql_name::{Ident, TableName};
 
 /// What kind of access a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -277,10 +278,11 @@ pub async fn check(client: &Client) -> Result<Vec<Finding>, tokio_postgres::Erro
     Ok(findings)
 }
 
-/// The SQL that creates a login role reading only `tables` (quoted names,
-/// `schema.table`), for the installer to print; the password is a
-/// placeholder the administrator replaces.
-pub fn read_only_role_sql(role: &str, database: &str, tables: &[String]) -> String {
+/// The SQL that creates a login role reading only `tables`, for the
+/// installer to print; the password is a placeholder the administrator
+/// replaces. Every name is quoted by [`Ident`]'s and [`TableName`]'s
+/// rendering, whatever the plan's SQL called it.
+pub fn read_only_role_sql(role: &Ident, database: &Ident, tables: &[TableName]) -> String {
     format!(
         "{}{}",
         role_login_sql(role, &quote_literal("<senha / password>"), false),
@@ -289,29 +291,23 @@ pub fn read_only_role_sql(role: &str, database: &str, tables: &[String]) -> Stri
 }
 
 /// The statement that makes `role` a plain login role with `password` (an
-/// SQL literal or `NULL`): `CREATE ROLE`, or `ALTER ROLE` when it exists.
-pub fn role_login_sql(role: &str, password: &str, exists: bool) -> String {
+/// SQL literal made by [`super::sql_name::literal`], or `NULL`): `CREATE
+/// ROLE`, or `ALTER ROLE` when it exists.
+pub fn role_login_sql(role: &Ident, password: &str, exists: bool) -> String {
     format!(
-        "{} ROLE {} LOGIN PASSWORD {password} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;\n",
+        "{} ROLE {role} LOGIN PASSWORD {password} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION;\n",
         if exists { "ALTER" } else { "CREATE" },
-        quote_ident(role)
     )
 }
 
 /// What the read-only role is granted: connecting, reading `tables`, and
 /// `public` closed to CREATE.
-pub fn read_only_grants_sql(role: &str, database: &str, tables: &[String]) -> String {
-    let r = quote_ident(role);
-    let mut schemas: Vec<&str> = tables
-        .iter()
-        .filter_map(|t| t.split_once('.').map(|(s, _)| s))
-        .collect();
+pub fn read_only_grants_sql(role: &Ident, database: &Ident, tables: &[TableName]) -> String {
+    let r = role;
+    let mut schemas: Vec<&Ident> = tables.iter().filter_map(TableName::schema).collect();
     schemas.sort_unstable();
     schemas.dedup();
-    let mut sql = format!(
-        "GRANT CONNECT ON DATABASE {} TO {r};\n",
-        quote_ident(database)
-    );
+    let mut sql = format!("GRANT CONNECT ON DATABASE {database} TO {r};\n");
     for s in schemas {
         sql.push_str(&format!("GRANT USAGE ON SCHEMA {s} TO {r};\n"));
     }

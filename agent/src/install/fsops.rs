@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::summary::Outcome;
@@ -32,8 +32,7 @@ pub fn ensure_dir(path: &Path, owner: Owner, mode: u32) -> io::Result<Outcome> {
             let mut b = fs::DirBuilder::new();
             std::os::unix::fs::DirBuilderExt::mode(&mut b, mode);
             b.create(path)?;
-            std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))?;
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+            fix_meta(path, owner, mode)?;
             Ok(Outcome::Created)
         }
         Err(e) => Err(e),
@@ -55,23 +54,64 @@ pub fn ensure_parents(path: &Path) -> io::Result<()> {
 }
 
 /// Puts the owner and mode of an existing path back; `Repaired` says what
-/// was wrong.
+/// was wrong. Safe when the path's directory belongs to another user (the
+/// state directory is the agent's): the entry is opened once without
+/// following a link (`O_PATH|O_NOFOLLOW`), checked and changed through that
+/// descriptor, so a link or another file swapped in meanwhile is never
+/// what changes. Only a directory or a plain file with a single hard link
+/// is changed; anything else is refused.
 pub fn fix_meta(path: &Path, owner: Owner, mode: u32) -> io::Result<Outcome> {
-    let m = fs::symlink_metadata(path)?;
+    use nix::fcntl::{AtFlags, OFlag, open};
+    use nix::sys::stat::{Mode, SFlag, fstat};
+    use nix::unistd::{Gid, Uid, fchownat};
+    use std::os::fd::AsRawFd;
+
+    let fd = open(
+        path,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| at(e, path))?;
+    let st = fstat(&fd).map_err(|e| at(e, path))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    let refuse = |why: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{}: {why}; refusing to change its owner or mode",
+                path.display()
+            ),
+        ))
+    };
+    if kind != SFlag::S_IFDIR && kind != SFlag::S_IFREG {
+        return refuse("not a directory or a plain file (a link?)");
+    }
+    if kind == SFlag::S_IFREG && st.st_nlink > 1 {
+        return refuse("a file with more than one hard link");
+    }
     let mut wrong = Vec::new();
-    if (m.uid(), m.gid()) != (owner.uid, owner.gid) {
-        std::os::unix::fs::lchown(path, Some(owner.uid), Some(owner.gid))?;
+    if (st.st_uid, st.st_gid) != (owner.uid, owner.gid) {
+        fchownat(
+            &fd,
+            "",
+            Some(Uid::from_raw(owner.uid)),
+            Some(Gid::from_raw(owner.gid)),
+            AtFlags::AT_EMPTY_PATH,
+        )
+        .map_err(|e| at(e, path))?;
         wrong.push(format!(
             "owner {}:{} → {}:{}",
-            m.uid(),
-            m.gid(),
-            owner.uid,
-            owner.gid
+            st.st_uid, st.st_gid, owner.uid, owner.gid
         ));
     }
-    let had = m.permissions().mode() & 0o7777;
+    let had = st.st_mode & 0o7777;
     if had != mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        // chmod has no O_PATH form; the descriptor's /proc entry names
+        // exactly the inode opened.
+        fs::set_permissions(
+            format!("/proc/self/fd/{}", fd.as_raw_fd()),
+            fs::Permissions::from_mode(mode),
+        )?;
         wrong.push(format!("mode {had:o} → {mode:o}"));
     }
     Ok(if wrong.is_empty() {
@@ -177,21 +217,90 @@ pub fn write_atomic(
 }
 
 /// Gives every entry under `dir` (and `dir`) this owner, without following
-/// symbolic links; returns how many had another.
+/// symbolic links; returns how many had another. `dir` belongs to the
+/// agent's user, who may swap entries while this runs as root, so every
+/// step is taken on a descriptor: directories are opened relative to their
+/// parent's descriptor with `O_NOFOLLOW` (a directory replaced by a link
+/// fails to open rather than being entered) and listed through that
+/// descriptor; other entries are opened as paths (`O_PATH|O_NOFOLLOW`) and
+/// changed on that descriptor, a link itself and never its target. A plain
+/// file with more than one hard link is refused: it may be another file
+/// of the machine linked in.
 pub fn chown_tree(dir: &Path, owner: Owner) -> io::Result<usize> {
+    use nix::fcntl::open;
+    use nix::sys::stat::Mode;
+    let fd = open(dir, dir_flags(), Mode::empty()).map_err(|e| at(e, dir))?;
+    chown_dir(fd, dir, owner)
+}
+
+fn dir_flags() -> nix::fcntl::OFlag {
+    use nix::fcntl::OFlag;
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+fn at(e: nix::errno::Errno, path: &Path) -> io::Error {
+    io::Error::new(
+        io::Error::from(e).kind(),
+        format!("{}: {e}", path.display()),
+    )
+}
+
+fn chown_dir(fd: std::os::fd::OwnedFd, path: &Path, owner: Owner) -> io::Result<usize> {
+    use nix::fcntl::AtFlags;
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, SFlag, fstat};
+    use nix::unistd::{Gid, Uid, fchown, fchownat};
+    use std::os::fd::AsRawFd;
+
+    let ids = (
+        Some(Uid::from_raw(owner.uid)),
+        Some(Gid::from_raw(owner.gid)),
+    );
     let mut fixed = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let m = fs::symlink_metadata(&p)?;
-        if (m.uid(), m.gid()) != (owner.uid, owner.gid) {
-            std::os::unix::fs::lchown(&p, Some(owner.uid), Some(owner.gid))?;
-            fixed += 1;
-        }
-        if m.is_dir() {
-            for e in fs::read_dir(&p)? {
-                stack.push(e?.path());
+    let st = fstat(&fd).map_err(|e| at(e, path))?;
+    if (st.st_uid, st.st_gid) != (owner.uid, owner.gid) {
+        fchown(&fd, ids.0, ids.1).map_err(|e| at(e, path))?;
+        fixed += 1;
+    }
+    // The directory this descriptor holds, whatever its path now names.
+    let listing = fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+    for entry in listing {
+        let name = entry?.file_name();
+        let child = path.join(&name);
+        let sub = openat(&fd, name.as_os_str(), dir_flags(), Mode::empty());
+        match sub {
+            Ok(sub) => {
+                fixed += chown_dir(sub, &child, owner)?;
+                continue;
             }
+            // Not a directory (or a link): changed below, on its own descriptor.
+            Err(nix::errno::Errno::ENOTDIR | nix::errno::Errno::ELOOP) => {}
+            Err(e) => return Err(at(e, &child)),
         }
+        let node = openat(
+            &fd,
+            name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| at(e, &child))?;
+        let st = fstat(&node).map_err(|e| at(e, &child))?;
+        if (st.st_uid, st.st_gid) == (owner.uid, owner.gid) {
+            continue;
+        }
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        if kind == SFlag::S_IFREG && st.st_nlink > 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} has {} hard links; refusing to change its owner (it may be another file of this machine)",
+                    child.display(),
+                    st.st_nlink
+                ),
+            ));
+        }
+        fchownat(&node, "", ids.0, ids.1, AtFlags::AT_EMPTY_PATH).map_err(|e| at(e, &child))?;
+        fixed += 1;
     }
     Ok(fixed)
 }

@@ -234,23 +234,6 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
             }
         }
     }
-    // 5b. The pseudonym key: made once; re-runs, upgrades and enrolling
-    // again keep it.
-    let key_path = crate::pseudonym_key::path(state_dir);
-    let state_at = layout.rooted(state_dir);
-    let (_, made) =
-        crate::pseudonym_key::load_or_create(&state_at).map_err(|e| InstallError::Io {
-            path: layout.rooted(&key_path),
-            error: std::io::Error::other(e.to_string()),
-        })?;
-    summary.add(
-        show(&key_path),
-        if made {
-            Outcome::Created
-        } else {
-            Outcome::Unchanged
-        },
-    );
     let mut owned = 0;
     let mut trees = vec![state_dir.to_path_buf()];
     if outside {
@@ -270,6 +253,25 @@ pub async fn install(args: InstallArgs) -> Result<Installed, InstallError> {
                 if owned == 1 { "entry" } else { "entries" },
                 user.name
             ))
+        },
+    );
+
+    // 5b. The pseudonym key: made once; re-runs, upgrades and enrolling
+    // again keep it. After the owners are repaired: a kept key must
+    // belong to the agent's user to be loaded.
+    let key_path = crate::pseudonym_key::path(state_dir);
+    let state_at = layout.rooted(state_dir);
+    let (_, made) =
+        crate::pseudonym_key::load_or_create(&state_at).map_err(|e| InstallError::Io {
+            path: layout.rooted(&key_path),
+            error: std::io::Error::other(e.to_string()),
+        })?;
+    summary.add(
+        show(&key_path),
+        if made {
+            Outcome::Created
+        } else {
+            Outcome::Unchanged
         },
     );
 
