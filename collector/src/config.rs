@@ -101,6 +101,9 @@ pub struct HttpConfig {
     /// Connections of the HTTP side's own pool.
     #[serde(default = "default_web_connections")]
     pub database_connections: u32,
+    /// `[http.login]`: login budgets per source and name, and the Argon2 pool.
+    #[serde(default)]
+    pub login: crate::operators::guard::LoginLimits,
 }
 
 impl Default for HttpConfig {

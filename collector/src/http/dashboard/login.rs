@@ -1,6 +1,7 @@
 //! The login form, in the dashboard's frame and language. Its fields
-//! (`name`, `password`, and `next`, the page to return to) are posted to
-//! `POST /login` ([`crate::http::auth::login`]).
+//! (`name`, `password`, `next`, the page to return to, and `csrf`, the
+//! login form's CSRF value) are posted to `POST /login`
+//! ([`crate::http::auth::login`]).
 
 use axum::http::Uri;
 use maud::{Markup, html};
@@ -9,7 +10,7 @@ use super::i18n::{Lang, T};
 use super::layout::{self, Chrome, Nav};
 
 /// The whole page; `wrong` adds the refusal message.
-pub fn page(lang: Lang, uri: &Uri, next: &str, wrong: bool) -> Markup {
+pub fn page(lang: Lang, uri: &Uri, next: &str, csrf: &str, wrong: bool) -> Markup {
     let chrome = Chrome {
         lang,
         session: None,
@@ -21,6 +22,7 @@ pub fn page(lang: Lang, uri: &Uri, next: &str, wrong: bool) -> Markup {
             h1 { (lang.t(T::LoginTitle)) }
             form method="post" action="/login" {
                 input type="hidden" name="next" value=(next);
+                input type="hidden" name="csrf" value=(csrf);
                 label {
                     span { (lang.t(T::LoginName)) }
                     input name="name" autocomplete="username" required autofocus;
@@ -46,14 +48,15 @@ mod tests {
     #[test]
     fn the_form_keeps_next_escaped() {
         let uri: Uri = "/login".parse().unwrap();
-        let html = page(Lang::Pt, &uri, "/m/1?a=\"x\"", true).into_string();
+        let html = page(Lang::Pt, &uri, "/m/1?a=\"x\"", "c0ffee", true).into_string();
         assert!(
             html.contains(r#"name="next" value="/m/1?a=&quot;x&quot;""#),
             "{html}"
         );
         assert!(html.contains("Nome ou senha incorretos."));
         assert!(html.contains(r#"name="name""#) && html.contains(r#"name="password""#));
-        let en = page(Lang::En, &uri, "/", false).into_string();
+        assert!(html.contains(r#"name="csrf" value="c0ffee""#), "{html}");
+        let en = page(Lang::En, &uri, "/", "c0ffee", false).into_string();
         assert!(en.contains("Log in") && !en.contains("role=\"alert\""));
     }
 }
