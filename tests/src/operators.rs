@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result};
 
-use crate::http::request;
 use crate::stack::Stack;
 
 /// Waits until the HTTP side accepts connections (it binds once the
