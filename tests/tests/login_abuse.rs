@@ -393,14 +393,16 @@ async fn a_login_flood_stays_on_the_bounded_pool() -> Result<()> {
     assert!(ok.load(Ordering::SeqCst) >= 2);
 
     // The pool's bound held: never more than its two threads hashing, and
-    // the process's peak memory did not grow by a hash per request.
+    // the process's peak memory did not grow (each thread keeps its own
+    // Argon2 memory; a check allocating its 19 MiB left ~230 MiB in the
+    // allocator's arenas after 16 checks, and 512 blocking threads more).
     let text = get(metrics_addr, "/metrics", None).await?.body;
     assert_eq!(metric(&text, "transmissor_login_hash_threads "), Some(2.0), "{text}");
     let max = metric(&text, "transmissor_login_hashes_in_flight_max ").context("no gauge")?;
     assert!((1.0..=2.0).contains(&max), "{max} hashing at once");
     let grown_mib = peak_rss_kib(pid)?.saturating_sub(before) / 1024;
     assert!(
-        grown_mib < 200,
+        grown_mib < 64,
         "peak memory grew {grown_mib} MiB under 96 logins (19 MiB per concurrent hash)"
     );
     // Machines' routes live on the metrics listener.

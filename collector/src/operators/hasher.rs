@@ -60,6 +60,9 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("login-hash-{i}"))
                 .spawn(move || {
+                    // This thread's Argon2 memory, kept: at most `threads`
+                    // of them exist, whatever the traffic.
+                    let mut memory = password::memory();
                     loop {
                         let job = {
                             let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -69,9 +72,13 @@ impl HashPool {
                         let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         stats.in_flight_max.fetch_max(now, Ordering::SeqCst);
                         let ok = match &job.phc {
-                            Some(phc) => password::verify(&job.password, phc),
+                            Some(phc) => password::verify_in(&job.password, phc, &mut memory),
                             None => {
-                                let _ = password::verify(&job.password, password::decoy());
+                                let _ = password::verify_in(
+                                    &job.password,
+                                    password::decoy(),
+                                    &mut memory,
+                                );
                                 false
                             }
                         };
