@@ -43,7 +43,6 @@ pub async fn login_form(
     login_pair(&page)
 }
 
-
 /// The CSRF pair of a `GET /login` answer.
 pub fn login_pair(page: &crate::http::Response) -> Result<(String, String)> {
     anyhow::ensure!(page.status == 200, "GET /login: {page:?}");

@@ -52,7 +52,12 @@ fn assert_hsts_no_store(r: &Response) {
         "{:?}",
         r.headers
     );
-    assert_eq!(r.header("cache-control"), Some("no-store"), "{:?}", r.headers);
+    assert_eq!(
+        r.header("cache-control"),
+        Some("no-store"),
+        "{:?}",
+        r.headers
+    );
 }
 
 fn metric(text: &str, series: &str) -> Option<f64> {
@@ -61,7 +66,15 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 }
 
 async fn csrf_of(http: SocketAddr, trust: &std::path::Path, cookie: &str) -> Result<String> {
-    let me = request(http, "GET", "/api/v1/me", &[("Cookie", cookie)], "", Some(trust)).await?;
+    let me = request(
+        http,
+        "GET",
+        "/api/v1/me",
+        &[("Cookie", cookie)],
+        "",
+        Some(trust),
+    )
+    .await?;
     anyhow::ensure!(me.status == 200, "{me:?}");
     assert_hsts_no_store(&me);
     me.body
@@ -127,10 +140,7 @@ async fn logins_are_throttled_audited_and_the_front_door_is_tight() -> Result<()
     for pw in ["errada-errada-1", "senha-da-ana-123"] {
         let r = post_login_from(src(2), http, &trust, "ana", pw).await?;
         assert_eq!(r.status, 429, "{r:?}");
-        let after: u64 = r
-            .header("retry-after")
-            .context("no Retry-After")?
-            .parse()?;
+        let after: u64 = r.header("retry-after").context("no Retry-After")?.parse()?;
         assert!((1..=60).contains(&after), "Retry-After {after}");
         assert!(set_cookies(&r).is_empty(), "no session when throttled");
     }
@@ -148,7 +158,10 @@ async fn logins_are_throttled_audited_and_the_front_door_is_tight() -> Result<()
     let r = post_login_from(src(6), http, &trust, "ana", "errada-errada-1").await?;
     assert_eq!(r.status, 401, "{r:?}");
     let r = post_login_from(src(7), http, &trust, "ANA", "errada-errada-1").await?;
-    assert_eq!(r.status, 429, "the name is throttled from any source: {r:?}");
+    assert_eq!(
+        r.status, 429,
+        "the name is throttled from any source: {r:?}"
+    );
     // ... while that source, with another name, is answered normally.
     let r = post_login_from(src(7), http, &trust, "bruno", "errada-errada-1").await?;
     assert_eq!(r.status, 401, "{r:?}");
@@ -248,7 +261,11 @@ async fn logins_are_throttled_audited_and_the_front_door_is_tight() -> Result<()
             ("X-CSRF-Token", &bruno_csrf),
             ("Content-Type", "application/json"),
         ],
-        &format!("{{\"ibge\": \"{}\", \"pad\": \"{}\"}}", B.0, "x".repeat(64 << 10)),
+        &format!(
+            "{{\"ibge\": \"{}\", \"pad\": \"{}\"}}",
+            B.0,
+            "x".repeat(64 << 10)
+        ),
         Some(&trust),
     )
     .await?;
@@ -258,10 +275,16 @@ async fn logins_are_throttled_audited_and_the_front_door_is_tight() -> Result<()
     let ibge_a: transmissor_proto::identity::Ibge = A.0.parse()?;
     transmissor_collector::registry::add_agent(&pool, ibge_a, stack.munis[0].agent_id).await?;
     let r = issue(http, &trust, &bruno, &bruno_csrf, A.0).await?;
-    assert_eq!(r.status, 403, "an operator re-enrolls a live municipality: {r:?}");
+    assert_eq!(
+        r.status, 403,
+        "an operator re-enrolls a live municipality: {r:?}"
+    );
     assert!(r.body.contains("admin"), "{}", r.body);
     let r = issue(http, &trust, &bruno, &bruno_csrf, B.0).await?;
-    assert_eq!(r.status, 201, "an operator enrolls a new municipality: {r:?}");
+    assert_eq!(
+        r.status, 201,
+        "an operator enrolls a new municipality: {r:?}"
+    );
     assert_hsts_no_store(&r);
     let carla = login(http, &trust, "carla", "senha-da-carla-123")
         .await?
@@ -308,7 +331,11 @@ async fn a_login_flood_stays_on_the_bounded_pool() -> Result<()> {
     wait_http(metrics_addr).await?;
     add_operator(&stack, "ana", "operator", "senha-da-ana-123")?;
     // Warm: one real check has run (the pool's memory is in the peak).
-    assert!(login(http, &trust, "ana", "senha-da-ana-123").await?.is_some());
+    assert!(
+        login(http, &trust, "ana", "senha-da-ana-123")
+            .await?
+            .is_some()
+    );
     let pid = stack
         .collector
         .as_ref()
@@ -327,11 +354,8 @@ async fn a_login_flood_stays_on_the_bounded_pool() -> Result<()> {
             (flooding.clone(), ok.clone(), failed.clone(), trust.clone());
         tokio::spawn(async move {
             while flooding.load(Ordering::SeqCst) {
-                let channel = transmissor_tests::client::channel(
-                    &endpoint,
-                    &trust,
-                    Some((&m.cert, &m.key)),
-                );
+                let channel =
+                    transmissor_tests::client::channel(&endpoint, &trust, Some((&m.cert, &m.key)));
                 let hb = match channel {
                     Ok(ch) => AgentLifecycleClient::new(ch)
                         .heartbeat(pb::HeartbeatRequest {
@@ -397,7 +421,11 @@ async fn a_login_flood_stays_on_the_bounded_pool() -> Result<()> {
     // Argon2 memory; a check allocating its 19 MiB left ~230 MiB in the
     // allocator's arenas after 16 checks, and 512 blocking threads more).
     let text = get(metrics_addr, "/metrics", None).await?.body;
-    assert_eq!(metric(&text, "transmissor_login_hash_threads "), Some(2.0), "{text}");
+    assert_eq!(
+        metric(&text, "transmissor_login_hash_threads "),
+        Some(2.0),
+        "{text}"
+    );
     let max = metric(&text, "transmissor_login_hashes_in_flight_max ").context("no gauge")?;
     assert!((1.0..=2.0).contains(&max), "{max} hashing at once");
     let grown_mib = peak_rss_kib(pid)?.saturating_sub(before) / 1024;

@@ -139,10 +139,8 @@ pub async fn login_page(headers: HeaderMap, uri: Uri) -> Response {
     let (csrf, fresh) = login_csrf(&headers);
     let page = dashboard::login::page(lang, &uri, next, &csrf, false);
     let mut r = dashboard::respond(StatusCode::OK, lang, remember, page);
-    if fresh {
-        if let Ok(v) = HeaderValue::from_str(&login_csrf_cookie(&csrf)) {
-            r.headers_mut().append(SET_COOKIE, v);
-        }
+    if let (true, Ok(v)) = (fresh, HeaderValue::from_str(&login_csrf_cookie(&csrf))) {
+        r.headers_mut().append(SET_COOKIE, v);
     }
     r
 }
@@ -250,7 +248,8 @@ pub async fn login(
         state.session_lifetime.as_secs()
     );
     // The login form's CSRF value has served: a new form gets a new one.
-    let spent = format!("{LOGIN_CSRF_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    let spent =
+        format!("{LOGIN_CSRF_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     let mut r = Redirect::to(next).into_response();
     for c in [cookie, spent] {
         if let Ok(v) = HeaderValue::from_str(&c) {
@@ -270,7 +269,6 @@ pub async fn logout(
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         session::logout(&state.web_pool, &token).await?;
     }
-    let cookie =
-        format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    let cookie = format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
     Ok(([(SET_COOKIE, cookie)], StatusCode::NO_CONTENT).into_response())
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header::{self, CACHE_CONTROL, STRICT_TRANSPORT_SECURITY};
 use axum::http::HeaderValue;
+use axum::http::header::{self, CACHE_CONTROL, STRICT_TRANSPORT_SECURITY};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

@@ -74,10 +74,7 @@ fn default_hash_queue() -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Over a budget: `429` with `Retry-After`.
-    Throttled {
-        retry_after: Duration,
-        scope: Scope,
-    },
+    Throttled { retry_after: Duration, scope: Scope },
 }
 
 /// Which budget ran out.
@@ -136,10 +133,7 @@ impl LoginGuard {
     pub fn admit(&self, source: IpAddr, name: &str) -> Result<(), Refusal> {
         let now = Instant::now();
         let (verdict, scope) = match self.sources.take(&SourceKey::from(source), now) {
-            Verdict::Allowed => (
-                self.names.take(&throttle::name_key(name), now),
-                Scope::Name,
-            ),
+            Verdict::Allowed => (self.names.take(&throttle::name_key(name), now), Scope::Name),
             refused => (refused, Scope::Source),
         };
         let Verdict::Refused { retry_after, first } = verdict else {
@@ -216,7 +210,10 @@ impl LoginGuard {
                     "{reason=\"source\"}",
                     self.refused_source.load(Ordering::Relaxed),
                 ),
-                ("{reason=\"name\"}", self.refused_name.load(Ordering::Relaxed)),
+                (
+                    "{reason=\"name\"}",
+                    self.refused_name.load(Ordering::Relaxed),
+                ),
                 ("{reason=\"busy\"}", s.busy.load(Ordering::Relaxed)),
             ],
         );
@@ -278,6 +275,9 @@ mod tests {
             })
         ));
         assert_eq!(g.admit(b, "bia"), Ok(()));
-        assert!(g.render_metrics().contains("transmissor_login_refused_total{reason=\"name\"} 1"));
+        assert!(
+            g.render_metrics()
+                .contains("transmissor_login_refused_total{reason=\"name\"} 1")
+        );
     }
 }

@@ -136,7 +136,8 @@ mod tests {
         let pool = HashPool::start(1, 1).unwrap();
         let phc = password::hash("correct horse battery").unwrap();
         assert_eq!(
-            pool.verify("correct horse battery", Some(phc.clone())).await,
+            pool.verify("correct horse battery", Some(phc.clone()))
+                .await,
             Ok(true)
         );
         assert_eq!(pool.verify("wrong", Some(phc.clone())).await, Ok(false));

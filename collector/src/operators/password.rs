@@ -105,7 +105,11 @@ mod tests {
         assert!(verify_in("correct horse battery", &h, &mut m));
         assert!(!verify_in("correct horse batterY", &h, &mut m));
         assert!(!verify_in("x", "not a phc string", &mut m));
-        assert!(!verify_in("x", "$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA", &mut m));
+        assert!(!verify_in(
+            "x",
+            "$argon2id$v=19$m=1048576,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
+            &mut m
+        ));
         assert_eq!(m.len(), argon2::Params::DEFAULT_M_COST as usize);
         assert_ne!(hash("same").unwrap(), hash("same").unwrap(), "salted");
     }

@@ -41,7 +41,11 @@ impl From<IpAddr> for SourceKey {
 /// A name as throttled: trimmed, lowercase, at most 64 characters (names
 /// that differ only beyond that, or in case, share a bucket).
 pub fn name_key(name: &str) -> String {
-    name.trim().chars().take(64).flat_map(char::to_lowercase).collect()
+    name.trim()
+        .chars()
+        .take(64)
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// One budget: `burst` attempts, refilled at `per_minute`.
@@ -65,7 +69,10 @@ pub enum Verdict {
     Allowed,
     /// Over budget: retry after this long. `first` is the first refusal
     /// since the bucket last admitted one (logged; the rest are counted).
-    Refused { retry_after: Duration, first: bool },
+    Refused {
+        retry_after: Duration,
+        first: bool,
+    },
 }
 
 /// Token buckets keyed by `K`, at most `cap` of them.
@@ -186,9 +193,15 @@ mod tests {
             Verdict::Refused { first: false, .. }
         ));
         assert_eq!(b.take(&"bia", t0), Verdict::Allowed, "another key");
-        assert_eq!(b.take(&"ana", t0 + Duration::from_secs(10)), Verdict::Allowed);
+        assert_eq!(
+            b.take(&"ana", t0 + Duration::from_secs(10)),
+            Verdict::Allowed
+        );
         b.give_back(&"ana");
-        assert_eq!(b.take(&"ana", t0 + Duration::from_secs(10)), Verdict::Allowed);
+        assert_eq!(
+            b.take(&"ana", t0 + Duration::from_secs(10)),
+            Verdict::Allowed
+        );
     }
 
     #[test]
