@@ -274,7 +274,16 @@ mod tests {
                 ..
             })
         ));
-        assert_eq!(g.admit(b, "bia"), Ok(()));
+        // The refusal still cost `b` an attempt (cycling names is no way round).
+        assert!(matches!(
+            g.admit(b, "bia"),
+            Err(Refusal::Throttled {
+                scope: Scope::Source,
+                ..
+            })
+        ));
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        assert_eq!(g.admit(c, "bia"), Ok(()));
         assert!(
             g.render_metrics()
                 .contains("transmissor_login_refused_total{reason=\"name\"} 1")
