@@ -55,7 +55,11 @@ impl FromRequestParts<HttpState> for Authed {
         parts: &mut Parts,
         state: &HttpState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(token) = cookie(&parts.headers, SESSION_COOKIE) else {
+        // Only a token of the shape this collector issues reaches the
+        // database (a flood of made-up cookies costs no query).
+        let Some(token) = cookie(&parts.headers, SESSION_COOKIE)
+            .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        else {
             return Err(ApiError::unauthenticated());
         };
         match session::lookup(&state.web_pool, &token, state.session_idle).await? {
