@@ -83,7 +83,13 @@ pub struct Buckets<K> {
 }
 
 impl<K: Eq + Hash + Clone> Buckets<K> {
+    /// At least one attempt at once and one a minute (a zero would lock
+    /// every login out for good).
     pub fn new(rate: Rate, cap: usize) -> Self {
+        let rate = Rate {
+            burst: rate.burst.max(1),
+            per_minute: rate.per_minute.max(1),
+        };
         Self {
             rate,
             cap: cap.max(2),
@@ -92,7 +98,7 @@ impl<K: Eq + Hash + Clone> Buckets<K> {
     }
 
     fn per_second(&self) -> f64 {
-        f64::from(self.rate.per_minute.max(1)) / 60.0
+        f64::from(self.rate.per_minute) / 60.0
     }
 
     fn refill(&self, b: &mut Bucket, now: Instant) {
