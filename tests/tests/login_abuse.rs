@@ -144,6 +144,23 @@ async fn logins_are_throttled_audited_and_the_front_door_is_tight() -> Result<()
         assert!((1..=60).contains(&after), "Retry-After {after}");
         assert!(set_cookies(&r).is_empty(), "no session when throttled");
     }
+    // A browser (asking for HTML) gets the form again, with the reason.
+    let r = request_from(
+        src(2),
+        http,
+        "POST",
+        "/login",
+        &[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Accept", "text/html"),
+        ],
+        "name=ana&password=x&csrf=y",
+        Some(&trust),
+    )
+    .await?;
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.header("retry-after").is_some());
+    assert!(r.body.contains("Tentativas demais"), "{}", r.body);
     // Another source, the same name: normal answers while the name has
     // budget (a right password gives its attempt back).
     let r = post_login_from(src(3), http, &trust, "ana", "senha-da-ana-123").await?;

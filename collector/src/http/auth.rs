@@ -20,6 +20,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::dashboard;
+use super::dashboard::login::Notice;
 use super::error::ApiError;
 use super::router::HttpState;
 use crate::operators::guard::{LoginGuard, Refusal, printable_name};
@@ -141,7 +142,7 @@ pub async fn login_page(headers: HeaderMap, uri: Uri) -> Response {
         .find_map(|(k, v)| (k == "next").then_some(v));
     let next = dashboard::safe_next(next.as_deref());
     let (csrf, fresh) = login_csrf(&headers);
-    let page = dashboard::login::page(lang, &uri, next, &csrf, false);
+    let page = dashboard::login::page(lang, &uri, next, &csrf, Notice::None);
     let mut r = dashboard::respond(StatusCode::OK, lang, remember, page);
     if let (true, Ok(v)) = (fresh, HeaderValue::from_str(&login_csrf_cookie(&csrf))) {
         r.headers_mut().append(SET_COOKIE, v);
@@ -149,9 +150,37 @@ pub async fn login_page(headers: HeaderMap, uri: Uri) -> Response {
     r
 }
 
-/// An answer that says when to try again.
-fn retry_later(status: StatusCode, code: &'static str, message: &str, after: u64) -> Response {
-    let mut r = ApiError::new(status, code, message).into_response();
+/// An answer that says when to try again: the form again for a browser
+/// (it asks for HTML), the one JSON error shape otherwise.
+fn retry_later(
+    status: StatusCode,
+    code: &'static str,
+    message: &str,
+    after: u64,
+    (headers, uri, form): (&HeaderMap, &Uri, &LoginForm),
+) -> Response {
+    let html = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let mut r = if html {
+        let (lang, _) = dashboard::lang_of(headers, uri);
+        let notice = if status == StatusCode::TOO_MANY_REQUESTS {
+            Notice::Throttled
+        } else {
+            Notice::Busy
+        };
+        let next = dashboard::safe_next(form.next.as_deref());
+        let (csrf, fresh) = login_csrf(headers);
+        let page = dashboard::login::page(lang, uri, next, &csrf, notice);
+        let mut r = dashboard::respond(status, lang, false, page);
+        if let (true, Ok(v)) = (fresh, HeaderValue::from_str(&login_csrf_cookie(&csrf))) {
+            r.headers_mut().append(SET_COOKIE, v);
+        }
+        r
+    } else {
+        ApiError::new(status, code, message).into_response()
+    };
     r.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(after.max(1)));
     r
@@ -174,6 +203,7 @@ pub async fn login(
             "too_many_requests",
             "too many logins from this address or for this name; try again later",
             retry_after.as_secs(),
+            (&headers, &uri, &form),
         ));
     }
     let sent = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or_default();
@@ -203,6 +233,7 @@ pub async fn login(
                 "unavailable",
                 "too many logins are being checked; try again in a moment",
                 1,
+                (&headers, &uri, &form),
             ));
         }
         Err(OperatorError::Database(db)) => return Err(ApiError::database(&db)),
@@ -226,7 +257,7 @@ pub async fn login(
         )
         .await?;
         let (lang, _) = dashboard::lang_of(&headers, &uri);
-        let page = dashboard::login::page(lang, &uri, next, &form.csrf, true);
+        let page = dashboard::login::page(lang, &uri, next, &form.csrf, Notice::Wrong);
         return Ok(dashboard::respond(
             StatusCode::UNAUTHORIZED,
             lang,
