@@ -51,6 +51,8 @@ pub enum ServeError {
     Bind(std::net::SocketAddr, std::io::Error),
     #[error(transparent)]
     Alerts(#[from] crate::alerts::AlertsConfigError),
+    #[error("cannot start the login hashing threads: {0}")]
+    LoginPool(std::io::Error),
 }
 
 /// What `prepare` checked and built, ready to serve.
@@ -276,7 +278,11 @@ impl App {
             web_pool,
             session_idle: cfg.http.session_idle,
             session_lifetime: cfg.http.session_lifetime,
-            secure_cookies: !cfg.http.plain,
+            https: !cfg.http.plain,
+            logins: Arc::new(
+                crate::operators::guard::LoginGuard::new(&cfg.http.login)
+                    .map_err(ServeError::LoginPool)?,
+            ),
             metrics: self.metrics.clone(),
             ca: if self.enroller.is_some() {
                 router::CaState::Loaded

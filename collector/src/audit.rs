@@ -29,6 +29,10 @@ pub mod action {
     pub const OPERATOR_ADDED: &str = "operator.added";
     pub const OPERATOR_DISABLED: &str = "operator.disabled";
     pub const OPERATOR_LOGIN: &str = "operator.login";
+    /// A login checked and refused (wrong name or password); the name as
+    /// sent, made printable, is in the detail. Throttled attempts are
+    /// counted in `/metrics`, not recorded one by one.
+    pub const OPERATOR_LOGIN_FAILED: &str = "operator.login_failed";
     /// An operator asked a municipality's agent to run now (a retry).
     pub const RUN_REQUESTED: &str = "run.requested";
 }
@@ -43,6 +47,9 @@ pub struct Event {
     pub source_addr: Option<String>,
     pub detail: serde_json::Value,
 }
+
+/// The actor of a failed login (nobody is logged in).
+pub const ANONYMOUS_WEB: &str = "anonymous (web)";
 
 /// `operator:<name>` for actions an operator takes over HTTP.
 pub fn web_operator(name: &str) -> String {

@@ -122,6 +122,9 @@ pub struct HttpConfig {
     /// A request's whole body must arrive within this.
     #[serde(default = "default_body_read", with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// `[http.login]`: login budgets per source and name, and the Argon2 pool.
+    #[serde(default)]
+    pub login: crate::operators::guard::LoginLimits,
 }
 
 impl Default for HttpConfig {

@@ -6,14 +6,20 @@
 //! | [`role`]     | `viewer` < `operator` < `admin`, and what each may do  |
 //! | [`password`] | Argon2id hashing and verification (PHC strings)        |
 //! | [`session`]  | login, session lookup (idle and absolute expiry), logout |
+//! | [`throttle`] | token buckets per source address and per name, bounded  |
+//! | [`hasher`]   | Argon2 on a small pool of threads with a bounded queue  |
+//! | [`guard`]    | throttle then pool in front of a login; login metrics   |
 //!
 //! Operators are managed with `transmissor-collector operator add / list /
 //! disable` (audited with the OS user, like every CLI action); actions
 //! taken over HTTP are audited as `operator:<name>`.
 
+pub mod guard;
+pub mod hasher;
 pub mod password;
 pub mod role;
 pub mod session;
+pub mod throttle;
 
 use sqlx::PgPool;
 use thiserror::Error;
@@ -36,6 +42,8 @@ pub enum OperatorError {
     WeakPassword { min: usize },
     #[error("password hashing: {0}")]
     Hash(String),
+    #[error("too many logins are being checked; try again in a moment")]
+    Busy,
     #[error("database error: {}", crate::pg_error::describe(.0))]
     Database(sqlx::Error),
 }

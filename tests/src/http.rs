@@ -43,6 +43,20 @@ pub async fn request(
     body: &str,
     ca: Option<&Path>,
 ) -> Result<Response> {
+    request_from(None, addr, method, path, headers, body, ca).await
+}
+
+/// [`request`] from the source address `from` (e.g. `127.0.0.2`: every
+/// `127/8` address is this machine's, and a server sees it as the peer).
+pub async fn request_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+    ca: Option<&Path>,
+) -> Result<Response> {
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -52,7 +66,18 @@ pub async fn request(
     }
     head.push_str("\r\n");
     head.push_str(body);
-    let tcp = TcpStream::connect(addr).await?;
+    let tcp = match from {
+        None => TcpStream::connect(addr).await?,
+        Some(ip) => {
+            let socket = if ip.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            socket.bind(SocketAddr::new(ip, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     match ca {
         None => exchange(tcp, &head).await,
         Some(ca) => {

@@ -360,7 +360,18 @@ async fn every_state_is_derived_stored_with_history_and_served() -> Result<()> {
     }
 
     // Gauges by state, no IBGE code as a label.
-    let metrics = request(http, "GET", "/metrics", &[], "", Some(&trust)).await?;
+    // On the people's door /metrics needs a session.
+    let anonymous = request(http, "GET", "/metrics", &[], "", Some(&trust)).await?;
+    assert_eq!(anonymous.status, 401);
+    let metrics = request(
+        http,
+        "GET",
+        "/metrics",
+        &[("Cookie", &cookie)],
+        "",
+        Some(&trust),
+    )
+    .await?;
     assert!(
         metrics
             .body

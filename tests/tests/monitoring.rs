@@ -48,9 +48,12 @@ async fn probes_and_metrics_on_their_own_listeners() -> Result<()> {
     // HTTPS with the collector's certificate; plain HTTP is refused there.
     let r = get(http, "/healthz", Some(&trust)).await?;
     assert_eq!((r.status, r.body.as_str()), (200, "{\"status\":\"up\"}"));
-    let r = get(http, "/readyz", Some(&trust)).await?;
+    // Readiness is for machines: on the metrics listener, not anonymously
+    // on the people's door.
+    let r = get(metrics_addr, "/readyz", None).await?;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("\"status\":\"ready\""), "{}", r.body);
+    assert_eq!(get(http, "/readyz", Some(&trust)).await?.status, 401);
     assert!(
         get(http, "/healthz", None)
             .await
@@ -142,7 +145,7 @@ async fn probes_and_metrics_on_their_own_listeners() -> Result<()> {
 
     // Without its database the collector is alive but not ready.
     stack.analytic.stop()?;
-    let r = get(http, "/readyz", Some(&trust)).await?;
+    let r = get(metrics_addr, "/readyz", None).await?;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("unreachable"), "{}", r.body);
     assert_eq!(get(http, "/healthz", Some(&trust)).await?.status, 200);

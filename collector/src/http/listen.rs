@@ -128,7 +128,15 @@ pub async fn serve(
             );
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Handlers see the peer (`ConnectInfo`): login budgets are per source.
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: axum::http::Request<_>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let acceptor = acceptor.clone();
         let admission = admission.clone();
         conns.spawn(async move {

@@ -1,6 +1,9 @@
 //! Liveness and readiness: `/healthz` answers while the process serves;
 //! `/readyz` answers 200 only when the database answers, its control schema
 //! is at this collector's migration, and the CA (when configured) loaded.
+//! `/healthz` is public; `/readyz` (which names the database's state) is
+//! on the metrics listener, or behind a session on the people's one
+//! ([`super::router`]).
 
 use axum::Json;
 use axum::extract::State;

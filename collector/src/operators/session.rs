@@ -8,10 +8,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use super::{OperatorError, Role, password};
+use super::guard::LoginGuard;
+use super::{OperatorError, Role};
 
-/// The cookie's name.
-pub const COOKIE: &str = "transmissor_session";
+/// The cookie's name: `__Host-` makes browsers keep it only when it is
+/// `Secure`, has `Path=/` and no `Domain` (no sibling host can set it).
+pub const COOKIE: &str = "__Host-transmissor_session";
 
 /// Who is logged in.
 #[derive(Debug, Clone)]
@@ -38,10 +40,14 @@ fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Checks a name and password; on success opens a new session lasting at
-/// most `lifetime`. `None` for a wrong name or password (indistinguishable).
+/// Checks a name and password on the guard's hashing pool (an unknown name
+/// against the decoy, at the same cost); on success opens a new session
+/// lasting at most `lifetime`. `None` for a wrong name or password
+/// (indistinguishable); [`OperatorError::Busy`] when the pool's queue is
+/// full. Throttling ([`LoginGuard::admit`]) is the caller's, before this.
 pub async fn login(
     pool: &PgPool,
+    guard: &LoginGuard,
     name: &str,
     pw: &str,
     lifetime: Duration,
@@ -52,18 +58,18 @@ pub async fn login(
             .bind(name)
             .fetch_optional(pool)
             .await?;
-    let (id, name, role, phc) = match row {
-        Some(r) => r,
-        None => {
-            // The same work as a real check.
-            let _ = password::verify(pw, password::decoy());
-            return Ok(None);
-        }
+    let Some((id, name, role, phc)) = row else {
+        // The same work, on the same pool, as a real check.
+        guard
+            .verify(pw, None)
+            .await
+            .map_err(|_| OperatorError::Busy)?;
+        return Ok(None);
     };
-    let pw = pw.to_string();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &phc))
+    let ok = guard
+        .verify(pw, Some(phc))
         .await
-        .unwrap_or(false);
+        .map_err(|_| OperatorError::Busy)?;
     if !ok {
         return Ok(None);
     }

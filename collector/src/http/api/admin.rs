@@ -1,6 +1,8 @@
 //! Writes that need more than `viewer`, each with the session's CSRF token
-//! and audited with the operator's name: issuing an enrollment token and
-//! asking an agent to run now (`operator`); publishing a signed plan and managing operators (`admin`).
+//! and audited with the operator's name: issuing an enrollment token for a
+//! municipality with no live agent and asking an agent to run now
+//! (`operator`); re-enrolling a municipality that has a live agent,
+//! publishing a signed plan and managing operators (`admin`).
 //! The same actions as the CLI's `token issue`, `plan publish` and
 //! `operator add/list/disable`.
 
@@ -51,7 +53,10 @@ fn collector_error(e: CollectorError) -> ApiError {
     }
 }
 
-/// `POST /api/v1/tokens` (operator): a one-time enrollment token.
+/// `POST /api/v1/tokens` (operator): a one-time enrollment token. When the
+/// municipality has a live (unrevoked) agent the token would re-enroll it,
+/// putting a new machine in its place: that needs an admin (an operator
+/// may revoke the agent first, which is audited and visible).
 pub async fn issue_token(
     State(state): State<HttpState>,
     authed: Authed,
@@ -68,6 +73,18 @@ pub async fn issue_token(
         .ibge
         .parse()
         .map_err(|e| ApiError::bad_request(format!("{e}")))?;
+    if !authed.0.role.allows(Role::Admin) {
+        let live: i64 = sqlx::query_scalar(include_str!("queries/live_agents.sql"))
+            .bind(ibge.as_str())
+            .fetch_one(&state.web_pool)
+            .await?;
+        if live > 0 {
+            return Err(ApiError::forbidden(format!(
+                "municipality {ibge} has a live agent: re-enrolling it needs the admin role \
+                 (or revoke the agent first)"
+            )));
+        }
+    }
     let ttl = req.hours.map_or(issuer.ttl, |h| {
         std::time::Duration::from_secs(h.saturating_mul(3600))
     });

@@ -262,6 +262,8 @@ table! {
     LoginPassword => "Senha", "Password";
     LoginSubmit => "Entrar", "Log in";
     LoginWrong => "Nome ou senha incorretos.", "Wrong name or password.";
+    LoginThrottled => "Tentativas demais. Tente de novo mais tarde.", "Too many attempts. Try again later.";
+    LoginBusy => "Muitos acessos agora. Tente de novo em instantes.", "Too many logins right now. Try again in a moment.";
     OverviewTitle => "Municípios", "Municipalities";
     All => "Todos", "All";
     FilterState => "Estado", "State";
