@@ -28,6 +28,8 @@ pub enum OutputColumnsError {
         "it selects {0}, whose columns cannot be known without the database; name the columns in the SELECT so the signer can check them for personal data"
     )]
     Wildcard(String),
+    #[error("the personal data its columns may carry cannot be determined: {0}")]
+    Lineage(#[from] crate::lineage::Undetermined),
 }
 
 /// The names of the columns `sql` returns, in order.
@@ -194,7 +196,7 @@ fn aliased(alias: &TableAlias) -> Option<Vec<String>> {
 }
 
 /// PostgreSQL's name for an unaliased result column (`FigureColname`).
-fn expr_name(e: &Expr) -> String {
+pub(crate) fn expr_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(id) => fold(id),
         Expr::CompoundIdentifier(ids) => ids.last().map_or_else(unnamed, fold),
@@ -214,7 +216,7 @@ fn unnamed() -> String {
     "?column?".to_string()
 }
 
-fn object_last(name: &ObjectName) -> String {
+pub(crate) fn object_last(name: &ObjectName) -> String {
     name.0
         .last()
         .and_then(|p| p.as_ident())
@@ -222,7 +224,7 @@ fn object_last(name: &ObjectName) -> String {
 }
 
 /// An identifier as PostgreSQL stores it: unquoted ones fold to lowercase.
-fn fold(id: &Ident) -> String {
+pub(crate) fn fold(id: &Ident) -> String {
     if id.quote_style.is_some() {
         id.value.clone()
     } else {
