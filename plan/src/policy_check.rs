@@ -1,15 +1,22 @@
-//! The signer's personal-data check: every column a job returns whose name
-//! is personal data ([`PersonalData`]) must have a policy in
-//! `[jobs.columns]`, and every policy must name a column the job returns
-//! (a typo would let the column leave under its real name). The column
-//! names come from the job's SQL ([`crate::output_columns`]); a `*` that
-//! the SQL alone cannot expand is refused. The agent checks again on the
-//! names the database describes, before extracting.
+//! The signer's personal-data check, on a job's SQL: every column a job
+//! returns that is personal data needs a policy in `[jobs.columns]`, and
+//! every policy must name a column the job returns (a typo would let the
+//! column leave under its real name). A column is personal data when its
+//! name is on the list ([`PersonalData`]) or when it is computed from a
+//! source column whose name is ([`crate::lineage`]: through renames,
+//! functions, `CASE`, subqueries, CTEs and unions). A column whose
+//! lineage cannot be read from the SQL (a whole row of a table, say) is
+//! refused unless it is pseudonymised or dropped, naming its expression.
+//! A `*` that the SQL alone cannot expand is refused. The agent runs the
+//! same check ([`check_job`]) on the plan it verified, and checks the
+//! names the database describes again before extracting.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::Plan;
+use crate::lineage::lineage;
 use crate::output_columns::output_columns;
+use crate::{ColumnPolicy, PersonalData, Plan};
 
 /// One reason a plan is refused by the check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +26,21 @@ pub enum PolicyProblem {
         job: String,
         column: String,
         category: String,
+    },
+    /// A column computed from a personal-data column, without a policy.
+    Derived {
+        job: String,
+        column: String,
+        source: String,
+        category: String,
+        expression: String,
+    },
+    /// A column whose sources cannot be known from the SQL, sent in clear.
+    Undetermined {
+        job: String,
+        column: String,
+        expression: String,
+        reason: String,
     },
     /// A policy for a column the job does not return.
     UnknownColumn { job: String, column: String },
@@ -37,6 +59,25 @@ impl fmt::Display for PolicyProblem {
                 f,
                 "job {job}: column {column} is personal data ({category}) and has no policy; add {column} = \"send\" | \"pseudonymise\" | \"drop\" to its [jobs.columns]"
             ),
+            Self::Derived {
+                job,
+                column,
+                source,
+                category,
+                expression,
+            } => write!(
+                f,
+                "job {job}: column {column} is computed from {source}, personal data ({category}), by `{expression}`, and has no policy; add {column} = \"pseudonymise\" | \"drop\" to its [jobs.columns] (or \"send\" if the analysis needs the value in clear)"
+            ),
+            Self::Undetermined {
+                job,
+                column,
+                expression,
+                reason,
+            } => write!(
+                f,
+                "job {job}: column {column} (`{expression}`) may carry personal data that the SQL does not show: {reason}; or give {column} = \"pseudonymise\" | \"drop\" in its [jobs.columns]"
+            ),
             Self::UnknownColumn { job, column } => write!(
                 f,
                 "job {job}: [jobs.columns] gives column {column} a policy, but the job's SELECT does not return a column of that name (a typo would let the data leave under its real name)"
@@ -49,37 +90,88 @@ impl fmt::Display for PolicyProblem {
 /// Every problem of `plan`'s jobs, in job order (empty: the plan passes).
 pub fn check_personal_data(plan: &Plan) -> Vec<PolicyProblem> {
     let list = plan.personal_data_list();
+    plan.jobs
+        .iter()
+        .flat_map(|job| check_job(&job.name, &job.sql, &job.columns, &list))
+        .collect()
+}
+
+/// The problems of one job: its SQL against its policies.
+pub fn check_job(
+    job: &str,
+    sql: &str,
+    policies: &BTreeMap<String, ColumnPolicy>,
+    list: &PersonalData,
+) -> Vec<PolicyProblem> {
+    let unreadable = |reason: String| {
+        vec![PolicyProblem::Unreadable {
+            job: job.to_string(),
+            reason,
+        }]
+    };
+    let columns = match output_columns(sql) {
+        Ok(c) => c,
+        Err(e) => return unreadable(e.to_string()),
+    };
+    let lineages = match lineage(sql) {
+        Ok(l) if l.len() == columns.len() => l,
+        Ok(l) => {
+            return unreadable(format!(
+                "its SQL returns {} columns, but their lineage was read for {}",
+                columns.len(),
+                l.len()
+            ));
+        }
+        Err(e) => return unreadable(e.to_string()),
+    };
     let mut out = Vec::new();
-    for job in &plan.jobs {
-        let columns = match output_columns(&job.sql) {
-            Ok(c) => c,
-            Err(e) => {
-                out.push(PolicyProblem::Unreadable {
-                    job: job.name.clone(),
+    for (column, lineage) in columns.iter().zip(&lineages) {
+        let policy = policies.get(column);
+        if policy.is_none()
+            && let Some(c) = list.classify(column)
+        {
+            out.push(PolicyProblem::Unclassified {
+                job: job.to_string(),
+                column: column.clone(),
+                category: c.category.to_string(),
+            });
+            continue;
+        }
+        match (&lineage.sources, policy) {
+            // Pseudonymised or dropped: nothing leaves in clear.
+            (_, Some(ColumnPolicy::Pseudonymise | ColumnPolicy::Drop)) => {}
+            (Err(e), None | Some(ColumnPolicy::Send)) => {
+                out.push(PolicyProblem::Undetermined {
+                    job: job.to_string(),
+                    column: column.clone(),
+                    expression: lineage.expression.clone(),
                     reason: e.to_string(),
                 });
-                continue;
             }
-        };
-        for column in &columns {
-            if job.columns.contains_key(column) {
-                continue;
-            }
-            if let Some(c) = list.classify(column) {
-                out.push(PolicyProblem::Unclassified {
-                    job: job.name.clone(),
-                    column: column.clone(),
-                    category: c.category.to_string(),
-                });
+            // Sent in clear by the plan's explicit choice.
+            (Ok(_), Some(ColumnPolicy::Send)) => {}
+            (Ok(sources), None) => {
+                if let Some((source, c)) = sources
+                    .iter()
+                    .find_map(|s| list.classify(s).map(|c| (s, c)))
+                {
+                    out.push(PolicyProblem::Derived {
+                        job: job.to_string(),
+                        column: column.clone(),
+                        source: source.clone(),
+                        category: c.category.to_string(),
+                        expression: lineage.expression.clone(),
+                    });
+                }
             }
         }
-        for column in job.columns.keys() {
-            if !columns.contains(column) {
-                out.push(PolicyProblem::UnknownColumn {
-                    job: job.name.clone(),
-                    column: column.clone(),
-                });
-            }
+    }
+    for column in policies.keys() {
+        if !columns.contains(column) {
+            out.push(PolicyProblem::UnknownColumn {
+                job: job.to_string(),
+                column: column.clone(),
+            });
         }
     }
     out

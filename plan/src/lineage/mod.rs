@@ -265,11 +265,16 @@ impl Env {
 
     /// `q.c`, `s.q.c` or `q.c.field`: every reading of the parts.
     fn qualified(&self, parts: &[String], at: &impl std::fmt::Display) -> Lineage {
-        let mut acc: Lineage = Ok(parts.iter().skip(1).cloned().collect());
+        let mut acc: Lineage = Ok(Sources::new());
+        let mut matched = false;
         for pair in parts.windows(2) {
             if let Some(rel) = self.rel(&pair[0]) {
+                matched = true;
                 acc = union(acc, rel.relation.column(&pair[1], at));
             }
+        }
+        if !matched {
+            acc = Ok(parts.iter().skip(1).cloned().collect());
         }
         acc
     }
