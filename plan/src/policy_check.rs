@@ -276,9 +276,163 @@ mod tests {
         );
     }
 
+    /// The ten expressions a review found accepted, each sending personal
+    /// data in clear under a name not on the list.
+    const TRIED: [(&str, &str); 10] = [
+        (
+            "SELECT c.nu_cpf_cidadao AS documento FROM tb_fat_cidadao_pec c",
+            "nu_cpf_cidadao",
+        ),
+        ("SELECT upper(c.nu_cns) FROM tb_fat_cidadao_pec c", "nu_cns"),
+        (
+            "SELECT coalesce(nu_cpf_cidadao, nu_cns) FROM tb_fat_cidadao_pec",
+            "nu_cns",
+        ),
+        ("SELECT 'id:' || nu_cns FROM tb_fat_cidadao_pec", "nu_cns"),
+        (
+            "SELECT CASE WHEN c.nu_cpf_cidadao IS NOT NULL THEN c.nu_cpf_cidadao ELSE c.nu_cns END AS doc FROM tb_fat_cidadao_pec c",
+            "nu_cns",
+        ),
+        (
+            "SELECT row_to_json(v)::text AS dados FROM tb_fat_visita_domiciliar v",
+            "row_to_json(v)::TEXT",
+        ),
+        (
+            "SELECT a.co_seq_fat_atd_ind, (SELECT c.nu_cpf_cidadao FROM tb_fat_cidadao_pec c WHERE c.co_seq_fat_cidadao_pec = a.co_fat_cidadao_pec) AS ref FROM tb_fat_atendimento_individual a",
+            "nu_cpf_cidadao",
+        ),
+        (
+            "WITH x AS (SELECT no_cidadao AS rotulo, co_seq_fat_cidadao_pec FROM tb_fat_cidadao_pec) SELECT x.rotulo, x.co_seq_fat_cidadao_pec FROM x",
+            "no_cidadao",
+        ),
+        (
+            "SELECT dt_nascimento::text AS dia FROM tb_fat_visita_domiciliar",
+            "dt_nascimento",
+        ),
+        (
+            "SELECT round(nu_latitude::numeric, 6) AS lat FROM tb_fat_visita_domiciliar",
+            "nu_latitude",
+        ),
+    ];
+
+    #[test]
+    fn personal_data_under_another_name_is_refused() {
+        for (sql, named) in TRIED {
+            let problems = check_personal_data(&plan("", sql, ""));
+            assert_eq!(problems.len(), 1, "{sql}: {problems:?}");
+            let text = problems[0].to_string();
+            assert!(
+                matches!(
+                    problems[0],
+                    PolicyProblem::Derived { .. } | PolicyProblem::Undetermined { .. }
+                ),
+                "{sql}: {text}"
+            );
+            // The message names the job, the column's expression and the
+            // personal-data source (or the whole-row reference).
+            assert!(text.starts_with("job j: column "), "{text}");
+            assert!(text.contains(named), "{sql}: {text}");
+        }
+        let p = plan("", TRIED[1].0, "");
+        assert_eq!(
+            check_personal_data(&p)[0].to_string(),
+            "job j: column upper is computed from nu_cns, personal data (CNS), by `upper(c.nu_cns)`, and has no policy; add upper = \"pseudonymise\" | \"drop\" to its [jobs.columns] (or \"send\" if the analysis needs the value in clear)"
+        );
+        let p = plan("", TRIED[5].0, "");
+        let text = check_personal_data(&p)[0].to_string();
+        assert!(
+            text.contains("reads whole rows of table tb_fat_visita_domiciliar"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_policy_on_the_derived_column_lets_it_pass() {
+        for (sql, _) in TRIED {
+            let columns = crate::output_columns::output_columns(sql).unwrap();
+            for policy in ["pseudonymise", "drop"] {
+                let list: String = columns
+                    .iter()
+                    .filter(|c| !c.starts_with("co_seq"))
+                    .map(|c| format!("\"{c}\" = \"{policy}\"\n"))
+                    .collect();
+                assert_eq!(check_personal_data(&plan("", sql, &list)), [], "{sql}");
+            }
+        }
+        // `send` is the explicit choice to send a value in clear; it does
+        // not cover a whole row, whose contents nobody chose.
+        let p = plan("", TRIED[0].0, "documento = \"send\"");
+        assert_eq!(check_personal_data(&p), []);
+        let p = plan("", TRIED[5].0, "dados = \"send\"");
+        assert!(matches!(
+            check_personal_data(&p).as_slice(),
+            [PolicyProblem::Undetermined { .. }]
+        ));
+    }
+
+    #[test]
+    fn what_carries_no_personal_data_passes() {
+        for sql in [
+            "SELECT e.no_equipe AS equipe, e.co_seq_dim_equipe AS id FROM tb_dim_equipe e",
+            "SELECT c.co_dim_equipe_vinc, count(*) AS pessoas, count(DISTINCT c.nu_cpf_cidadao) AS com_cpf \
+             FROM tb_fat_cidadao_pec c JOIN tb_fat_visita_domiciliar v ON v.nu_cns = c.nu_cns \
+             WHERE c.nu_cpf_cidadao IS NOT NULL GROUP BY c.co_dim_equipe_vinc ORDER BY min(c.nu_cns)",
+            "SELECT a.co_seq_fat_atd_ind, row_number() OVER (PARTITION BY a.co_fat_cidadao_pec) AS n \
+             FROM tb_fat_atendimento_individual a",
+            "SELECT v.co_seq_fat_visita_domiciliar, \
+             EXISTS (SELECT 1 FROM tb_fat_cidadao_pec c WHERE c.nu_cns = v.nu_cns) AS cadastrado \
+             FROM tb_fat_visita_domiciliar v",
+        ] {
+            assert_eq!(check_personal_data(&plan("", sql, "")), [], "{sql}");
+        }
+        // A CPF pseudonymised through a CTE that renames it.
+        let p = plan(
+            "",
+            "WITH p AS (SELECT c.nu_cpf_cidadao AS documento, c.co_seq_fat_cidadao_pec AS id \
+             FROM tb_fat_cidadao_pec c) SELECT p.id, p.documento FROM p",
+            "documento = \"pseudonymise\"",
+        );
+        assert_eq!(check_personal_data(&p), []);
+    }
+
     #[test]
     fn the_example_plan_passes() {
         let p = Plan::parse(include_bytes!("../examples/pec-reference.plan.toml")).unwrap();
         assert_eq!(check_personal_data(&p), []);
+    }
+
+    #[test]
+    fn the_example_plan_sends_no_citizen_data_in_clear() {
+        let p = Plan::parse(include_bytes!("../examples/pec-reference.plan.toml")).unwrap();
+        let list = p.personal_data_list();
+        for job in &p.jobs {
+            for (column, policy) in &job.columns {
+                if *policy != ColumnPolicy::Send {
+                    continue;
+                }
+                // Sent in clear: only a health unit's neighbourhood and an
+                // age in years, never a value on the personal-data list.
+                assert!(
+                    matches!(
+                        (job.name.as_str(), column.as_str()),
+                        ("unidades_saude", "no_bairro") | ("lista_hipertensos", "nu_idade")
+                    ),
+                    "job {}: {column} is sent in clear",
+                    job.name
+                );
+            }
+            for l in lineage(&job.sql).unwrap() {
+                let personal = list.classify(&l.name).is_some()
+                    || l.sources.unwrap().iter().any(|s| list.classify(s).is_some());
+                if personal {
+                    assert!(
+                        job.columns.contains_key(&l.name),
+                        "job {}: {}",
+                        job.name,
+                        l.name
+                    );
+                }
+            }
+        }
     }
 }
