@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::lineage::lineage;
+use crate::lineage::{ColumnLineage, lineage};
 use crate::output_columns::output_columns;
 use crate::{ColumnPolicy, PersonalData, Plan};
 
@@ -96,6 +96,40 @@ pub fn check_personal_data(plan: &Plan) -> Vec<PolicyProblem> {
         .collect()
 }
 
+/// Why one output column, given `policy`, would send personal data its
+/// name does not show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineageFinding {
+    /// Computed from a personal-data source column, without a policy.
+    Derived { source: String, category: String },
+    /// Its sources cannot be known, and it would be sent in clear.
+    Undetermined { reason: String },
+}
+
+/// The finding on one output column (`None`: nothing to add). Pseudonymised
+/// or dropped, nothing leaves in clear; `send` is the plan's explicit
+/// choice for a known value, but not for a value nobody can see (a whole
+/// row).
+pub fn lineage_finding(
+    lineage: &ColumnLineage,
+    policy: Option<ColumnPolicy>,
+    list: &PersonalData,
+) -> Option<LineageFinding> {
+    match (&lineage.sources, policy) {
+        (_, Some(ColumnPolicy::Pseudonymise | ColumnPolicy::Drop)) => None,
+        (Err(e), None | Some(ColumnPolicy::Send)) => Some(LineageFinding::Undetermined {
+            reason: e.to_string(),
+        }),
+        (Ok(_), Some(ColumnPolicy::Send)) => None,
+        (Ok(sources), None) => sources.iter().find_map(|s| {
+            list.classify(s).map(|c| LineageFinding::Derived {
+                source: s.clone(),
+                category: c.category.to_string(),
+            })
+        }),
+    }
+}
+
 /// The problems of one job: its SQL against its policies.
 pub fn check_job(
     job: &str,
@@ -137,32 +171,24 @@ pub fn check_job(
             });
             continue;
         }
-        match (&lineage.sources, policy) {
-            // Pseudonymised or dropped: nothing leaves in clear.
-            (_, Some(ColumnPolicy::Pseudonymise | ColumnPolicy::Drop)) => {}
-            (Err(e), None | Some(ColumnPolicy::Send)) => {
+        match lineage_finding(lineage, policy.copied(), list) {
+            None => {}
+            Some(LineageFinding::Derived { source, category }) => {
+                out.push(PolicyProblem::Derived {
+                    job: job.to_string(),
+                    column: column.clone(),
+                    source,
+                    category,
+                    expression: lineage.expression.clone(),
+                });
+            }
+            Some(LineageFinding::Undetermined { reason }) => {
                 out.push(PolicyProblem::Undetermined {
                     job: job.to_string(),
                     column: column.clone(),
                     expression: lineage.expression.clone(),
-                    reason: e.to_string(),
+                    reason,
                 });
-            }
-            // Sent in clear by the plan's explicit choice.
-            (Ok(_), Some(ColumnPolicy::Send)) => {}
-            (Ok(sources), None) => {
-                if let Some((source, c)) = sources
-                    .iter()
-                    .find_map(|s| list.classify(s).map(|c| (s, c)))
-                {
-                    out.push(PolicyProblem::Derived {
-                        job: job.to_string(),
-                        column: column.clone(),
-                        source: source.clone(),
-                        category: c.category.to_string(),
-                        expression: lineage.expression.clone(),
-                    });
-                }
             }
         }
     }
