@@ -17,7 +17,7 @@
 //! | [`personal_data`] | which column names are personal data (`personal_data.toml`)      |
 //! | [`output_columns`] | a job's result column names, read from its SQL (no database)    |
 //! | [`lineage`]  | the source columns each result column is computed from (no database) |
-//! | [`policy_check`] | the signer's check: every personal-data column has a policy      |
+//! | [`policy_check`] | the signer's check: every personal-data column, by name or by lineage, has a policy |
 //! | `doc`        | strict TOML decoding and errors naming the line and the field         |
 //!
 //! The `transmissor-plan` binary is the offline signer (keygen, check,
