@@ -449,7 +449,10 @@ mod tests {
             }
             for l in lineage(&job.sql).unwrap() {
                 let personal = list.classify(&l.name).is_some()
-                    || l.sources.unwrap().iter().any(|s| list.classify(s).is_some());
+                    || l.sources
+                        .unwrap()
+                        .iter()
+                        .any(|s| list.classify(s).is_some());
                 if personal {
                     assert!(
                         job.columns.contains_key(&l.name),

@@ -369,7 +369,8 @@ mod tests {
         .unwrap_err();
         assert!(
             matches!(e, MinimiseError::Undetermined { .. })
-                && e.to_string().contains("reads whole rows of table tb_fat_cidadao_pec"),
+                && e.to_string()
+                    .contains("reads whole rows of table tb_fat_cidadao_pec"),
             "{e}"
         );
         // The policy is looked up by the described name.

@@ -10,7 +10,7 @@ use sqlparser::ast::{
 };
 
 use super::query::query;
-use super::{Env, Lineage, Sources, Undetermined, union};
+use super::{Env, Lineage, Sources, Undetermined, union, union_all};
 use crate::output_columns::{fold, object_last};
 
 pub(super) fn expr(e: &Expr, env: &Env) -> Lineage {
@@ -72,7 +72,9 @@ pub(super) fn expr(e: &Expr, env: &Env) -> Lineage {
             else_result,
             ..
         } => {
-            let mut acc = operand.as_deref().map_or(Ok(Sources::new()), |o| expr(o, env));
+            let mut acc = operand
+                .as_deref()
+                .map_or(Ok(Sources::new()), |o| expr(o, env));
             for w in conditions {
                 acc = union(acc, all([&w.condition, &w.result], env));
             }
@@ -81,7 +83,9 @@ pub(super) fn expr(e: &Expr, env: &Env) -> Lineage {
                 None => acc,
             }
         }
-        Expr::In { expr: x, target, .. } => {
+        Expr::In {
+            expr: x, target, ..
+        } => {
             let target = match target {
                 InTarget::List(list) => all(list, env),
                 InTarget::Subquery(q) => subquery(q, env),
@@ -97,9 +101,7 @@ pub(super) fn expr(e: &Expr, env: &Env) -> Lineage {
 }
 
 fn all<'a>(items: impl IntoIterator<Item = &'a Expr>, env: &Env) -> Lineage {
-    items
-        .into_iter()
-        .fold(Ok(Sources::new()), |acc, x| union(acc, expr(x, env)))
+    union_all(items, |x| expr(x, env))
 }
 
 /// Every column a subquery returns (correlated names resolve outwards).
@@ -114,11 +116,37 @@ fn function(f: &Function, env: &Env) -> Lineage {
     if is_count(f) {
         return Ok(Sources::new());
     }
+    runs_sql(&object_last(&f.name), f)?;
     let mut acc = union(arguments(&f.args, env), arguments(&f.parameters, env));
     for o in &f.within_group {
         acc = union(acc, expr(&o.expr, env));
     }
     acc
+}
+
+/// Functions that read a table named by a value, or run SQL given as text
+/// (by name prefix): what they return has no lineage the SQL shows.
+const RUNS_SQL: [&str; 7] = [
+    "query_to_xml",
+    "table_to_xml",
+    "cursor_to_xml",
+    "schema_to_xml",
+    "database_to_xml",
+    "dblink",
+    "xpath_table",
+];
+
+/// Refuses a function of [`RUNS_SQL`] (`at`: the call, for the message).
+pub(super) fn runs_sql(name: &str, at: &impl std::fmt::Display) -> Result<(), Undetermined> {
+    if RUNS_SQL.iter().any(|p| name.starts_with(p)) {
+        return Err(Undetermined::unknown(
+            at,
+            format!(
+                "{name} reads a table or runs a query given as text, which the SQL does not show"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// PostgreSQL's `count` (unqualified or `pg_catalog.count`).
@@ -135,10 +163,7 @@ fn arguments(args: &FunctionArguments, env: &Env) -> Lineage {
         FunctionArguments::None => Ok(Sources::new()),
         FunctionArguments::Subquery(q) => subquery(q, env),
         FunctionArguments::List(list) => {
-            let mut acc = list
-                .args
-                .iter()
-                .fold(Ok(Sources::new()), |acc, a| union(acc, function_arg(a, env)));
+            let mut acc = union_all(&list.args, |a| function_arg(a, env));
             for clause in &list.clauses {
                 acc = union(
                     acc,
@@ -231,19 +256,17 @@ fn wildcard_args(f: &Function, env: &Env) -> Lineage {
     if is_count(f) {
         return Ok(Sources::new());
     }
-    list.args
-        .iter()
-        .filter(|a| {
-            !matches!(
-                a,
-                FunctionArg::Named {
-                    arg: FunctionArgExpr::Expr(_),
-                    ..
-                } | FunctionArg::ExprNamed {
-                    arg: FunctionArgExpr::Expr(_),
-                    ..
-                } | FunctionArg::Unnamed(FunctionArgExpr::Expr(_))
-            )
-        })
-        .fold(Ok(Sources::new()), |acc, a| union(acc, function_arg(a, env)))
+    let wildcards = list.args.iter().filter(|a| {
+        !matches!(
+            a,
+            FunctionArg::Named {
+                arg: FunctionArgExpr::Expr(_),
+                ..
+            } | FunctionArg::ExprNamed {
+                arg: FunctionArgExpr::Expr(_),
+                ..
+            } | FunctionArg::Unnamed(FunctionArgExpr::Expr(_))
+        )
+    });
+    union_all(wildcards, |a| function_arg(a, env))
 }

@@ -32,14 +32,19 @@
 //! bare alias), because only the database knows its columns; `*` inside an
 //! expression; a subquery nested where this module does not follow it;
 //! column aliases that rename a table's columns by position (`FROM t AS
-//! x(a, b)`); `FROM` items of unknown kinds. A whole row of a CTE or
-//! subquery is the union of its columns.
+//! x(a, b)`); `FROM` items of unknown kinds; functions that read a table
+//! named by a value or run SQL given as text (`query_to_xml`,
+//! `table_to_xml`, `dblink` …). A whole row of a CTE or subquery is the
+//! union of its columns.
 //!
 //! Not caught: a lookup join *on* a personal-data column (joining
 //! `tb_dim_tempo` on `co_dim_tempo_nascimento` and returning its date)
 //! carries the value through a `JOIN … ON`, which is not lineage. The
 //! output name check still applies, and the reference plan drops such a
-//! column; the plan's reviewer has to see the join.
+//! column; the plan's reviewer has to see the join. Nor a view or a
+//! function defined in the source database that renames a personal-data
+//! column: the signer sees only the plan's SQL (the agent still checks the
+//! names the database describes).
 
 mod expr;
 mod query;
@@ -104,7 +109,9 @@ pub fn lineage(sql: &str) -> Result<Vec<ColumnLineage>, OutputColumnsError> {
     };
     let rel = query::query(q, &Env::default())?;
     if let Some(table) = rel.open.tables.first() {
-        return Err(OutputColumnsError::Wildcard(format!("* over table {table}")));
+        return Err(OutputColumnsError::Wildcard(format!(
+            "* over table {table}"
+        )));
     }
     Ok(rel
         .columns
@@ -203,9 +210,9 @@ impl Relation {
                 table: table.clone(),
             });
         }
-        self.columns
-            .iter()
-            .fold(self.open.extra.clone(), |acc, c| union(acc, c.lineage.clone()))
+        self.columns.iter().fold(self.open.extra.clone(), |acc, c| {
+            union(acc, c.lineage.clone())
+        })
     }
 }
 
@@ -232,11 +239,7 @@ impl Env {
     }
 
     fn cte(&self, name: &str) -> Option<&Relation> {
-        self.ctes
-            .iter()
-            .rev()
-            .find(|c| c.0 == name)
-            .map(|c| &c.1)
+        self.ctes.iter().rev().find(|c| c.0 == name).map(|c| &c.1)
     }
 
     fn rels(&self) -> impl Iterator<Item = &Rel> {
@@ -283,7 +286,10 @@ impl Env {
     fn whole_row(&self, name: &str, at: &impl std::fmt::Display) -> Lineage {
         match self.rel(name) {
             Some(rel) => rel.relation.whole_row(at),
-            None => Err(Undetermined::unknown(at, format!("no FROM item {name} in scope"))),
+            None => Err(Undetermined::unknown(
+                at,
+                format!("no FROM item {name} in scope"),
+            )),
         }
     }
 }
@@ -295,9 +301,21 @@ fn union(a: Lineage, b: Lineage) -> Lineage {
     Ok(a)
 }
 
+/// The union of the lineages of `items`; the first unknown wins.
+fn union_all<T>(items: impl IntoIterator<Item = T>, mut f: impl FnMut(T) -> Lineage) -> Lineage {
+    items.into_iter().try_fold(Sources::new(), |mut acc, x| {
+        acc.extend(f(x)?);
+        Ok(acc)
+    })
+}
+
 /// SQL text for a message, shortened.
 fn fragment_of(x: &impl std::fmt::Display) -> String {
-    let text = x.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = x
+        .to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     if text.chars().count() <= FRAGMENT_CHARS {
         text
     } else {

@@ -6,8 +6,8 @@ use sqlparser::ast::{
     TableAlias, TableFactor, TableWithJoins, With,
 };
 
-use super::expr::{expr, function_arg};
-use super::{Column, Env, Lineage, Rel, Relation, Sources, Undetermined, fragment_of, union};
+use super::expr::{expr, function_arg, runs_sql};
+use super::{Column, Env, Lineage, Rel, Relation, Undetermined, fragment_of, union, union_all};
 use crate::output_columns::{expr_name, fold, object_last};
 
 /// Most rounds a recursive CTE's lineage may take to settle.
@@ -102,11 +102,8 @@ fn set(body: &SetExpr, env: &Env) -> Result<Relation, Undetermined> {
                 .map(|i| Column {
                     name: format!("column{}", i + 1),
                     text: format!("VALUES column {}", i + 1),
-                    lineage: v.rows.iter().fold(Ok(Sources::new()), |acc, row| {
-                        match row.content.get(i) {
-                            Some(e) => union(acc, expr(e, env)),
-                            None => acc,
-                        }
+                    lineage: union_all(v.rows.iter().filter_map(|row| row.content.get(i)), |e| {
+                        expr(e, env)
                     }),
                 })
                 .collect();
@@ -190,7 +187,10 @@ fn factor(tf: &TableFactor, env: &Env, level: &mut Vec<Rel>) {
                 .as_ref()
                 .map_or_else(|| object_last(name), |a| fold(&a.name));
             let relation = match args {
-                Some(a) => opaque(args_lineage(&a.args, &lateral), alias.as_ref()),
+                Some(a) => opaque(
+                    runs_sql(&object_last(name), tf).and_then(|()| args_lineage(&a.args, &lateral)),
+                    alias.as_ref(),
+                ),
                 None => {
                     let cte = (name.0.len() == 1)
                         .then(|| env.cte(&object_last(name)))
@@ -207,7 +207,10 @@ fn factor(tf: &TableFactor, env: &Env, level: &mut Vec<Rel>) {
             subquery, alias, ..
         } => {
             let relation = query(subquery, &lateral).unwrap_or_else(|e| Relation::opaque(Err(e)));
-            (alias.as_ref().map(|a| fold(&a.name)), renamed(relation, alias.as_ref()))
+            (
+                alias.as_ref().map(|a| fold(&a.name)),
+                renamed(relation, alias.as_ref()),
+            )
         }
         TableFactor::TableFunction { expr: e, alias } => (
             alias.as_ref().map(|a| fold(&a.name)),
@@ -221,15 +224,19 @@ fn factor(tf: &TableFactor, env: &Env, level: &mut Vec<Rel>) {
                     .as_ref()
                     .map_or_else(|| object_last(name), |a| fold(&a.name)),
             ),
-            opaque(args_lineage(args, &lateral), alias.as_ref()),
+            opaque(
+                runs_sql(&object_last(name), tf).and_then(|()| args_lineage(args, &lateral)),
+                alias.as_ref(),
+            ),
         ),
         TableFactor::UNNEST {
             alias, array_exprs, ..
         } => {
-            let lineage = array_exprs
-                .iter()
-                .fold(Ok(Sources::new()), |acc, e| union(acc, expr(e, &lateral)));
-            (alias.as_ref().map(|a| fold(&a.name)), opaque(lineage, alias.as_ref()))
+            let lineage = union_all(array_exprs, |e| expr(e, &lateral));
+            (
+                alias.as_ref().map(|a| fold(&a.name)),
+                opaque(lineage, alias.as_ref()),
+            )
         }
         TableFactor::NestedJoin {
             table_with_joins,
@@ -279,8 +286,7 @@ fn opaque(lineage: Lineage, alias: Option<&TableAlias>) -> Relation {
 }
 
 fn args_lineage(args: &[FunctionArg], env: &Env) -> Lineage {
-    args.iter()
-        .fold(Ok(Sources::new()), |acc, a| union(acc, function_arg(a, env)))
+    union_all(args, |a| function_arg(a, env))
 }
 
 fn renamed(rel: Relation, alias: Option<&TableAlias>) -> Relation {

@@ -32,12 +32,21 @@ fn refused(sql: &str) -> String {
 #[test]
 fn expressions_read_their_columns() {
     for (sql, want) in [
-        ("SELECT c.nu_cpf_cidadao AS documento FROM t c", &["nu_cpf_cidadao"][..]),
+        (
+            "SELECT c.nu_cpf_cidadao AS documento FROM t c",
+            &["nu_cpf_cidadao"][..],
+        ),
         ("SELECT upper(nu_cns) FROM t", &["nu_cns"]),
-        ("SELECT coalesce(nu_cpf_cidadao, nu_cns) FROM t", &["nu_cns", "nu_cpf_cidadao"]),
+        (
+            "SELECT coalesce(nu_cpf_cidadao, nu_cns) FROM t",
+            &["nu_cns", "nu_cpf_cidadao"],
+        ),
         ("SELECT 'id:' || nu_cns FROM t", &["nu_cns"]),
         ("SELECT dt_nascimento::text AS d FROM t", &["dt_nascimento"]),
-        ("SELECT round(nu_latitude::numeric, 6) AS y FROM t", &["nu_latitude"]),
+        (
+            "SELECT round(nu_latitude::numeric, 6) AS y FROM t",
+            &["nu_latitude"],
+        ),
         ("SELECT CAST(a AS int) + -b FROM t", &["a", "b"]),
         ("SELECT substring(x FROM 1 FOR 3) FROM t", &["x"]),
         ("SELECT extract(year FROM d) FROM t", &["d"]),
@@ -57,7 +66,9 @@ fn expressions_read_their_columns() {
 #[test]
 fn case_reads_conditions_and_results() {
     assert_eq!(
-        one("SELECT CASE WHEN c.nu_cpf_cidadao IS NOT NULL THEN c.nu_cpf_cidadao ELSE c.nu_cns END AS doc FROM t c"),
+        one(
+            "SELECT CASE WHEN c.nu_cpf_cidadao IS NOT NULL THEN c.nu_cpf_cidadao ELSE c.nu_cns END AS doc FROM t c"
+        ),
         ["nu_cns", "nu_cpf_cidadao"]
     );
     // A condition alone can spell a value out.
@@ -96,11 +107,9 @@ fn aggregates_and_windows() {
 #[test]
 fn subqueries_are_followed() {
     assert_eq!(
-        one(
-            "SELECT (SELECT c.nu_cpf_cidadao FROM tb_fat_cidadao_pec c \
+        one("SELECT (SELECT c.nu_cpf_cidadao FROM tb_fat_cidadao_pec c \
              WHERE c.co_seq_fat_cidadao_pec = a.co_fat_cidadao_pec) AS ref \
-             FROM tb_fat_atendimento_individual a"
-        ),
+             FROM tb_fat_atendimento_individual a"),
         ["nu_cpf_cidadao"]
     );
     // A correlated reference in a subquery's output resolves outwards.
@@ -108,9 +117,15 @@ fn subqueries_are_followed() {
         one("SELECT (SELECT a.nu_cns || u.x FROM u LIMIT 1) AS r FROM t a"),
         ["nu_cns", "x"]
     );
-    assert_eq!(one("SELECT EXISTS (SELECT 1 FROM u WHERE u.cpf = t.cpf) FROM t"), Vec::<String>::new());
+    assert_eq!(
+        one("SELECT EXISTS (SELECT 1 FROM u WHERE u.cpf = t.cpf) FROM t"),
+        Vec::<String>::new()
+    );
     assert_eq!(one("SELECT EXISTS (SELECT u.cpf FROM u) FROM t"), ["cpf"]);
-    assert_eq!(one("SELECT k IN (SELECT nu_cns FROM u) FROM t"), ["k", "nu_cns"]);
+    assert_eq!(
+        one("SELECT k IN (SELECT nu_cns FROM u) FROM t"),
+        ["k", "nu_cns"]
+    );
     assert_eq!(one("SELECT ARRAY(SELECT nu_cns FROM u) FROM t"), ["nu_cns"]);
 }
 
@@ -152,7 +167,10 @@ fn ctes_and_derived_tables_are_followed_to_their_sources() {
         [Ok(vec!["nu_cns".to_string()]), Ok(vec!["co".to_string()])]
     );
     // A `*` over a table inside a subquery passes its columns by name.
-    assert_eq!(one("SELECT s.nu_cns AS a FROM (SELECT * FROM t) s"), ["nu_cns"]);
+    assert_eq!(
+        one("SELECT s.nu_cns AS a FROM (SELECT * FROM t) s"),
+        ["nu_cns"]
+    );
 }
 
 #[test]
@@ -189,7 +207,10 @@ fn joins_and_unqualified_names() {
         one("SELECT l.v FROM t, LATERAL (SELECT t.nu_cns AS v) l"),
         ["nu_cns"]
     );
-    assert_eq!(one("SELECT u FROM t, unnest(ARRAY[t.nu_cpf]) u"), ["nu_cpf", "u"]);
+    assert_eq!(
+        one("SELECT u FROM t, unnest(ARRAY[t.nu_cpf]) u"),
+        ["nu_cpf", "u"]
+    );
     assert_eq!(one("SELECT g FROM generate_series(1, 3) g"), ["g"]);
 }
 
@@ -208,20 +229,41 @@ fn set_operations_read_every_branch() {
 #[test]
 fn whole_rows_of_tables_are_refused() {
     for (sql, fragment) in [
-        ("SELECT row_to_json(v)::text FROM tb_fat_visita_domiciliar v", "`v`"),
+        (
+            "SELECT row_to_json(v)::text FROM tb_fat_visita_domiciliar v",
+            "`v`",
+        ),
         ("SELECT to_json(t) FROM tb_fat_cidadao_pec t", "`t`"),
         ("SELECT hstore(t) FROM tb_fat_cidadao_pec t", "`t`"),
-        ("SELECT json_agg(tb_fat_cidadao_pec) FROM tb_fat_cidadao_pec", "`tb_fat_cidadao_pec`"),
-        ("SELECT row_to_json(v.*) FROM tb_fat_visita_domiciliar v", "`v.*`"),
+        (
+            "SELECT json_agg(tb_fat_cidadao_pec) FROM tb_fat_cidadao_pec",
+            "`tb_fat_cidadao_pec`",
+        ),
+        (
+            "SELECT row_to_json(v.*) FROM tb_fat_visita_domiciliar v",
+            "`v.*`",
+        ),
         ("SELECT ROW(v.*) FROM tb_fat_visita_domiciliar v", "v.*"),
         ("SELECT md5(v::text) FROM tb_fat_visita_domiciliar v", "`v`"),
-        ("SELECT (SELECT s FROM tb_fat_cidadao_pec s LIMIT 1)::text", "`s`"),
-        ("SELECT (SELECT * FROM tb_fat_cidadao_pec LIMIT 1) AS x", "tb_fat_cidadao_pec"),
-        ("SELECT to_json(s) FROM (SELECT * FROM tb_fat_cidadao_pec) s", "`s`"),
+        (
+            "SELECT (SELECT s FROM tb_fat_cidadao_pec s LIMIT 1)::text",
+            "`s`",
+        ),
+        (
+            "SELECT (SELECT * FROM tb_fat_cidadao_pec LIMIT 1) AS x",
+            "tb_fat_cidadao_pec",
+        ),
+        (
+            "SELECT to_json(s) FROM (SELECT * FROM tb_fat_cidadao_pec) s",
+            "`s`",
+        ),
     ] {
         let e = refused(sql);
         assert!(e.contains(fragment), "{sql}: {e}");
-        assert!(e.contains("whole rows of table") || e.contains("name the columns"), "{sql}: {e}");
+        assert!(
+            e.contains("whole rows of table") || e.contains("name the columns"),
+            "{sql}: {e}"
+        );
     }
     let e = refused("SELECT row_to_json(v)::text FROM tb_fat_visita_domiciliar v");
     assert!(e.contains("table tb_fat_visita_domiciliar"), "{e}");
@@ -241,12 +283,26 @@ fn what_cannot_be_followed_is_refused_naming_it() {
         ("SELECT (x).f FROM t", "(x).f"),
     ] {
         let got = sources(sql);
-        let [got] = got.as_slice() else { panic!("{sql}: {got:?}") };
+        let [got] = got.as_slice() else {
+            panic!("{sql}: {got:?}")
+        };
         match got {
             Err(e) => assert!(e.contains(fragment), "{sql}: {e}"),
             // `(x).f` is a field of column x: followed as x.
             Ok(s) => assert!(s.contains(&"x".to_string()), "{sql}: {s:?}"),
         }
+    }
+    // Functions that run SQL given as text, or read a table by name.
+    for sql in [
+        "SELECT query_to_xml('SELECT nu_cpf FROM t', true, false, '')",
+        "SELECT table_to_xml('tb_fat_cidadao_pec', true, false, '')::text AS x",
+        "SELECT d.x FROM dblink('db', 'SELECT nu_cpf FROM t') AS d (x text)",
+    ] {
+        let got = sources(sql);
+        assert!(
+            matches!(got.as_slice(), [Err(e)] if e.contains("runs a query given as text")),
+            "{sql}: {got:?}"
+        );
     }
     // A subquery in a form this module does not follow is refused.
     let e = refused("SELECT POSITION((SELECT nu_cns FROM u) IN x) FROM t");
@@ -254,7 +310,10 @@ fn what_cannot_be_followed_is_refused_naming_it() {
     // Long fragments are cut.
     let long = format!("SELECT row_to_json({}) FROM t {}", "v", "v");
     assert!(refused(&long).len() < 400);
-    assert_eq!(fragment_of(&"x ".repeat(100)).chars().count(), FRAGMENT_CHARS);
+    assert_eq!(
+        fragment_of(&"x ".repeat(100)).chars().count(),
+        FRAGMENT_CHARS
+    );
 }
 
 #[test]
