@@ -16,7 +16,8 @@
 //! | [`open`]     | opening a signed plan or key list (verify, check kind, parse)         |
 //! | [`personal_data`] | which column names are personal data (`personal_data.toml`)      |
 //! | [`output_columns`] | a job's result column names, read from its SQL (no database)    |
-//! | [`policy_check`] | the signer's check: every personal-data column has a policy      |
+//! | [`lineage`]  | the source columns each result column is computed from (no database) |
+//! | [`policy_check`] | the signer's check: every personal-data column, by name or by lineage, has a policy |
 //! | `doc`        | strict TOML decoding and errors naming the line and the field         |
 //!
 //! The `transmissor-plan` binary is the offline signer (keygen, check,
@@ -30,6 +31,7 @@ pub mod envelope;
 pub mod job;
 pub mod key_list;
 pub mod keys;
+pub mod lineage;
 pub mod open;
 pub mod output_columns;
 pub mod personal_data;

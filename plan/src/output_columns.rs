@@ -28,6 +28,8 @@ pub enum OutputColumnsError {
         "it selects {0}, whose columns cannot be known without the database; name the columns in the SELECT so the signer can check them for personal data"
     )]
     Wildcard(String),
+    #[error("the personal data its columns may carry cannot be determined: {0}")]
+    Lineage(#[from] crate::lineage::Undetermined),
 }
 
 /// The names of the columns `sql` returns, in order.
@@ -194,19 +196,37 @@ fn aliased(alias: &TableAlias) -> Option<Vec<String>> {
 }
 
 /// PostgreSQL's name for an unaliased result column (`FigureColname`).
-fn expr_name(e: &Expr) -> String {
+pub(crate) fn expr_name(e: &Expr) -> String {
+    figure(e).map_or_else(unnamed, |(name, _)| name)
+}
+
+/// PostgreSQL's `FigureColnameInternal`: a name and how strong it is (2: a
+/// column, function or subquery's name; 1: a type name or `case`, which a
+/// weaker context replaces).
+fn figure(e: &Expr) -> Option<(String, u8)> {
     match e {
-        Expr::Identifier(id) => fold(id),
-        Expr::CompoundIdentifier(ids) => ids.last().map_or_else(unnamed, fold),
-        Expr::Nested(inner) => expr_name(inner),
+        Expr::Identifier(id) => Some((fold(id), 2)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(|id| (fold(id), 2)),
+        Expr::Nested(inner) => figure(inner),
         Expr::Cast {
             expr, data_type, ..
-        } => match expr_name(expr) {
-            n if n == "?column?" => data_type.to_string().to_lowercase(),
-            n => n,
+        } => match figure(expr) {
+            Some(named) if named.1 == 2 => Some(named),
+            _ => Some((data_type.to_string().to_lowercase(), 1)),
         },
-        Expr::Function(f) => object_last(&f.name),
-        _ => unnamed(),
+        Expr::Function(f) => Some((object_last(&f.name), 2)),
+        Expr::Case { else_result, .. } => match else_result.as_deref().and_then(figure) {
+            Some(named) if named.1 == 2 => Some(named),
+            _ => Some(("case".to_string(), 1)),
+        },
+        Expr::Exists { .. } => Some(("exists".to_string(), 2)),
+        Expr::Array(_) => Some(("array".to_string(), 2)),
+        // A scalar subquery is named after its column.
+        Expr::Subquery(q) => query_columns(q, &Scope::default())
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|name| (name, 2)),
+        _ => None,
     }
 }
 
@@ -214,7 +234,7 @@ fn unnamed() -> String {
     "?column?".to_string()
 }
 
-fn object_last(name: &ObjectName) -> String {
+pub(crate) fn object_last(name: &ObjectName) -> String {
     name.0
         .last()
         .and_then(|p| p.as_ident())
@@ -222,7 +242,7 @@ fn object_last(name: &ObjectName) -> String {
 }
 
 /// An identifier as PostgreSQL stores it: unquoted ones fold to lowercase.
-fn fold(id: &Ident) -> String {
+pub(crate) fn fold(id: &Ident) -> String {
     if id.quote_style.is_some() {
         id.value.clone()
     } else {
@@ -259,6 +279,14 @@ mod tests {
                 "text",
                 "lower"
             ]
+        );
+        assert_eq!(
+            cols(
+                "SELECT (SELECT c.nu_cns FROM c), CASE WHEN a THEN b ELSE c.x END, \
+                 CASE WHEN a THEN b END, CASE WHEN a THEN b ELSE 1::text END, EXISTS (SELECT 1), \
+                 ARRAY[1], coalesce(a, b) FROM t"
+            ),
+            ["nu_cns", "x", "case", "case", "exists", "array", "coalesce"]
         );
     }
 

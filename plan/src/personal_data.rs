@@ -1,8 +1,10 @@
 //! Which column names hold personal data: the project's reference list
 //! (`personal_data.toml`, embedded) plus the patterns a plan adds with its
-//! top-level `personal_data` field. A job returning such a column must give
+//! top-level `personal_data` field. A job returning such a column, or a
+//! column computed from one under any name ([`crate::lineage`]), must give
 //! it a policy in `[jobs.columns]`; the signer ([`crate::check_personal_data`])
-//! and the agent (on the columns the database describes) refuse it otherwise.
+//! and the agent (on the SQL's lineage, and on the columns the database
+//! describes) refuse it otherwise.
 
 use std::fmt;
 use std::sync::OnceLock;

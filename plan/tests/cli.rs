@@ -122,6 +122,43 @@ fn check_and_sign_refuse_an_invalid_plan() {
     assert!(!out.exists());
 }
 
+/// A personal-data value renamed or wrapped in a function, or a whole row,
+/// is refused by `check` and `sign`, naming the job, the column and the
+/// expression.
+#[test]
+fn check_and_sign_refuse_personal_data_under_another_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("plan.key");
+    assert!(run(&["keygen", "--out", p(&key)]).status.success());
+    let example = std::fs::read_to_string(EXAMPLE).unwrap();
+    let anchor = "       c.nu_telefone_celular,\n";
+    assert!(example.contains(anchor));
+    for (added, expected) in [
+        (
+            "       'tel:' || c.nu_telefone_celular AS contato,\n",
+            "job lista_hipertensos: column contato is computed from nu_telefone_celular, personal data (phone), by `'tel:' || c.nu_telefone_celular`, and has no policy",
+        ),
+        (
+            "       row_to_json(c)::text AS dados,\n",
+            "job lista_hipertensos: column dados (`row_to_json(c)::TEXT`) may carry personal data that the SQL does not show: `c` reads whole rows of table tb_fat_cidadao_pec",
+        ),
+    ] {
+        let bad = dir.path().join("bad.toml");
+        let text = example.replacen(anchor, &format!("{anchor}{added}"), 1);
+        std::fs::write(&bad, text).unwrap();
+
+        let o = run(&["check", p(&bad)]);
+        assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+
+        let out = dir.path().join("bad.signed");
+        let o = run(&["sign", "--key", p(&key), p(&bad), "--out", p(&out)]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(expected), "{}", stderr(&o));
+        assert!(!out.exists());
+    }
+}
+
 #[test]
 fn keygen_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();

@@ -8,9 +8,11 @@
 //!   spool, in the collector's database dump or in either process's log;
 //!   two municipalities' pseudonyms of the same value differ;
 //! - pseudonyms are stable across runs and across re-enrollment;
-//! - a personal-data column without a policy is refused by `transmissor-plan
-//!   sign`/`check`, and — in a plan signed without that check, or hidden
-//!   from it — by the agent before any row is extracted;
+//! - a personal-data column without a policy, under its own name or computed
+//!   from one under another (`upper(nu_cns) AS rotulo`), and a whole row
+//!   (`row_to_json(c)`), are refused by `transmissor-plan sign`/`check`,
+//!   and — in a plan signed without that check — by the agent before any
+//!   row is extracted (on the described names, and on the SQL's lineage);
 //! - a column switching from clear values to pseudonyms on an existing
 //!   target is refused as a changed schema.
 
@@ -602,13 +604,26 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
     let key = PlanKey::generate(&dir, "k")?;
     let cfg = central_config(&stack, &m, &key, false)?;
 
-    // The signer refuses a personal-data column without a policy, and a *
-    // it cannot see through.
+    // The signer refuses a personal-data column without a policy, a *
+    // it cannot see through, and personal data under another name.
     let unclassified = "SELECT c.id, c.nu_cpf_cidadao FROM cidadaos c";
+    let renamed = "SELECT c.id, upper(c.nu_cns) AS rotulo FROM cidadaos c";
     for (sql, message) in [
         (
             unclassified,
             "job sem_politica: column nu_cpf_cidadao is personal data (CPF) and has no policy",
+        ),
+        (
+            renamed,
+            "job sem_politica: column rotulo is computed from nu_cns, personal data (CNS), by `upper(c.nu_cns)`, and has no policy",
+        ),
+        (
+            "SELECT c.id, (SELECT c.nu_cns) FROM cidadaos c",
+            "job sem_politica: column nu_cns is personal data (CNS) and has no policy",
+        ),
+        (
+            "SELECT row_to_json(c)::text AS dados FROM cidadaos c",
+            "job sem_politica: column dados (`row_to_json(c)::TEXT`) may carry personal data that the SQL does not show: `c` reads whole rows of table cidadaos",
         ),
         (
             "SELECT * FROM cidadaos",
@@ -653,23 +668,23 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
         "{text}"
     );
 
-    // A name the SQL hides from the signer (a scalar subquery is named
-    // after its column by PostgreSQL): signed, then refused by the agent
-    // on the described names, before any row is read.
-    let hidden = key.sign_plan(
-        &dir,
-        "hidden",
-        &plan(
-            2,
+    // Signed by a path that skips the check (the library's low-level
+    // sign): the agent checks the names the database describes (a scalar
+    // subquery is named after its column), before any row is read.
+    let signing = transmissor_plan::keys::read_signing_key(&key.file)?;
+    let bypass_sign = |text: &str| {
+        transmissor_plan::sign(transmissor_plan::Kind::Plan, text.as_bytes(), &signing)
+    };
+    let hidden = bypass_sign(&plan(
+        2,
+        "",
+        &[(
+            "escondida",
+            "escondida",
+            "SELECT c.id, (SELECT c.nu_cns) FROM cidadaos c",
             "",
-            &[(
-                "escondida",
-                "escondida",
-                "SELECT c.id, (SELECT c.nu_cns) FROM cidadaos c",
-                "",
-            )],
-        ),
-    )?;
+        )],
+    ));
     stack.publish_plan("hidden", &hidden)?;
     stack.wait_served(&m, &hidden).await?;
     let (ok, out) = run_agent(&cfg)?;
@@ -684,11 +699,12 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
         "{rec:?}"
     );
 
-    // Signed by a path that skips the check (the library's low-level
-    // sign): the agent refuses it the same way.
-    let text = plan(3, "", &[("sem_politica", "sem_politica", unclassified, "")]);
-    let signing = transmissor_plan::keys::read_signing_key(&key.file)?;
-    let bypass = transmissor_plan::sign(transmissor_plan::Kind::Plan, text.as_bytes(), &signing);
+    // And a personal-data column under its own name, the same way.
+    let bypass = bypass_sign(&plan(
+        3,
+        "",
+        &[("sem_politica", "sem_politica", unclassified, "")],
+    ));
     stack.publish_plan("bypass", &bypass)?;
     stack.wait_served(&m, &bypass).await?;
     let (ok, out) = run_agent(&cfg)?;
@@ -706,13 +722,30 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
         "{rec:?}"
     );
 
+    // Personal data under another name: the agent runs the signer's
+    // lineage check on the SQL again, and refuses before any row is read.
+    let lineage = bypass_sign(&plan(4, "", &[("rotulo", "rotulo", renamed, "")]));
+    stack.publish_plan("lineage", &lineage)?;
+    stack.wait_served(&m, &lineage).await?;
+    let (ok, out) = run_agent(&cfg)?;
+    let refusal = "column rotulo is computed from nu_cns, personal data (CNS), by `upper(c.nu_cns)`, and the plan gives it no policy";
+    ensure!(!ok && out.contains(refusal), "{out}");
+    ensure!(!table_exists(&stack, "rotulo").await?, "nothing loaded");
+    let rec = recorded(&stack, "rotulo").await?;
+    ensure!(
+        rec.len() == 1
+            && rec[0].0 == "failed"
+            && rec[0].1.as_deref().unwrap_or("").contains(refusal),
+        "{rec:?}"
+    );
+
     // A column sent in clear, then pseudonymised into the same target:
     // refused as a changed schema; the target keeps what it had.
     let troca = "SELECT c.id, c.nu_cns FROM cidadaos c";
     let v4 = key.sign_plan(
         &dir,
         "v4",
-        &plan(4, "", &[("troca", "troca", troca, "nu_cns = \"send\"\n")]),
+        &plan(5, "", &[("troca", "troca", troca, "nu_cns = \"send\"\n")]),
     )?;
     stack.publish_plan("v4", &v4)?;
     stack.wait_served(&m, &v4).await?;
@@ -725,7 +758,7 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
         &dir,
         "v5",
         &plan(
-            5,
+            6,
             "",
             &[("troca", "troca", troca, "nu_cns = \"pseudonymise\"\n")],
         ),

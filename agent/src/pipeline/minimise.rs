@@ -2,7 +2,11 @@
 //! the column names the source describes (not on what the SQL seems to
 //! return), every column of the personal-data list must have a policy and
 //! every policy must name a returned column, or the job fails naming the
-//! column (and its category). Then the query is wrapped so that dropped
+//! column (and its category). The signer's lineage check runs again on the
+//! job's SQL ([`transmissor_plan::lineage`]): a described column computed
+//! from a personal-data column (`upper(nu_cns) AS x`), or whose sources the
+//! SQL does not show (`row_to_json(v)`), needs a policy too, so a plan
+//! signed without the check is held to it. Then the query is wrapped so that dropped
 //! columns never leave the database server and pseudonymised ones arrive
 //! as text, ready for [`super::pseudonym`]:
 //!
@@ -20,6 +24,8 @@ use std::sync::Arc;
 use thiserror::Error;
 use tokio_postgres::GenericClient;
 
+use transmissor_plan::lineage::lineage;
+use transmissor_plan::policy_check::{LineageFinding, lineage_finding};
 use transmissor_plan::{ColumnPolicy, PersonalData};
 use transmissor_proto::names::quote_ident;
 
@@ -54,6 +60,23 @@ pub enum MinimiseError {
         "column {column} appears twice in the job's result and has a policy; give each an alias"
     )]
     Duplicate { column: String },
+    #[error(
+        "column {column} is computed from {source_column}, personal data ({category}), by `{expression}`, and the plan gives it no policy; the job was not extracted (add {column} = \"pseudonymise\" | \"drop\" to the job's [jobs.columns])"
+    )]
+    Derived {
+        column: String,
+        source_column: String,
+        category: String,
+        expression: String,
+    },
+    #[error(
+        "column {column} (`{expression}`) may carry personal data that the SQL does not show: {reason}; the job was not extracted"
+    )]
+    Undetermined {
+        column: String,
+        expression: String,
+        reason: String,
+    },
     #[error("the plan drops every column of the job; nothing would be sent")]
     Empty,
 }
@@ -132,6 +155,7 @@ pub fn plan(
             kept.push((c.clone(), policy));
         }
     }
+    check_lineage(privacy, query, described)?;
     if kept.is_empty() {
         return Err(MinimiseError::Empty);
     }
@@ -156,6 +180,44 @@ pub fn plan(
         list.join(", ")
     );
     Ok((wrapped, kept))
+}
+
+/// The signer's lineage check on the job's SQL, column by column against
+/// the described names. SQL the check cannot read (a `*` over a table,
+/// which only the signer refuses) is left to the described names.
+fn check_lineage(
+    privacy: &JobPrivacy,
+    query: &str,
+    described: &[ColumnMeta],
+) -> Result<(), MinimiseError> {
+    let Ok(lineages) = lineage(query) else {
+        return Ok(());
+    };
+    if lineages.len() != described.len() {
+        return Ok(());
+    }
+    for (c, l) in described.iter().zip(&lineages) {
+        let policy = privacy.columns.get(&c.name).copied();
+        match lineage_finding(l, policy, &privacy.personal_data) {
+            None => {}
+            Some(LineageFinding::Derived { source, category }) => {
+                return Err(MinimiseError::Derived {
+                    column: c.name.clone(),
+                    source_column: source,
+                    category,
+                    expression: l.expression.clone(),
+                });
+            }
+            Some(LineageFinding::Undetermined { reason }) => {
+                return Err(MinimiseError::Undetermined {
+                    column: c.name.clone(),
+                    expression: l.expression.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Describes a job's result (`source::describe`) and, for a plan job,
@@ -288,6 +350,36 @@ mod tests {
             matches!(e, MinimiseError::Unclassified { ref category, .. } if category == "listed by the plan"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn columns_computed_from_personal_data_need_a_policy() {
+        let p = privacy(&[]);
+        let sql = "SELECT c.co_seq, upper(c.nu_cns) AS rotulo FROM tb_fat_cidadao_pec c";
+        let e = plan(&p, sql, &[col("co_seq"), col("rotulo")]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "column rotulo is computed from nu_cns, personal data (CNS), by `upper(c.nu_cns)`, and the plan gives it no policy; the job was not extracted (add rotulo = \"pseudonymise\" | \"drop\" to the job's [jobs.columns])"
+        );
+        let e = plan(
+            &p,
+            "SELECT row_to_json(c)::text AS dados FROM tb_fat_cidadao_pec c",
+            &[col("dados")],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, MinimiseError::Undetermined { .. })
+                && e.to_string()
+                    .contains("reads whole rows of table tb_fat_cidadao_pec"),
+            "{e}"
+        );
+        // The policy is looked up by the described name.
+        let p = privacy(&[("rotulo", ColumnPolicy::Pseudonymise)]);
+        assert!(plan(&p, sql, &[col("co_seq"), col("rotulo")]).is_ok());
+        // A plan's own pattern counts as a source too.
+        let p = privacy(&[]);
+        let e = plan(&p, "SELECT lower(nu_pis) AS p FROM t", &[col("p")]).unwrap_err();
+        assert!(matches!(e, MinimiseError::Derived { .. }), "{e}");
     }
 
     #[test]
