@@ -186,6 +186,11 @@ pub struct EnrollmentConfig {
     /// Connections of enrollment's own pool (apart from loads).
     #[serde(default = "default_enroll_connections")]
     pub database_connections: u32,
+    /// Anonymous enrollments served at once (more are refused at once):
+    /// keep it below `database_connections`, so a flood of them leaves
+    /// connections to renewals.
+    #[serde(default = "default_concurrent_enrollments")]
+    pub max_concurrent_enrollments: u32,
 }
 
 impl Default for EnrollmentConfig {
@@ -211,6 +216,9 @@ fn default_superseded_grace() -> Duration {
 }
 fn default_enroll_connections() -> u32 {
     2
+}
+fn default_concurrent_enrollments() -> u32 {
+    1
 }
 fn default_max_connections_open() -> usize {
     16_384
@@ -386,6 +394,10 @@ pub struct LimitsConfig {
     /// How often the reaper looks.
     #[serde(default = "default_reap_every", with = "humantime_serde")]
     pub reap_every: Duration,
+    /// How long a positive identity check is reused without a database
+    /// round trip (identity changes clear it at once; zero: no cache).
+    #[serde(default = "default_identity_cache_ttl", with = "humantime_serde")]
+    pub identity_cache_ttl: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -405,6 +417,7 @@ impl Default for LimitsConfig {
             max_batches_per_transmission: default_batches_per_transmission(),
             stale_transmission_after: default_stale_after(),
             reap_every: default_reap_every(),
+            identity_cache_ttl: default_identity_cache_ttl(),
         }
     }
 }
@@ -449,6 +462,9 @@ fn default_stale_after() -> Duration {
     Duration::from_secs(48 * 3600)
 }
 fn default_reap_every() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_identity_cache_ttl() -> Duration {
     Duration::from_secs(300)
 }
 

@@ -14,6 +14,17 @@
 //! renewal (`[enrollment] superseded_grace`, so calls on connections opened
 //! before the renewal finish); a stolen key therefore dies at the owner's
 //! next renewal. A chain through a retired issuing CA is refused too.
+//!
+//! Results of current (and unrecorded) certificates are kept in an
+//! [`IdentityCache`] that PostgreSQL notifications clear on any identity
+//! change, so a known agent's call needs no round trip while a revocation
+//! still takes effect on the next call ([`cache`]). [`agent_of`] reads the
+//! agent from the certificate alone, so per-agent admission can come before
+//! any database work.
+
+pub mod cache;
+
+use std::sync::Arc;
 
 use sqlx::PgPool;
 use tonic::Request;
@@ -24,6 +35,8 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use transmissor_proto::identity::{AgentUri, Ibge};
 
 use crate::error::CollectorError;
+pub use cache::IdentityCache;
+use cache::ChainKey;
 
 /// What the TLS layer says about a request's peer.
 #[derive(Debug, Clone)]
@@ -89,11 +102,34 @@ type AuthRow = (
 #[derive(Clone)]
 pub struct Authenticator {
     pool: PgPool,
+    cache: Arc<IdentityCache>,
+}
+
+/// The agent a peer's certificate names, read from the certificate alone
+/// (already chain-verified by rustls; no database): the key of per-agent
+/// admission, taken before the caller is authenticated.
+pub fn agent_of(peer: &Peer) -> Result<Uuid, CollectorError> {
+    let leaf = peer
+        .certs
+        .as_ref()
+        .and_then(|c| c.first())
+        .ok_or_else(|| {
+            CollectorError::Unauthenticated(
+                "no client certificate: this call requires the agent's certificate (mutual TLS)"
+                    .into(),
+            )
+        })?;
+    Ok(agent_uri_of(leaf.as_ref())?.agent_id)
 }
 
 impl Authenticator {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, cache: Arc<IdentityCache>) -> Self {
+        Self { pool, cache }
+    }
+
+    /// The cache of positive results (its listener is started by the app).
+    pub fn cache(&self) -> &Arc<IdentityCache> {
+        &self.cache
     }
 
     /// Authenticates the caller of `request` (see the module doc).
@@ -146,6 +182,11 @@ impl Authenticator {
         let (uri, serial, spki_sha256) = leaf_facts(leaf.as_ref()).inspect_err(|e| {
             tracing::warn!(%peer, error = %e, "client certificate without agent identity refused");
         })?;
+        let key = ChainKey::of(&certs);
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
         let issuers: Vec<Vec<u8>> = certs[1..]
             .iter()
             .filter_map(|c| crate::ca::spki_sha256(c.as_ref()))
@@ -202,17 +243,21 @@ impl Authenticator {
             Some(_) if in_grace == Some(true) => Standing::SupersededInGrace,
             Some(_) => Standing::Superseded,
         };
-        Ok((
-            Caller {
-                ibge: uri.ibge,
-                agent_id: uri.agent_id,
-            },
-            Presented {
-                serial,
-                spki_sha256,
-                standing,
-            },
-        ))
+        let caller = Caller {
+            ibge: uri.ibge,
+            agent_id: uri.agent_id,
+        };
+        let presented = Presented {
+            serial,
+            spki_sha256,
+            standing,
+        };
+        // Only standings that no clock changes: a superseded certificate's
+        // grace ends by itself, so it is looked up every time.
+        if let (Some(g), Standing::Current | Standing::Unrecorded) = (generation, standing) {
+            self.cache.put(key, g, caller, presented.clone());
+        }
+        Ok((caller, presented))
     }
 }
 
