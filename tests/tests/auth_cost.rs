@@ -401,3 +401,64 @@ async fn run_requests_are_bounded_per_municipality() -> anyhow::Result<()> {
     run_requests::request(&pool, &plans, s.munis[1].ibge, None, "test").await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrollment_flood_does_not_make_a_renewal_fail() -> anyhow::Result<()> {
+    use transmissor_tests::identities::{enroll, plain_csr, renew, save};
+    let mut s = Stack::with_options(
+        &[A],
+        StackOptions {
+            enrollment: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    s.start_collector_in_process().await?;
+    let (key, csr) = plain_csr()?;
+    let token = s.issue_token(A.0, Duration::from_secs(3600)).await?;
+    let enrolled = enroll(&s, &token, &csr).await?;
+    let (chain, keyf) = save(&s.dir, "a", &enrolled.certificate_chain_pem, &key)?;
+
+    // The failure counters every enrollment writes first are stuck, and one
+    // address floods with well-formed tokens that do not exist.
+    let lock = s.analytic_client().await?;
+    lock.batch_execute(
+        "BEGIN; LOCK TABLE transmissor.enrollment_failures IN ACCESS EXCLUSIVE MODE",
+    )
+    .await?;
+    let pin = transmissor_collector::ca::load(s.ca_dir.as_ref().expect("ca"))?.pin;
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let forged = transmissor_proto::token::Token::generate(A.0.parse()?, pin).to_string();
+        let (endpoint, trust, csr) = (s.endpoint(), s.server_trust.clone(), csr.clone());
+        flood.spawn(async move {
+            transmissor_tests::identities::enroll_at(&endpoint, &trust, &forged, &csr).await
+        });
+    }
+    // Enrollments are holding the database (waiting on the lock).
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    let mut held = false;
+    for _ in 0..400 {
+        if count(&s, waiting).await? >= 1 {
+            held = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(held, "no enrollment reached the database");
+    // A renewal (mutual TLS) still gets through.
+    let (_, csr2) = plain_csr()?;
+    let renewed = tokio::time::timeout(ANSWERED, renew(&s, (&chain, &keyf), &csr2)).await?;
+    let renewed = renewed.map_err(|e| anyhow::anyhow!("renewal failed: {e:?}"))?;
+    assert!(renewed.certificate_chain_pem.contains("BEGIN CERTIFICATE"));
+    lock.batch_execute("ROLLBACK").await?;
+    while let Some(done) = flood.join_next().await {
+        let e = done?.expect_err("no token of the flood exists");
+        assert!(
+            matches!(e.code(), Code::PermissionDenied | Code::Unavailable),
+            "{e:?}"
+        );
+    }
+    s.stop_collector().await?;
+    Ok(())
+}
