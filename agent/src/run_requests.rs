@@ -26,7 +26,6 @@ use transmissor_proto::pb;
 /// Ids remembered to recognise a request sent again.
 const REMEMBERED: usize = 1024;
 
-
 /// One request to run now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Requested {

@@ -35,8 +35,8 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use transmissor_proto::identity::{AgentUri, Ibge};
 
 use crate::error::CollectorError;
-pub use cache::IdentityCache;
 use cache::ChainKey;
+pub use cache::IdentityCache;
 
 /// What the TLS layer says about a request's peer.
 #[derive(Debug, Clone)]
@@ -109,16 +109,11 @@ pub struct Authenticator {
 /// (already chain-verified by rustls; no database): the key of per-agent
 /// admission, taken before the caller is authenticated.
 pub fn agent_of(peer: &Peer) -> Result<Uuid, CollectorError> {
-    let leaf = peer
-        .certs
-        .as_ref()
-        .and_then(|c| c.first())
-        .ok_or_else(|| {
-            CollectorError::Unauthenticated(
-                "no client certificate: this call requires the agent's certificate (mutual TLS)"
-                    .into(),
-            )
-        })?;
+    let leaf = peer.certs.as_ref().and_then(|c| c.first()).ok_or_else(|| {
+        CollectorError::Unauthenticated(
+            "no client certificate: this call requires the agent's certificate (mutual TLS)".into(),
+        )
+    })?;
     Ok(agent_uri_of(leaf.as_ref())?.agent_id)
 }
 

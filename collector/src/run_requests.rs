@@ -66,7 +66,9 @@ pub enum RunRequestError {
     },
     #[error(transparent)]
     InvalidJob(#[from] transmissor_proto::names::NameError),
-    #[error("request {id} for {ibge} ({job}) is still pending: its agent runs it at its next heartbeat")]
+    #[error(
+        "request {id} for {ibge} ({job}) is still pending: its agent runs it at its next heartbeat"
+    )]
     AlreadyPending { id: i64, ibge: Ibge, job: String },
     #[error(
         "{ibge} got {MAX_PER_WINDOW} run requests in the last {} minutes; retry later",

@@ -113,7 +113,9 @@ async fn heartbeat(
 ) -> Result<pb::HeartbeatResponse, tonic::Status> {
     match tokio::time::timeout(ANSWERED, c.heartbeat(pb::HeartbeatRequest::default())).await {
         Ok(r) => r.map(tonic::Response::into_inner),
-        Err(_) => Err(tonic::Status::deadline_exceeded("no answer from the collector")),
+        Err(_) => Err(tonic::Status::deadline_exceeded(
+            "no answer from the collector",
+        )),
     }
 }
 
@@ -188,8 +190,7 @@ async fn a_revocation_takes_effect_on_the_next_call_on_every_replica() -> anyhow
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_agents_flood_is_refused_before_the_database_and_holds_nobody() -> anyhow::Result<()>
-{
+async fn one_agents_flood_is_refused_before_the_database_and_holds_nobody() -> anyhow::Result<()> {
     let s = stack("max_calls_per_agent = 8").await?;
     let (a, b) = (s.munis[0].clone(), s.munis[1].clone());
     let mut lb = lifecycle(&s, &s.endpoint(), &b)?;

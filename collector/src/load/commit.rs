@@ -162,7 +162,11 @@ impl Loader {
             }
             TxState::Open => {}
         }
-        if digest.len() != DIGEST_LEN || !digest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        if digest.len() != DIGEST_LEN
+            || !digest
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
             return Err(bad_digest(digest));
         }
 
@@ -442,6 +446,17 @@ impl Loader {
     }
 }
 
+/// A transmission digest is a lowercase hex SHA-256: 64 characters.
+const DIGEST_LEN: usize = 64;
+
+/// The refusal of a malformed digest (its length, never its text).
+fn bad_digest(digest: &str) -> CollectorError {
+    CollectorError::InvalidArgument(format!(
+        "digest is {} bytes long or not lowercase hex; a transmission digest is {DIGEST_LEN} lowercase hex digits",
+        digest.len()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::missing_batches;
@@ -458,15 +473,4 @@ mod tests {
         assert_eq!(n, u64::from(u32::MAX) - 2);
         assert_eq!(shown, (3..23).collect::<Vec<u32>>());
     }
-}
-
-/// A transmission digest is a lowercase hex SHA-256: 64 characters.
-const DIGEST_LEN: usize = 64;
-
-/// The refusal of a malformed digest (its length, never its text).
-fn bad_digest(digest: &str) -> CollectorError {
-    CollectorError::InvalidArgument(format!(
-        "digest is {} bytes long or not lowercase hex; a transmission digest is {DIGEST_LEN} lowercase hex digits",
-        digest.len()
-    ))
 }
