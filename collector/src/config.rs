@@ -394,8 +394,9 @@ pub struct LimitsConfig {
     /// How often the reaper looks.
     #[serde(default = "default_reap_every", with = "humantime_serde")]
     pub reap_every: Duration,
-    /// How long a positive identity check is reused without a database
-    /// round trip (identity changes clear it at once; zero: no cache).
+    /// How long a positive identity check may answer for the database
+    /// while the auth pool is saturated (identity changes clear it as soon
+    /// as their notification arrives; zero: no cache).
     #[serde(default = "default_identity_cache_ttl", with = "humantime_serde")]
     pub identity_cache_ttl: Duration,
 }

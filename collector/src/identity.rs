@@ -15,12 +15,15 @@
 //! before the renewal finish); a stolen key therefore dies at the owner's
 //! next renewal. A chain through a retired issuing CA is refused too.
 //!
-//! Results of current (and unrecorded) certificates are kept in an
-//! [`IdentityCache`] that PostgreSQL notifications clear on any identity
-//! change, so a known agent's call needs no round trip while a revocation
-//! still takes effect on the next call ([`cache`]). [`agent_of`] reads the
-//! agent from the certificate alone, so per-agent admission can come before
-//! any database work.
+//! The auth pool is small; when every connection of it is busy (a flood
+//! of calls, a slow database), a call is answered from an
+//! [`IdentityCache`] of recent positive results instead of queueing behind
+//! the others; PostgreSQL notifications clear that cache on any identity
+//! change ([`cache`]). While the pool has a connection free, the database
+//! decides, so a revocation takes effect on the very next call; under
+//! saturation, as soon as its notification arrives (milliseconds).
+//! [`agent_of`] reads the agent from the certificate alone, so per-agent
+//! admission comes before any database work.
 
 pub mod cache;
 
@@ -127,6 +130,12 @@ impl Authenticator {
         &self.cache
     }
 
+    /// Every connection of the auth pool is open and busy: a check would
+    /// queue behind the others.
+    fn saturated(&self) -> bool {
+        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
+    }
+
     /// Authenticates the caller of `request` (see the module doc).
     pub async fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, CollectorError> {
         self.authenticate_peer(Peer::of(request)).await
@@ -178,7 +187,9 @@ impl Authenticator {
             tracing::warn!(%peer, error = %e, "client certificate without agent identity refused");
         })?;
         let key = ChainKey::of(&certs);
-        if let Some(hit) = self.cache.get(&key) {
+        if self.saturated()
+            && let Some(hit) = self.cache.get(&key)
+        {
             return Ok(hit);
         }
         let generation = self.cache.generation();

@@ -1,8 +1,9 @@
 //! Positive identity results kept in memory, so a call of a known agent
-//! needs no database round trip (the auth pool is small, and one agent's
-//! flood must not queue everyone's authentication behind its own).
+//! needs no database round trip when the auth pool is saturated (the pool
+//! is small, and a flood must not queue everyone's authentication behind
+//! its own; while it has a connection free, the database decides).
 //!
-//! Revocation still takes effect on the next call: every replica LISTENs on
+//! A revocation clears it as soon as it is known: every replica LISTENs on
 //! [`CHANNEL`], which triggers (migration 0016) notify when an agent is
 //! revoked, re-registered or its current certificate changes, when a
 //! certificate is superseded, and when an issuing CA is retired; each
