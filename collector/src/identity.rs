@@ -4,8 +4,9 @@
 //! certificate (already chain-verified by rustls against the agents' CA) must
 //! carry a `urn:transmissor:agent:<ibge>:<uuid>` URI SAN, and that agent must
 //! exist in `transmissor.agents`, belong to that municipality and not be
-//! revoked. The check runs on every call, so a revocation takes effect on the
-//! next request even over an already-open connection.
+//! revoked. The check runs on every call (see below for a saturated pool),
+//! so a revocation takes effect on the next request even over an
+//! already-open connection.
 //!
 //! The same query (one round trip on the auth pool, primary-key lookups)
 //! also places the presented certificate among those issued to the agent
