@@ -199,23 +199,11 @@ impl App {
             Duration::from_secs(2),
             stop.clone(),
         ));
-        {
-            // An identity change also refreshes the TLS deny-list at once
-            // (new handshakes of a revoked agent), not at its next tick.
-            let (revoked, pool) = (self.revoked.clone(), self.pool.clone());
-            tasks.spawn(self.auth.cache().clone().listen(
-                self.listen_pool.clone(),
-                stop.clone(),
-                move || {
-                    let (revoked, pool) = (revoked.clone(), pool.clone());
-                    tokio::spawn(async move {
-                        if let Err(e) = revoked.refresh(&pool).await {
-                            tracing::warn!(error = %crate::pg_error::describe(&e), "cannot refresh the revoked agents and retired CAs");
-                        }
-                    });
-                },
-            ));
-        }
+        tasks.spawn(self.auth.cache().clone().listen(
+            self.listen_pool.clone(),
+            stop.clone(),
+            || {},
+        ));
         tasks.spawn(self.heartbeats.clone().run(
             self.pool.clone(),
             Duration::from_secs(1),

@@ -114,7 +114,7 @@ impl RevokedAgents {
         }
     }
 
-    pub async fn refresh(&self, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
+    async fn refresh(&self, pool: &sqlx::PgPool) -> Result<(), sqlx::Error> {
         let ids = sqlx::query_scalar::<_, uuid::Uuid>(
             "SELECT id FROM transmissor.agents WHERE revoked_at IS NOT NULL",
         )
