@@ -322,6 +322,14 @@ pub struct ScheduleConfig {
     /// Alternatively, a fixed interval between runs (e.g. "1h").
     #[serde(default, with = "humantime_serde")]
     pub every: Option<Duration>,
+    /// An operator's run-now request for a job that started less than this
+    /// ago is dropped (logged), so requests cannot run a job back to back.
+    #[serde(default = "default_run_now_min_interval", with = "humantime_serde")]
+    pub run_now_min_interval: Duration,
+}
+
+fn default_run_now_min_interval() -> Duration {
+    Duration::from_secs(10 * 60)
 }
 
 /// A local time of day, `HH:MM`, parsed once.

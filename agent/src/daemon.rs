@@ -160,6 +160,7 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
                 }
             }
             ledger.save(&ledger_dir)?;
+            agent.run_requests().started(&names);
             let set = plan.set.only(&names);
             tracing::info!(jobs = ?names, "scheduled run starting");
             running = Some(
@@ -224,13 +225,21 @@ async fn scheduled(agent: &Agent, cancel: &CancellationToken) -> Result<(), Agen
             }
             requested = agent.run_requests().next() => {
                 for r in requested {
+                    let min = agent.config().schedule.run_now_min_interval;
+                    let may = |job: &str| agent.run_requests().may_run_now(r.id, job, min);
                     match r.job {
                         None => {
                             for j in &plan.set.jobs {
-                                enqueue(&mut queue, j.job.name.clone(), None);
+                                if may(&j.job.name) {
+                                    enqueue(&mut queue, j.job.name.clone(), None);
+                                }
                             }
                         }
-                        Some(job) if plan.set.get(&job).is_some() => enqueue(&mut queue, job, None),
+                        Some(job) if plan.set.get(&job).is_some() => {
+                            if may(&job) {
+                                enqueue(&mut queue, job, None);
+                            }
+                        }
                         Some(job) => tracing::warn!(request = r.id, %job, "run request names a job the running plan does not have; ignored"),
                     }
                 }

@@ -10,9 +10,14 @@
 //! which jobs they mean. Only an agent whose daemon accepts requests
 //! ([`RunRequests::accept`]) takes them: one started for a single run
 //! (`run --now`, cron) leaves them for the collector to hand out again.
+//! A request for a job that started less than `[schedule]
+//! run_now_min_interval` ago is dropped ([`RunRequests::may_run_now`]):
+//! requests (from an operator, or a compromised collector) cannot make the
+//! agent load the municipality's database with run after run.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -40,6 +45,8 @@ struct Inner {
     /// New ids arrived: the heartbeat reports them at once.
     report_due: bool,
     queue: Vec<Requested>,
+    /// When each job last started (any run of the daemon).
+    started: HashMap<String, Instant>,
 }
 
 /// Requests between the heartbeat that receives them and the daemon.
@@ -105,6 +112,42 @@ impl RunRequests {
         std::mem::take(&mut self.lock().report_due)
     }
 
+    /// The daemon starts `jobs` now (scheduled or requested).
+    pub fn started<'a>(&self, jobs: impl IntoIterator<Item = &'a String>) {
+        self.started_at(jobs, Instant::now());
+    }
+
+    fn started_at<'a>(&self, jobs: impl IntoIterator<Item = &'a String>, at: Instant) {
+        let mut inner = self.lock();
+        for job in jobs {
+            inner.started.insert(job.clone(), at);
+        }
+    }
+
+    /// Whether a run-now of `job` may run: its last run started at least
+    /// `min_interval` ago (or never). Refused requests are logged; the
+    /// request was reported taken, so the collector does not send it again.
+    pub fn may_run_now(&self, request: u64, job: &str, min_interval: Duration) -> bool {
+        self.may_run_now_at(request, job, min_interval, Instant::now())
+    }
+
+    fn may_run_now_at(&self, request: u64, job: &str, min: Duration, now: Instant) -> bool {
+        let last = self.lock().started.get(job).copied();
+        match last {
+            Some(at) if now.saturating_duration_since(at) < min => {
+                tracing::warn!(
+                    request,
+                    %job,
+                    ran_secs_ago = now.saturating_duration_since(at).as_secs(),
+                    min_interval_secs = min.as_secs(),
+                    "run request refused: the job ran too recently"
+                );
+                false
+            }
+            _ => true,
+        }
+    }
+
     /// Waits for queued requests and takes them all. Cancel-safe: requests
     /// are taken only in the poll that returns them.
     pub async fn next(&self) -> Vec<Requested> {
@@ -167,6 +210,19 @@ mod tests {
                 job: Some("atend".into())
             }]
         );
+    }
+
+    #[test]
+    fn a_job_that_ran_recently_is_not_run_again_on_request() {
+        let r = RunRequests::default();
+        let (t0, min) = (Instant::now(), Duration::from_secs(600));
+        assert!(r.may_run_now_at(1, "cad", min, t0), "never ran");
+        r.started_at([&"cad".to_string()], t0);
+        let soon = t0 + Duration::from_secs(60);
+        assert!(!r.may_run_now_at(2, "cad", min, soon));
+        assert!(r.may_run_now_at(3, "atend", min, soon));
+        assert!(r.may_run_now_at(4, "cad", min, t0 + min));
+        assert!(r.may_run_now_at(5, "cad", Duration::ZERO, soon));
     }
 
     #[test]

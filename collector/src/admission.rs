@@ -59,8 +59,11 @@ struct AgentSlots {
     batches: Arc<Semaphore>,
 }
 
-/// Per-agent concurrency. Entries exist only for authenticated agents, so
-/// the map is bounded by the agents ever registered.
+/// Per-agent concurrency, keyed by the agent a chain-verified certificate
+/// names and taken before the caller is authenticated (so a flood is
+/// refused without database work). Entries exist only for certificates
+/// this collector's CA issued, so the map is bounded by the agents ever
+/// enrolled.
 pub struct Admission {
     agents: Mutex<HashMap<Uuid, Arc<AgentSlots>>>,
     max_calls: u32,

@@ -144,6 +144,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The health evaluator's own connections (a stream and a transaction).
     pub monitor_pool: PgPool,
+    /// One connection LISTENing for identity changes (the identity cache).
+    pub listen_pool: PgPool,
 }
 
 impl App {
@@ -164,10 +166,15 @@ impl App {
             .await
             .map_err(|e| ServeError::RunRequests(crate::pg_error::describe(&e)))?;
         let monitor_pool = crate::db::connect_sized(&cfg.database, 2).await?;
+        let listen_pool = crate::db::connect_sized(&cfg.database, 1).await?;
+        let identity_cache = Arc::new(crate::identity::IdentityCache::new(
+            cfg.limits.identity_cache_ttl,
+        ));
         Ok(Self {
             run_requests,
             monitor_pool,
-            auth: Authenticator::new(auth_pool.clone()),
+            listen_pool,
+            auth: Authenticator::new(auth_pool.clone(), identity_cache),
             loader: Loader::new(pool.clone(), &cfg.load, &cfg.limits),
             heartbeats: Arc::new(Heartbeats::new(cfg.limits.max_heartbeat_runs)),
             admission: Arc::new(Admission::new(&cfg.limits)),
@@ -193,6 +200,11 @@ impl App {
             self.pool.clone(),
             Duration::from_secs(2),
             stop.clone(),
+        ));
+        tasks.spawn(self.auth.cache().clone().listen(
+            self.listen_pool.clone(),
+            stop.clone(),
+            || {},
         ));
         tasks.spawn(self.heartbeats.clone().run(
             self.pool.clone(),
@@ -345,6 +357,7 @@ impl App {
             e.close().await;
         }
         self.auth_pool.close().await;
+        self.listen_pool.close().await;
         self.health_pool.close().await;
         self.pool.close().await;
     }

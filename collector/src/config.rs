@@ -210,6 +210,11 @@ pub struct EnrollmentConfig {
     /// Connections of enrollment's own pool (apart from loads).
     #[serde(default = "default_enroll_connections")]
     pub database_connections: u32,
+    /// Anonymous enrollments served at once (more are refused at once):
+    /// keep it below `database_connections`, so a flood of them leaves
+    /// connections to renewals.
+    #[serde(default = "default_concurrent_enrollments")]
+    pub max_concurrent_enrollments: u32,
 }
 
 impl Default for EnrollmentConfig {
@@ -235,6 +240,9 @@ fn default_superseded_grace() -> Duration {
 }
 fn default_enroll_connections() -> u32 {
     2
+}
+fn default_concurrent_enrollments() -> u32 {
+    1
 }
 fn default_max_connections_open() -> usize {
     16_384
@@ -432,6 +440,11 @@ pub struct LimitsConfig {
     /// How often the reaper looks.
     #[serde(default = "default_reap_every", with = "humantime_serde")]
     pub reap_every: Duration,
+    /// How long a positive identity check may answer for the database
+    /// while the auth pool is saturated (identity changes clear it as soon
+    /// as their notification arrives; zero: no cache).
+    #[serde(default = "default_identity_cache_ttl", with = "humantime_serde")]
+    pub identity_cache_ttl: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -451,6 +464,7 @@ impl Default for LimitsConfig {
             max_batches_per_transmission: default_batches_per_transmission(),
             stale_transmission_after: default_stale_after(),
             reap_every: default_reap_every(),
+            identity_cache_ttl: default_identity_cache_ttl(),
         }
     }
 }
@@ -495,6 +509,9 @@ fn default_stale_after() -> Duration {
     Duration::from_secs(48 * 3600)
 }
 fn default_reap_every() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_identity_cache_ttl() -> Duration {
     Duration::from_secs(300)
 }
 

@@ -14,7 +14,12 @@
 //! | [`renewal`] | `Renew`: current certificate only, rate limit, parallel chains |
 //!
 //! Enrollment's database work runs on a small pool of its own, apart from
-//! the pool that loads data.
+//! the pool that loads data. Anonymous enrollments have their own budget
+//! on it ([`EnrollmentConfig::max_concurrent_enrollments`]; beyond, a
+//! call waits briefly, holding no connection, then is refused), so a flood of them never takes the connections renewals (mTLS,
+//! admitted per agent) need; and an enrollment writes nothing before its
+//! cheap checks pass (field lengths, token form, the CSR's parse and
+//! signature).
 
 mod attempts;
 mod renewal;
@@ -45,7 +50,15 @@ pub struct Enroller {
     backdate: Duration,
     revoke_previous: bool,
     limits: EnrollmentConfig,
+    /// Enrollments in progress (anonymous callers' share of the pool).
+    enrolling: Arc<tokio::sync::Semaphore>,
 }
+
+/// Longest an enrollment waits for its budget before it is refused.
+const ENROLLMENT_WAIT: Duration = Duration::from_secs(5);
+
+/// Largest CSR accepted (a PEM CSR of any key type fits in 4 KiB).
+const MAX_CSR_BYTES: usize = 16 * 1024;
 
 impl Enroller {
     /// The CA pin a token carries (so the agent can check its first contact).
@@ -82,6 +95,9 @@ impl Enroller {
             backdate: ca_cfg.not_before_backdate,
             revoke_previous: ca_cfg.revoke_previous_on_enroll,
             limits: limits.clone(),
+            enrolling: Arc::new(tokio::sync::Semaphore::new(
+                limits.max_concurrent_enrollments.max(1) as usize,
+            )),
         }
     }
 
@@ -139,19 +155,36 @@ impl Enroller {
         check_len("hostname", &req.hostname, 255)?;
         check_len("agent_version", &req.agent_version, 100)?;
         check_len("os", &req.os, 200)?;
+        check_len("csr_pem", &req.csr_pem, MAX_CSR_BYTES)?;
+        // Cheap checks before any database work: the token's form and the
+        // CSR (parsed again when signing).
+        let token = req.token.parse::<Token>().map_err(|e| {
+            tracing::warn!(%addr, error = %e, "enrollment refused: not a token");
+            CollectorError::InvalidArgument(e.to_string())
+        })?;
+        Self::csr(&req.csr_pem)?;
+        // Waiting in line holds no connection; beyond the wait, refused.
+        let slot =
+            tokio::time::timeout(ENROLLMENT_WAIT, self.enrolling.clone().acquire_owned()).await;
+        let Ok(Ok(_slot)) = slot else {
+            tracing::warn!(%addr, "enrollment refused: enrollment budget in use");
+            return Err(CollectorError::Overloaded(
+                "too many enrollments in progress (enrollment.max_concurrent_enrollments); retry later".into(),
+            ));
+        };
         let limit = self.limits.max_failures_per_address;
-        let addr_key = (limit > 0).then(|| format!("addr:{}", attempts::host_of(addr)));
+        let addr_key = (limit > 0).then(|| format!("addr:{}", attempts::source_of(addr)));
         if let Some(key) = &addr_key
             && !attempts::charge(&self.pool, key, limit, self.limits.failure_window).await?
         {
             tracing::warn!(%addr, "enrollment refused: too many failed attempts from this address");
             return Err(CollectorError::RateLimited(format!(
                 "too many failed enrollment attempts from {}; wait {}",
-                attempts::host_of(addr),
+                attempts::source_of(addr),
                 self.window_words()
             )));
         }
-        let result = self.enroll_token(addr, req).await;
+        let result = self.enroll_token(addr, token, req).await;
         if result.is_ok()
             && let Some(key) = &addr_key
         {
@@ -164,12 +197,9 @@ impl Enroller {
     async fn enroll_token(
         &self,
         addr: &str,
+        token: Token,
         req: pb::EnrollRequest,
     ) -> Result<pb::EnrollResponse, CollectorError> {
-        let token = req.token.parse::<Token>().map_err(|e| {
-            tracing::warn!(%addr, error = %e, "enrollment refused: not a token");
-            CollectorError::InvalidArgument(e.to_string())
-        })?;
         let ibge = token.ibge.to_string();
         // Only a token that exists is counted, against its own id: junk
         // naming a municipality blocks nothing of that municipality.

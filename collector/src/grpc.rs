@@ -69,6 +69,7 @@ pub async fn serve(
             app.heartbeats.clone(),
             app.plans.clone(),
             app.run_requests.clone(),
+            app.admission.clone(),
             app.metrics.clone(),
         ))
         .max_decoding_message_size(small)

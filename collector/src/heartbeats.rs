@@ -71,9 +71,18 @@ impl Heartbeats {
         }
     }
 
-    /// Keeps the agent's newest report, bounded: at most `max_runs` job
-    /// statuses, and short texts (the message size limit bounds the rest).
+    /// Keeps the agent's newest report, bounded by [`Self::bound`].
     pub fn record(&self, agent: Uuid, mut report: pb::HeartbeatRequest) {
+        self.bound(agent, &mut report);
+        if let Ok(mut m) = self.pending.lock() {
+            m.insert(agent, (Utc::now(), report));
+        }
+    }
+
+    /// Bounds a report before anything logs or keeps it: at most
+    /// `max_runs` job statuses, and short texts (the message size limit
+    /// bounds the rest).
+    pub fn bound(&self, agent: Uuid, report: &mut pb::HeartbeatRequest) {
         if report.last_runs.len() > self.max_runs {
             tracing::warn!(%agent, reported = report.last_runs.len(), kept = self.max_runs, "heartbeat reports too many jobs; the rest are dropped");
             report.last_runs.truncate(self.max_runs);
@@ -98,9 +107,6 @@ impl Heartbeats {
         }
         for next in &mut report.next_runs {
             truncate(&mut next.job, 63);
-        }
-        if let Ok(mut m) = self.pending.lock() {
-            m.insert(agent, (Utc::now(), report));
         }
     }
 

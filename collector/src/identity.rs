@@ -4,8 +4,9 @@
 //! certificate (already chain-verified by rustls against the agents' CA) must
 //! carry a `urn:transmissor:agent:<ibge>:<uuid>` URI SAN, and that agent must
 //! exist in `transmissor.agents`, belong to that municipality and not be
-//! revoked. The check runs on every call, so a revocation takes effect on the
-//! next request even over an already-open connection.
+//! revoked. The check runs on every call (see below for a saturated pool),
+//! so a revocation takes effect on the next request even over an
+//! already-open connection.
 //!
 //! The same query (one round trip on the auth pool, primary-key lookups)
 //! also places the presented certificate among those issued to the agent
@@ -14,6 +15,20 @@
 //! renewal (`[enrollment] superseded_grace`, so calls on connections opened
 //! before the renewal finish); a stolen key therefore dies at the owner's
 //! next renewal. A chain through a retired issuing CA is refused too.
+//!
+//! The auth pool is small; when every connection of it is busy (a flood
+//! of calls, a slow database), a call is answered from an
+//! [`IdentityCache`] of recent positive results instead of queueing behind
+//! the others; PostgreSQL notifications clear that cache on any identity
+//! change ([`cache`]). While the pool has a connection free, the database
+//! decides, so a revocation takes effect on the very next call; under
+//! saturation, as soon as its notification arrives (milliseconds).
+//! [`agent_of`] reads the agent from the certificate alone, so per-agent
+//! admission comes before any database work.
+
+pub mod cache;
+
+use std::sync::Arc;
 
 use sqlx::PgPool;
 use tonic::Request;
@@ -24,6 +39,8 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use transmissor_proto::identity::{AgentUri, Ibge};
 
 use crate::error::CollectorError;
+use cache::ChainKey;
+pub use cache::IdentityCache;
 
 /// What the TLS layer says about a request's peer.
 #[derive(Debug, Clone)]
@@ -89,11 +106,35 @@ type AuthRow = (
 #[derive(Clone)]
 pub struct Authenticator {
     pool: PgPool,
+    cache: Arc<IdentityCache>,
+}
+
+/// The agent a peer's certificate names, read from the certificate alone
+/// (already chain-verified by rustls; no database): the key of per-agent
+/// admission, taken before the caller is authenticated.
+pub fn agent_of(peer: &Peer) -> Result<Uuid, CollectorError> {
+    let leaf = peer.certs.as_ref().and_then(|c| c.first()).ok_or_else(|| {
+        CollectorError::Unauthenticated(
+            "no client certificate: this call requires the agent's certificate (mutual TLS)".into(),
+        )
+    })?;
+    Ok(agent_uri_of(leaf.as_ref())?.agent_id)
 }
 
 impl Authenticator {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, cache: Arc<IdentityCache>) -> Self {
+        Self { pool, cache }
+    }
+
+    /// The cache of positive results (its listener is started by the app).
+    pub fn cache(&self) -> &Arc<IdentityCache> {
+        &self.cache
+    }
+
+    /// Every connection of the auth pool is open and busy: a check would
+    /// queue behind the others.
+    fn saturated(&self) -> bool {
+        self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
     }
 
     /// Authenticates the caller of `request` (see the module doc).
@@ -146,6 +187,13 @@ impl Authenticator {
         let (uri, serial, spki_sha256) = leaf_facts(leaf.as_ref()).inspect_err(|e| {
             tracing::warn!(%peer, error = %e, "client certificate without agent identity refused");
         })?;
+        let key = ChainKey::of(&certs);
+        if self.saturated()
+            && let Some(hit) = self.cache.get(&key)
+        {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
         let issuers: Vec<Vec<u8>> = certs[1..]
             .iter()
             .filter_map(|c| crate::ca::spki_sha256(c.as_ref()))
@@ -202,17 +250,21 @@ impl Authenticator {
             Some(_) if in_grace == Some(true) => Standing::SupersededInGrace,
             Some(_) => Standing::Superseded,
         };
-        Ok((
-            Caller {
-                ibge: uri.ibge,
-                agent_id: uri.agent_id,
-            },
-            Presented {
-                serial,
-                spki_sha256,
-                standing,
-            },
-        ))
+        let caller = Caller {
+            ibge: uri.ibge,
+            agent_id: uri.agent_id,
+        };
+        let presented = Presented {
+            serial,
+            spki_sha256,
+            standing,
+        };
+        // Only standings that no clock changes: a superseded certificate's
+        // grace ends by itself, so it is looked up every time.
+        if let (Some(g), Standing::Current | Standing::Unrecorded) = (generation, standing) {
+            self.cache.put(key, g, caller, presented.clone());
+        }
+        Ok((caller, presented))
     }
 }
 

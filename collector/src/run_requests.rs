@@ -11,6 +11,11 @@
 //! and when. An agent that sees one id twice (an answer lost on the way)
 //! runs it once. A request no agent takes within [`TTL`] expires, and the
 //! municipality page shows it so.
+//!
+//! Requests are bounded per municipality: one pending per job (or for
+//! every job), and at most [`MAX_PER_WINDOW`] per [`WINDOW`], checked under
+//! a per-municipality advisory lock so concurrent requests cannot both
+//! pass.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -35,6 +40,13 @@ pub const NOTIFY_CHANNEL: &str = "transmissor_run_requests";
 /// this would otherwise run a stale retry days later).
 pub const TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// Most requests one municipality gets per [`WINDOW`]: a script (or a
+/// stolen operator session) cannot make its agent run job after job, while
+/// an operator retrying a few jobs by hand is never refused.
+pub const MAX_PER_WINDOW: i64 = 12;
+/// The window of [`MAX_PER_WINDOW`].
+pub const WINDOW: Duration = Duration::from_secs(3600);
+
 /// Most requests pending per municipality handed out at once (an agent
 /// runs each job once however many ask for it).
 const MAX_PER_ANSWER: usize = 16;
@@ -54,6 +66,15 @@ pub enum RunRequestError {
     },
     #[error(transparent)]
     InvalidJob(#[from] transmissor_proto::names::NameError),
+    #[error(
+        "request {id} for {ibge} ({job}) is still pending: its agent runs it at its next heartbeat"
+    )]
+    AlreadyPending { id: i64, ibge: Ibge, job: String },
+    #[error(
+        "{ibge} got {MAX_PER_WINDOW} run requests in the last {} minutes; retry later",
+        WINDOW.as_secs() / 60
+    )]
+    TooMany { ibge: Ibge },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -100,6 +121,28 @@ pub async fn request(
         }
     }
     let mut tx = pool.begin().await?;
+    sqlx::query(include_str!("run_requests/lock.sql"))
+        .bind(ibge.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let (pending, recent): (Option<i64>, i64) =
+        sqlx::query_as(include_str!("run_requests/admit.sql"))
+            .bind(ibge.as_str())
+            .bind(job)
+            .bind(WINDOW.as_secs_f64())
+            .fetch_one(&mut *tx)
+            .await?;
+    if let Some(id) = pending {
+        return Err(RunRequestError::AlreadyPending {
+            id,
+            ibge,
+            job: job.unwrap_or("every job").to_string(),
+        });
+    }
+    if recent >= MAX_PER_WINDOW {
+        tracing::warn!(%ibge, %actor, recent, "run request refused: too many for the municipality");
+        return Err(RunRequestError::TooMany { ibge });
+    }
     let row: Option<RunRequestRow> = sqlx::query_as(include_str!("run_requests/insert.sql"))
         .bind(ibge.as_str())
         .bind(job)

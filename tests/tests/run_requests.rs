@@ -83,7 +83,7 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
         &m,
         &[],
         &format!(
-            "[plan]\nkeys = [{keys}]\n\n[heartbeat]\ninterval = \"1s\"\n\n[metrics]\nlisten = \"{agent_metrics}\"\n"
+            "[plan]\nkeys = [{keys}]\n\n[heartbeat]\ninterval = \"1s\"\n\n[metrics]\nlisten = \"{agent_metrics}\"\n\n[schedule]\nrun_now_min_interval = \"0s\"\n"
         ),
     )?;
     let mut daemon = spawn_service(&cfg, &dir.join("daemon.log"))?;

@@ -6,7 +6,8 @@
 //! past the limit between a check and a count. Keys are `token:<id>` for a
 //! token that exists (a junk token naming a municipality counts against
 //! nothing of that municipality) and, for the coarse per-address limit,
-//! `addr:<ip>` (the PROXY protocol's client address when configured). A key
+//! `addr:<ip>`, IPv6 per /64 ([`source_of`]; the PROXY protocol's client
+//! address when configured). A key
 //! is one row however many attempts it sees; [`prune_attempts`] deletes rows
 //! whose window has ended.
 
@@ -56,6 +57,23 @@ pub async fn prune_attempts(pool: &PgPool, window: Duration) -> Result<u64, sqlx
     .rows_affected())
 }
 
+/// The source an address's failures are counted against: the host of
+/// `ip:port`, and for IPv6 its /64 (one host holds a whole /64, so counting
+/// per address would let it rotate through 2^64 of them).
+pub(super) fn source_of(addr: &str) -> String {
+    match host_of(addr).parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Ok(std::net::IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map(|v4| v4.to_string())
+            .unwrap_or_default(),
+        _ => host_of(addr).to_string(),
+    }
+}
+
 /// The host part of `ip:port` (`[v6]:port` too).
 pub(super) fn host_of(addr: &str) -> &str {
     addr.parse::<std::net::SocketAddr>()
@@ -74,5 +92,16 @@ mod tests {
         assert_eq!(super::host_of("10.0.0.1:443"), "10.0.0.1");
         assert_eq!(super::host_of("[2001:db8::1]:443"), "2001:db8::1");
         assert_eq!(super::host_of("unknown"), "unknown");
+        assert_eq!(super::source_of("10.0.0.1:443"), "10.0.0.1");
+        assert_eq!(
+            super::source_of("[2001:db8:1:2:aaaa::1]:443"),
+            super::source_of("[2001:db8:1:2:bbbb::9]:8443"),
+        );
+        assert_eq!(super::source_of("[2001:db8:1:2::1]:1"), "2001:db8:1:2::/64");
+        assert_ne!(
+            super::source_of("[2001:db8:1:2::1]:1"),
+            super::source_of("[2001:db8:1:3::1]:1")
+        );
+        assert_eq!(super::source_of("[::ffff:10.0.0.1]:443"), "10.0.0.1");
     }
 }

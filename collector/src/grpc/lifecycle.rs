@@ -9,6 +9,7 @@ use transmissor_proto::pb;
 use transmissor_proto::pb::agent_lifecycle_server::AgentLifecycle;
 use transmissor_proto::pb::enrollment_server::Enrollment;
 
+use crate::admission::{Admission, Slot};
 use crate::enroll::Enroller;
 use crate::error::CollectorError;
 use crate::grpc::transmission::run_detached;
@@ -57,6 +58,7 @@ pub struct LifecycleService {
     heartbeats: Arc<Heartbeats>,
     plans: Arc<PublishedPlans>,
     run_requests: Arc<RunRequests>,
+    admission: Arc<Admission>,
     metrics: Arc<Metrics>,
 }
 
@@ -67,9 +69,11 @@ impl LifecycleService {
         heartbeats: Arc<Heartbeats>,
         plans: Arc<PublishedPlans>,
         run_requests: Arc<RunRequests>,
+        admission: Arc<Admission>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
+            admission,
             auth,
             enroller,
             heartbeats,
@@ -81,12 +85,25 @@ impl LifecycleService {
 }
 
 impl LifecycleService {
-    /// The calling agent (authenticated in its own task: a disconnect
-    /// mid-query never cuts a pooled connection's work short).
-    async fn caller<T>(&self, request: &Request<T>) -> Result<crate::identity::Caller, Status> {
+    /// The calling agent, admitted against its per-agent call slots before
+    /// it is authenticated (in its own task: a disconnect mid-query never
+    /// cuts a pooled connection's work short). The slot is held for the
+    /// rest of the call.
+    async fn caller<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(crate::identity::Caller, Slot), Status> {
         let peer = Peer::of(request);
+        let slot = self.admit(&peer)?;
         let auth = self.auth.clone();
-        run_detached(async move { auth.authenticate_peer(peer).await }).await
+        let caller = run_detached(async move { auth.authenticate_peer(peer).await }).await?;
+        Ok((caller, slot))
+    }
+
+    /// A call slot of the agent `peer`'s certificate names (no database).
+    fn admit(&self, peer: &Peer) -> Result<Slot, Status> {
+        let agent = crate::identity::agent_of(peer)?;
+        Ok(self.admission.call(agent)?)
     }
 }
 
@@ -98,6 +115,9 @@ impl AgentLifecycle for LifecycleService {
     ) -> Result<Response<pb::RenewResponse>, Status> {
         let peer = Peer::of(&request);
         let addr = peer.addr.clone();
+        let _slot = self
+            .admit(&peer)
+            .inspect_err(|s| self.metrics.refused("renew", s))?;
         let (auth, enroller) = (
             self.auth.clone(),
             self.enroller.clone().ok_or_else(not_configured)?,
@@ -116,8 +136,10 @@ impl AgentLifecycle for LifecycleService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let (caller, _slot) = self.caller(&request).await?;
         let mut report = request.into_inner();
+        // Texts are cut before anything logs them.
+        self.heartbeats.bound(caller.agent_id, &mut report);
         let taken = std::mem::take(&mut report.run_requests_taken);
         if !taken.is_empty() {
             // In its own task: a disconnect never cuts the update short.
@@ -151,7 +173,7 @@ impl AgentLifecycle for LifecycleService {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let (caller, _slot) = self.caller(&request).await?;
         tracing::info!(agent = %caller.agent_id, ibge = %caller.ibge, "agent doctor checked in");
         Ok(Response::new(pb::CheckResponse {
             agent_id: caller.agent_id.to_string(),
@@ -168,7 +190,7 @@ impl AgentLifecycle for LifecycleService {
         &self,
         request: Request<pb::FetchPlanRequest>,
     ) -> Result<Response<pb::FetchPlanResponse>, Status> {
-        let caller = self.caller(&request).await?;
+        let (caller, _slot) = self.caller(&request).await?;
         let known = request.into_inner().key_list_serial;
         let plan = self.plans.latest_for(caller.ibge.as_str());
         tracing::info!(agent = %caller.agent_id, ibge = %caller.ibge, plan_version = plan.as_ref().map_or(0, |p| p.version), "plan fetched");

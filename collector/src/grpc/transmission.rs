@@ -60,9 +60,11 @@ impl TransmissionService {
         }
     }
 
-    /// Authenticates the request's peer, admits the call against the
-    /// agent's slots, and runs `work` to completion in its own task,
-    /// whatever happens to the call.
+    /// Admits the call against the slots of the agent its certificate
+    /// names (no database: one agent's flood is refused before it can
+    /// queue everyone's authentication behind its own), authenticates the
+    /// peer, and runs `work` to completion in its own task, whatever
+    /// happens to the call.
     async fn detached<T, F, Fut>(&self, peer: Peer, holds: Holds, work: F) -> Result<T, Status>
     where
         T: Send + 'static,
@@ -75,12 +77,13 @@ impl TransmissionService {
             self.admission.clone(),
         );
         run_detached(async move {
-            let caller = auth.authenticate_peer(peer).await?;
-            let _call = admission.call(caller.agent_id)?;
+            let agent = crate::identity::agent_of(&peer)?;
+            let _call = admission.call(agent)?;
             let _batch = match holds {
-                Holds::Data => Some(admission.batch(caller.agent_id)?),
+                Holds::Data => Some(admission.batch(agent)?),
                 Holds::Control => None,
             };
+            let caller = auth.authenticate_peer(peer).await?;
             work(loader, caller).await
         })
         .await

@@ -186,6 +186,7 @@ impl Loader {
     /// One attempt at opening the transmission: one database transaction.
     async fn open(&self, caller: Caller, spec: &BeginSpec) -> Result<BeginOutcome, CollectorError> {
         let mut tx = self.pool.begin().await?;
+        self.admit_transmission_locked(&mut tx, caller).await?;
         let mut plan = Plan::of(
             targets::read(&mut tx, &spec.target).await?,
             spec,

@@ -131,6 +131,12 @@ impl Loader {
         digest: &str,
         merge: UpsertCommit,
     ) -> Result<CommitOutcome, CollectorError> {
+        // The digest is the peer's text: its length is checked before
+        // anything, its form before it is compared, and it is never echoed
+        // unless it is 64 hex digits.
+        if digest.len() > DIGEST_LEN {
+            return Err(bad_digest(digest));
+        }
         if total_batches > self.quotas.batches_per_transmission {
             return Err(CollectorError::InvalidArgument(format!(
                 "transmission {id} declares {total_batches} batches; a transmission holds at most {} (limits.max_batches_per_transmission)",
@@ -155,6 +161,13 @@ impl Loader {
                 )));
             }
             TxState::Open => {}
+        }
+        if digest.len() != DIGEST_LEN
+            || !digest
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad_digest(digest));
         }
 
         let ledger: Vec<(i32, i64, i64, i64, i64)> = sqlx::query_as(
@@ -431,6 +444,17 @@ impl Loader {
             _ => Err(CollectorError::TransmissionNotFound(id)),
         }
     }
+}
+
+/// A transmission digest is a lowercase hex SHA-256: 64 characters.
+const DIGEST_LEN: usize = 64;
+
+/// The refusal of a malformed digest (its length, never its text).
+fn bad_digest(digest: &str) -> CollectorError {
+    CollectorError::InvalidArgument(format!(
+        "digest is {} bytes long or not lowercase hex; a transmission digest is {DIGEST_LEN} lowercase hex digits",
+        digest.len()
+    ))
 }
 
 #[cfg(test)]

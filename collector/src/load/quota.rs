@@ -2,9 +2,13 @@
 //! transmissions per day (at `Begin`), staged bytes and batches per
 //! transmission (at `PutBatch`, before anything is decompressed).
 //!
-//! The checks read, then act: two calls of the same agent racing can pass
-//! together, so a quota can be overshot by at most the agent's concurrent
-//! calls (`limits.max_calls_per_agent`), never without bound.
+//! The open-transmission quota is exact: `Begin` checks it inside the
+//! transaction that inserts the transmission, after taking a
+//! transaction-level advisory lock on the agent, so concurrent `Begin`s of
+//! one agent check and insert one at a time (other agents never wait). The
+//! other checks read, then act: two calls of the same agent racing can pass
+//! together, so those quotas can be overshot by at most the agent's
+//! concurrent calls (`limits.max_calls_per_agent`), never without bound.
 
 use uuid::Uuid;
 
@@ -37,10 +41,34 @@ impl Loader {
     /// May `caller` open one more transmission (or record one more that
     /// never began)?
     pub(super) async fn admit_transmission(&self, caller: Caller) -> Result<(), CollectorError> {
+        let mut conn = self.pool.acquire().await?;
+        self.check_transmission_quota(&mut conn, caller).await
+    }
+
+    /// As [`Self::admit_transmission`], exact: inside the transaction that
+    /// will insert the transmission, holding the agent's advisory lock
+    /// until it ends.
+    pub(super) async fn admit_transmission_locked(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        caller: Caller,
+    ) -> Result<(), CollectorError> {
+        sqlx::query(include_str!("queries/agent_begin_lock.sql"))
+            .bind(caller.agent_id)
+            .execute(&mut *tx)
+            .await?;
+        self.check_transmission_quota(tx, caller).await
+    }
+
+    async fn check_transmission_quota(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        caller: Caller,
+    ) -> Result<(), CollectorError> {
         let (open, today): (i64, i64) =
             sqlx::query_as(include_str!("queries/agent_begin_quota.sql"))
                 .bind(caller.agent_id)
-                .fetch_one(&self.pool)
+                .fetch_one(conn)
                 .await?;
         let q = &self.quotas;
         if open >= i64::from(q.open_per_agent) {
