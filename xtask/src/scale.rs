@@ -298,6 +298,9 @@ async fn scale(args: ScaleArgs) -> Result<()> {
         format!("{:.0}", hb.generator_pct),
     );
     let mut saturated = hb.saturated();
+    // VmHWM is reset at each phase 1's start: the run's peak is the largest
+    // of the phases' and of VmHWM at the end.
+    let mut peak_mib = hb.rss.peak_mib;
     if let Some(target) = &target {
         let (normal, hostile) = agents.split_at(n - 1);
         let sizes = &args.attacks;
@@ -306,41 +309,9 @@ async fn scale(args: ScaleArgs) -> Result<()> {
         let under = &attacked.outcome;
         errors += under.errors;
         saturated |= under.saturated();
-        let ratio = |a: f64, c: f64| format!("{:.2}", a / c.max(1e-3));
-        result("scale_hostile_errors", under.errors.to_string());
-        let (hb_p99, new_p99) = (under.heartbeat_p99_ms, under.new_connection_p99_ms);
-        result("scale_hostile_heartbeat_p99_ms", format!("{hb_p99:.1}"));
-        result(
-            "scale_hostile_new_connection_p99_ms",
-            format!("{new_p99:.1}"),
-        );
-        result(
-            "scale_hostile_batch_p99_ms",
-            format!("{:.1}", under.batch_p99_ms),
-        );
-        let (peak, end) = (under.rss.peak_mib, under.rss.end_mib);
-        result("scale_hostile_collector_rss_peak_mib", format!("{peak:.1}"));
-        result("scale_hostile_collector_rss_end_mib", format!("{end:.1}"));
-        let after = attacked.rss_after_mib;
-        result(
-            "scale_hostile_collector_rss_after_mib",
-            format!("{after:.1}"),
-        );
-        result(
-            "scale_hostile_generator_cpu_pct",
-            format!("{:.0}", under.generator_pct),
-        );
-        result(
-            "scale_hostile_heartbeat_p99_ratio",
-            ratio(hb_p99, hb.heartbeat_p99_ms),
-        );
-        result(
-            "scale_hostile_new_connection_p99_ratio",
-            ratio(new_p99, hb.new_connection_p99_ms),
-        );
-        result("scale_hostile_rss_peak_ratio", ratio(peak, hb.rss.peak_mib));
-        for (name, n) in attacked.attacks {
-            result(&name, n.to_string());
+        peak_mib = peak_mib.max(under.rss.peak_mib);
+        for (name, value) in attacked.results(&hb) {
+            result(&name, value);
         }
     }
     // The latencies above are the generator's own when it was saturated.
@@ -381,7 +352,7 @@ async fn scale(args: ScaleArgs) -> Result<()> {
             );
         }
     }
-    let rss_mib = sys::peak_rss_kib(&pid)? as f64 / 1024.0;
+    let rss_mib = peak_mib.max(sys::peak_rss_kib(&pid)? as f64 / 1024.0);
     drop(agents);
     println!("==> stopping the collector");
     (stack.stop_collector().await).context("stopping the collector")?;

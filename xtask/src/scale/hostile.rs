@@ -51,6 +51,45 @@ pub struct Attacked {
     pub rss_after_mib: f64,
 }
 
+impl Attacked {
+    /// The RESULT lines of the attacked phase, with the ratios to `calm`.
+    pub fn results(&self, calm: &Outcome) -> Vec<(String, String)> {
+        let under = &self.outcome;
+        let ratio = |a: f64, c: f64| format!("{:.2}", a / c.max(1e-3));
+        let (hb, new) = (under.heartbeat_p99_ms, under.new_connection_p99_ms);
+        let mut out = vec![
+            ("errors", under.errors.to_string()),
+            ("heartbeat_p99_ms", format!("{hb:.1}")),
+            ("new_connection_p99_ms", format!("{new:.1}")),
+            ("batch_p99_ms", format!("{:.1}", under.batch_p99_ms)),
+            (
+                "collector_rss_peak_mib",
+                format!("{:.1}", under.rss.peak_mib),
+            ),
+            ("collector_rss_end_mib", format!("{:.1}", under.rss.end_mib)),
+            (
+                "collector_rss_after_mib",
+                format!("{:.1}", self.rss_after_mib),
+            ),
+            ("generator_cpu_pct", format!("{:.0}", under.generator_pct)),
+            ("heartbeat_p99_ratio", ratio(hb, calm.heartbeat_p99_ms)),
+            (
+                "new_connection_p99_ratio",
+                ratio(new, calm.new_connection_p99_ms),
+            ),
+            (
+                "rss_peak_ratio",
+                ratio(under.rss.peak_mib, calm.rss.peak_mib),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("scale_hostile_{k}"), v))
+        .collect::<Vec<_>>();
+        out.extend(self.attacks.iter().map(|(k, n)| (k.clone(), n.to_string())));
+        out
+    }
+}
+
 /// Runs phase 1 for `normal` while `hostile` and the anonymous hosts attack.
 pub async fn run(
     stack: &Stack,
