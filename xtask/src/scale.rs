@@ -1,9 +1,12 @@
 //! `cargo xtask scale`: many agents against one collector process, and the
 //! national layout at the size of the country.
 //!
-//! Method. The harness starts an analytic and a source PostgreSQL cluster, a
-//! development PKI and `transmissor-collector serve` (release build) on
-//! 127.0.0.1. The analytic server keeps PostgreSQL's defaults where they
+//! Method. This program first rebuilds itself in release with the binaries
+//! it starts and re-executes from that build (`scale/release.rs`): the load
+//! generator's TLS clients are optimised whatever profile `cargo xtask` was
+//! built in. The harness starts an analytic and a source PostgreSQL
+//! cluster, a development PKI and `transmissor-collector serve` (release
+//! build) on 127.0.0.1. The analytic server keeps PostgreSQL's defaults where they
 //! matter here: `max_connections = 100` and `max_locks_per_transaction = 64`
 //! (6,400 lock slots); like the rest of the harness it runs with fsync off
 //! unless `--durable`. The collector's pools (`--pool` + the identity
@@ -22,7 +25,11 @@
 //!    first call carries its TCP and TLS handshake and is reported apart; the
 //!    heartbeat p50/p99 (and `RESULT scale_heartbeat_p99_ms`) are of the
 //!    other calls, also split into those sent while transmissions ran and
-//!    the rest. When the ramp ends, `--transmissions` distinct agents at once
+//!    the rest. Throughout, the new-connection probe (`scale/probe.rs`) has
+//!    normal agents open a fresh TCP + TLS connection for one heartbeat,
+//!    4 a second (`RESULT scale_new_connection_p99_ms`), and the collector's
+//!    RSS is followed (peak and end of the phase). When the ramp ends,
+//!    `--transmissions` distinct agents at once
 //!    each run `Begin` → 2 or 3 `PutBatch` (20 COPY text rows each, zstd,
 //!    CRC-32C; one in flight) → `Commit`, in `snapshot` mode into
 //!    `analytic.scale_t`; the rows per municipality are then checked.
@@ -46,27 +53,45 @@
 //!    municipality) and, alternating, into `scale_person_anchor` (holding
 //!    only that municipality): the Commit RPC is timed, medians compared.
 //!
-//! Collector CPU (utime + stime) and peak RSS (VmHWM) come from
-//! `/proc/<pid>`, the load generator's CPU from `/proc/self` and the whole
-//! machine's (PostgreSQL included) from `/proc/stat`, per phase.
+//! With `--hostile`, phase 1 runs a second time right after the first
+//! (calm), while the last agent, compromised, and anonymous hosts on
+//! 127.0.0.2 and up attack both listeners (`scale/hostile.rs`,
+//! `scale/anonymous.rs`; the HTTPS side then listens, with one operator).
+//! The normal agents' heartbeat and new-connection p99, errors and the
+//! collector's RSS of both runs are printed side by side as
+//! `RESULT scale_hostile_*` lines, with the ratios attacked / calm, and what
+//! each attack got as `RESULT scale_attack_*`.
+//!
+//! Collector CPU (utime + stime) and RSS (VmRSS sampled every 100 ms, and
+//! VmHWM reset at each phase's start) come from `/proc/<pid>`, the load
+//! generator's CPU from `/proc/self` and the whole machine's (PostgreSQL
+//! included) from `/proc/stat`, per phase. A phase in which the load
+//! generator used more than 80% of a core is flagged (a warning, and
+//! `RESULT scale_generator_saturated=1`): its latencies are then partly the
+//! generator's own.
 //!
 //! Limits. Load generator, collector and PostgreSQL share this machine's
 //! cores (as does anything else running), so latencies are an upper bound
 //! for a collector with a machine of its own. Phase 1's transmissions all
 //! load one target at the same moment (the worst case for the pool).
 //! Heartbeat bodies are minimal, and no agent heartbeats during phases 2-4.
-//! Each side holds one socket per agent, so `--agents` is bounded by the
-//! file-descriptor limit.
+//! Each side holds one socket per agent (and, with `--hostile`, the
+//! attacks' sockets), so `--agents` is bounded by the file-descriptor limit.
 
 mod agents;
 mod analyst;
+mod anonymous;
 mod heartbeat;
 mod hostile;
 mod national;
+mod probe;
+mod release;
 mod stats;
 mod sys;
+mod tally;
 mod tx;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -74,7 +99,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use transmissor_collector::db::AUTH_POOL_CONNECTIONS;
-use transmissor_tests::pg::ClusterOptions;
+use transmissor_tests::operators;
+use transmissor_tests::pg::{ClusterOptions, free_port};
 use transmissor_tests::stack::{Stack, StackOptions};
 
 #[derive(Args)]
@@ -118,12 +144,15 @@ pub struct ScaleArgs {
     /// like the rest of the test harness).
     #[arg(long)]
     durable: bool,
-    /// Run phase 1 a second time while the last agent, compromised, and a
-    /// host without a certificate attack the collector (see
-    /// `xtask/src/scale/hostile.rs`); the normal agents' results of both
-    /// runs are compared.
+    /// Run phase 1 a second time while the last agent, compromised, and
+    /// anonymous hosts on 127.0.0.2 and up attack the collector (see
+    /// `xtask/src/scale/hostile.rs` and `anonymous.rs`; the collector's
+    /// HTTPS side listens too, with one operator); the normal agents'
+    /// results of both runs are compared.
     #[arg(long)]
     hostile: bool,
+    #[command(flatten)]
+    attacks: anonymous::AttackArgs,
     /// Keep the configs, certificates and logs in DIR (default: a temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -136,9 +165,23 @@ const MAX_LOCKS_PER_TRANSACTION: u32 = 64;
 const HARNESS_CONNECTIONS: u32 = 4;
 /// `superuser_reserved_connections`' default: not for the collector's role.
 const RESERVED: u32 = 3;
+/// The HTTP side's own pool (`[http] database_connections`' default), with
+/// `--hostile` only.
+const HTTP_CONNECTIONS: u32 = 4;
+/// Open files besides the agents' and attacks' sockets (probe, pools,
+/// logs, PostgreSQL clients).
+const FD_MARGIN: usize = 256;
+/// The operator whose name the login flood also tries (wrong passwords).
+const OPERATOR: &str = "scale-operator";
 
+/// Runs the scale test from an optimised build of this program
+/// (`scale/release.rs`).
 pub fn run(args: ScaleArgs) -> Result<()> {
-    crate::setup::with_binaries(true, |_| scale(args))
+    release::optimised()?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(scale(args))
 }
 
 async fn scale(args: ScaleArgs) -> Result<()> {
@@ -151,12 +194,26 @@ async fn scale(args: ScaleArgs) -> Result<()> {
         bail!("--municipalities {m} needs as many agents; --agents is {n}");
     }
     let budget = MAX_CONNECTIONS - RESERVED;
-    if args.pool + AUTH_POOL_CONNECTIONS + HARNESS_CONNECTIONS > budget {
+    let http = if args.hostile { HTTP_CONNECTIONS } else { 0 };
+    if args.pool + AUTH_POOL_CONNECTIONS + http + HARNESS_CONNECTIONS > budget {
         bail!(
-            "--pool {} + {AUTH_POOL_CONNECTIONS} (identity check) + {HARNESS_CONNECTIONS} \
-             (this harness) connections do not fit in max_connections = {MAX_CONNECTIONS} \
-             less {RESERVED} reserved",
+            "--pool {} + {AUTH_POOL_CONNECTIONS} (identity check) + {http} (HTTP side) + \
+             {HARNESS_CONNECTIONS} (this harness) connections do not fit in \
+             max_connections = {MAX_CONNECTIONS} less {RESERVED} reserved",
             args.pool
+        );
+    }
+    let attack_sockets = if args.hostile {
+        args.attacks.sockets()
+    } else {
+        0
+    };
+    let sockets = (n + attack_sockets + FD_MARGIN) as u64;
+    let limit = sys::open_files_limit()?;
+    if sockets > limit {
+        bail!(
+            "{n} agents and {attack_sockets} attack sockets need about {sockets} open files \
+             in this process and in the collector; the limit is {limit} (ulimit -n)"
         );
     }
     let repeat = args.repeat as usize;
@@ -171,10 +228,17 @@ async fn scale(args: ScaleArgs) -> Result<()> {
         ],
         ..Default::default()
     };
+    // With --hostile the HTTPS side listens, for the anonymous attacks on it.
+    let http_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+    let collector_extra_toml = match args.hostile {
+        true => format!("\n[http]\nlisten = \"{http_addr}\"\n"),
+        false => String::new(),
+    };
     let opts = StackOptions {
         dir: args.dir.clone(),
         cluster: analytic,
         source_cluster: Some(ClusterOptions::default()),
+        collector_extra_toml,
         ..Default::default()
     };
     let mut stack = Stack::with_options(&[], opts).await?;
@@ -200,6 +264,10 @@ async fn scale(args: ScaleArgs) -> Result<()> {
     let pid = (stack.collector.as_ref().and_then(|p| p.pid()))
         .context("the collector has no pid")?
         .to_string();
+    let target = match args.hostile {
+        true => Some(http_side(&stack, http_addr).await?),
+        false => None,
+    };
 
     let plan = heartbeat::Plan {
         duration: args.duration,
@@ -212,20 +280,42 @@ async fn scale(args: ScaleArgs) -> Result<()> {
 
     let mut results: Vec<(String, String)> = Vec::new();
     let mut result = |name: &str, value: String| results.push((name.to_string(), value));
-    if args.hostile {
+    result(
+        "scale_new_connection_p99_ms",
+        format!("{:.1}", hb.new_connection_p99_ms),
+    );
+    result("scale_calm_errors", hb.errors.to_string());
+    result(
+        "scale_calm_collector_rss_peak_mib",
+        format!("{:.1}", hb.rss.peak_mib),
+    );
+    result(
+        "scale_calm_collector_rss_end_mib",
+        format!("{:.1}", hb.rss.end_mib),
+    );
+    result(
+        "scale_generator_cpu_pct",
+        format!("{:.0}", hb.generator_pct),
+    );
+    let mut saturated = hb.saturated();
+    // VmHWM is reset at each phase 1's start: the run's peak is the largest
+    // of the phases' and of VmHWM at the end.
+    let mut peak_mib = hb.rss.peak_mib;
+    if let Some(target) = &target {
         let (normal, hostile) = agents.split_at(n - 1);
-        let under = hostile::run(&stack, normal, &hostile[0], &pid, &plan).await?;
+        let sizes = &args.attacks;
+        let attacked = hostile::run(&stack, normal, &hostile[0], &pid, &plan, sizes, target);
+        let attacked = attacked.await?;
+        let under = &attacked.outcome;
         errors += under.errors;
-        result("scale_hostile_errors", under.errors.to_string());
-        result(
-            "scale_hostile_heartbeat_p99_ms",
-            format!("{:.1}", under.heartbeat_p99_ms),
-        );
-        result(
-            "scale_hostile_batch_p99_ms",
-            format!("{:.1}", under.batch_p99_ms),
-        );
+        saturated |= under.saturated();
+        peak_mib = peak_mib.max(under.rss.peak_mib);
+        for (name, value) in attacked.results(&hb) {
+            result(&name, value);
+        }
     }
+    // The latencies above are the generator's own when it was saturated.
+    result("scale_generator_saturated", u8::from(saturated).to_string());
     if m > 0 {
         let plan = national::LoadPlan {
             municipalities: m,
@@ -262,7 +352,7 @@ async fn scale(args: ScaleArgs) -> Result<()> {
             );
         }
     }
-    let rss_mib = sys::peak_rss_kib(&pid)? as f64 / 1024.0;
+    let rss_mib = peak_mib.max(sys::peak_rss_kib(&pid)? as f64 / 1024.0);
     drop(agents);
     println!("==> stopping the collector");
     (stack.stop_collector().await).context("stopping the collector")?;
@@ -281,6 +371,21 @@ async fn scale(args: ScaleArgs) -> Result<()> {
     println!("RESULT scale_health_not_serving={not_serving}");
     println!("RESULT scale_total_s={total:.0}");
     Ok(())
+}
+
+/// Waits for the HTTPS side and adds the operator [`OPERATOR`] (random
+/// password, never printed); returns the anonymous attacks' target.
+async fn http_side(stack: &Stack, https: SocketAddr) -> Result<anonymous::Target> {
+    operators::wait_http(https).await?;
+    let password = format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    operators::add_operator(stack, OPERATOR, "operator", &password)?;
+    println!("    HTTPS side on {https}, operator {OPERATOR}");
+    Ok(anonymous::Target {
+        grpc: stack.collector_addr,
+        https,
+        trust: stack.server_trust.clone(),
+        operator: OPERATOR.to_string(),
+    })
 }
 
 /// `100k` for 100,000; the number itself when not a multiple of 1,000.

@@ -17,11 +17,31 @@ use transmissor_collector::pki::Ca;
 use transmissor_proto::identity::{AgentUri, Ibge};
 use transmissor_tests::stack::Stack;
 
+#[derive(Clone)]
 pub struct Agent {
     pub ibge: Ibge,
     pub id: Uuid,
     /// Its own connection: lazily opened, with its own certificate.
     pub channel: Channel,
+    /// Its TLS configuration and the collector's endpoint, for the new
+    /// connections of the probe ([`Agent::fresh_channel`]).
+    tls: Arc<rustls::ClientConfig>,
+    endpoint: Arc<str>,
+}
+
+impl Agent {
+    /// Another channel with this agent's certificate: its first call opens
+    /// a new TCP + TLS connection, dropping it closes that connection.
+    pub fn fresh_channel(&self) -> Result<Channel> {
+        channel(self.tls.clone(), &self.endpoint)
+    }
+}
+
+/// A lazily connecting channel as the agent makes it (its timeouts).
+fn channel(tls: Arc<rustls::ClientConfig>, endpoint: &str) -> Result<Channel> {
+    let (connect, request) = (Duration::from_secs(10), Duration::from_secs(30));
+    let name = Some("localhost".to_string());
+    Ok(connect_lazy(tls, endpoint, name, connect, request)?)
 }
 
 /// IBGE code `900000 + i` and its check digit (rule in `proto/src/identity.rs`).
@@ -80,10 +100,16 @@ fn issue_one(ca: &Ca, roots: &Arc<RootCertStore>, endpoint: &str, i: usize) -> R
         .with_root_certificates(roots.clone())
         .with_client_auth_cert(chain, key)?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let (connect, request) = (Duration::from_secs(10), Duration::from_secs(30));
-    let name = Some("localhost".to_string());
-    let channel = connect_lazy(Arc::new(cfg), endpoint, name, connect, request)?;
-    Ok(Agent { ibge, id, channel })
+    let tls = Arc::new(cfg);
+    let channel = channel(tls.clone(), endpoint)?;
+    let endpoint = Arc::from(endpoint);
+    Ok(Agent {
+        ibge,
+        id,
+        channel,
+        tls,
+        endpoint,
+    })
 }
 
 /// Registers all municipalities and agents with two statements.

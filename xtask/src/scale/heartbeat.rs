@@ -1,5 +1,6 @@
 //! Phase 1: every agent heartbeats; a burst of small transmissions into one
-//! target overlaps them.
+//! target overlaps them, and the new-connection probe (`probe.rs`) runs
+//! throughout. The collector's RSS is followed through the phase.
 
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ use transmissor_proto::pb::agent_lifecycle_client::AgentLifecycleClient;
 use transmissor_tests::stack::Stack;
 
 use super::agents::Agent;
+use super::probe;
 use super::stats::{Stats, latency_line, pct, print_errors};
-use super::sys::Cpu;
+use super::sys::{Cpu, GENERATOR_SATURATED_PCT, Rss, RssWatch};
 use super::tx::{self, Payload, Shape};
 
 const ROWS_PER_BATCH: u64 = 20;
@@ -32,8 +34,20 @@ pub struct Plan {
 /// What the RESULT lines need.
 pub struct Outcome {
     pub heartbeat_p99_ms: f64,
+    pub new_connection_p99_ms: f64,
     pub batch_p99_ms: f64,
+    /// The normal agents' errors (heartbeats, probe, transmissions, rows).
     pub errors: u64,
+    pub rss: Rss,
+    /// The load generator's CPU, in % of one core.
+    pub generator_pct: f64,
+}
+
+impl Outcome {
+    /// Whether the load generator was saturated (its latencies suspect).
+    pub fn saturated(&self) -> bool {
+        self.generator_pct > GENERATOR_SATURATED_PCT
+    }
 }
 
 pub async fn run(stack: &Stack, agents: &[Agent], pid: &str, plan: &Plan) -> Result<Outcome> {
@@ -57,12 +71,16 @@ pub async fn run(stack: &Stack, agents: &[Agent], pid: &str, plan: &Plan) -> Res
         payloads.len()
     );
     let cpu = Cpu::start(pid)?;
+    let rss = RssWatch::start(pid);
     let t0 = Instant::now();
     let end = t0 + plan.duration;
     let mut tasks = JoinSet::new();
     for (i, a) in agents.iter().enumerate() {
         let start = t0 + ramp.mul_f64(i as f64 / n as f64);
         tasks.spawn(heartbeats(a.channel.clone(), t0, start, end, every));
+    }
+    for k in 0..probe::PROBES {
+        tasks.spawn(probe::run(agents.to_vec(), k, t0, end));
     }
     for (a, p) in agents.iter().zip(payloads) {
         let ch = a.channel.clone();
@@ -79,6 +97,7 @@ pub async fn run(stack: &Stack, agents: &[Agent], pid: &str, plan: &Plan) -> Res
     }
     let secs = t0.elapsed().as_secs_f64();
     let used = cpu.since()?;
+    let rss = rss.finish().await?;
 
     let c = stack.analytic_client().await?;
     let committed = stats.committed.get(TARGET).cloned().unwrap_or_default();
@@ -98,8 +117,11 @@ pub async fn run(stack: &Stack, agents: &[Agent], pid: &str, plan: &Plan) -> Res
     let mut batches = stats.all("PutBatch");
     let outcome = Outcome {
         heartbeat_p99_ms: pct(&mut heartbeats, 0.99),
+        new_connection_p99_ms: pct(&mut stats.all(probe::CALL), 0.99),
         batch_p99_ms: pct(&mut batches, 0.99),
         errors: stats.error_count(),
+        rss,
+        generator_pct: used.generator_pct(secs),
     };
 
     println!("==> phase 1 results ({n} agents, one certificate and TLS connection each)");
@@ -113,6 +135,7 @@ pub async fn run(stack: &Stack, agents: &[Agent], pid: &str, plan: &Plan) -> Res
         stats.ms("Heartbeat", |at| !during(at)),
     );
     latency_line("first call (TCP+TLS+heartbeat)", stats.all(FIRST));
+    latency_line(probe::CALL, stats.all(probe::CALL));
     latency_line("Begin", stats.all("Begin"));
     latency_line("PutBatch", batches);
     latency_line("Commit", stats.all("Commit"));
@@ -120,6 +143,10 @@ pub async fn run(stack: &Stack, agents: &[Agent], pid: &str, plan: &Plan) -> Res
     println!("    transmissions committed and checked  {verified} of {ntx}");
     print_errors(&stats);
     used.print(secs);
+    println!(
+        "    collector       RSS peak {:.1} MiB, at the end {:.1} MiB",
+        rss.peak_mib, rss.end_mib
+    );
     println!("    duration        {secs:.1} s");
     Ok(outcome)
 }
@@ -141,17 +168,8 @@ async fn heartbeats(
             break;
         }
         sleep_until(next).await;
-        let now_ms = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
-            .map_or(0, |d| d.as_millis() as i64);
-        let req = pb::HeartbeatRequest {
-            agent_version: "xtask-scale".into(),
-            os: "linux".into(),
-            certificate_not_after_unix_ms: now_ms + 86_400_000,
-            agent_time_unix_ms: now_ms,
-            ..Default::default()
-        };
         let t = Instant::now();
-        match client.heartbeat(req).await {
+        match client.heartbeat(request()).await {
             Ok(_) => stats.ok(if k == 0 { FIRST } else { "Heartbeat" }, t0, t),
             Err(s) => stats.error(format!("Heartbeat {:?}", s.code())),
         }
@@ -159,4 +177,17 @@ async fn heartbeats(
         next = (next + every.mul_f64(jitter)).max(Instant::now());
     }
     stats
+}
+
+/// A normal agent's heartbeat, minimal.
+pub fn request() -> pb::HeartbeatRequest {
+    let now_ms = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+        .map_or(0, |d| d.as_millis() as i64);
+    pb::HeartbeatRequest {
+        agent_version: "xtask-scale".into(),
+        os: "linux".into(),
+        certificate_not_after_unix_ms: now_ms + 86_400_000,
+        agent_time_unix_ms: now_ms,
+        ..Default::default()
+    }
 }

@@ -1,8 +1,8 @@
 //! `--hostile`: phase 1 again, with one compromised agent (a valid
-//! certificate) and one anonymous host attacking the collector the whole
-//! time, to show that the normal agents are unaffected: their
-//! transmissions commit and their heartbeat latency stays within the
-//! calm run's noise.
+//! certificate) and anonymous hosts (`anonymous.rs`) attacking the
+//! collector the whole time, to show whether the normal agents are
+//! unaffected: their transmissions commit, their heartbeat and
+//! new-connection latencies stay near the calm run's, no errors.
 //!
 //! The compromised agent, in `WORKERS` loops each: `Begin` with 100,000
 //! columns; `Begin` with catalog types (`regclass`); as many open
@@ -10,14 +10,12 @@
 //! zeros (decompressed in full, then refused by `COPY`); decompression
 //! bombs into other agents' transmission ids; `Commit` declaring
 //! `u32::MAX` batches; bursts of 64 concurrent `Status` calls; heartbeats
-//! with 10,000 job statuses. The anonymous host (no client certificate)
-//! opens connections that send a `PutBatch` announcing 30 MiB and never
-//! finish it, and TCP connections that never start TLS.
+//! with 10,000 job statuses. The anonymous hosts start [`WARMUP`] before
+//! the phase, so that their connections are in place when it begins.
 //!
-//! What every attack got back is counted by status code and printed.
+//! What every attack got back is counted and printed; the collector's RSS
+//! is read again [`SETTLE`] after the attacks stopped.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -29,47 +27,85 @@ use uuid::Uuid;
 use transmissor_proto::pb;
 use transmissor_proto::pb::agent_lifecycle_client::AgentLifecycleClient;
 use transmissor_proto::pb::transmission_client::TransmissionClient;
-use transmissor_tests::stack::Stack;
 
 use super::agents::Agent;
+use super::anonymous::{self, AttackArgs, Target};
 use super::heartbeat::{self, Outcome, Plan};
+use super::sys;
+use super::tally::Tally;
+use transmissor_tests::stack::Stack;
 
-/// Concurrent loops of each attack.
+/// Concurrent loops of each attack of the compromised agent.
 const WORKERS: usize = 2;
-/// Connections the anonymous host keeps open at once.
-const ANONYMOUS_CONNECTIONS: usize = 64;
+/// The anonymous attacks run this long before the phase starts.
+const WARMUP: Duration = Duration::from_secs(3);
+/// After the attacks stop, the collector's RSS is read this much later.
+const SETTLE: Duration = Duration::from_secs(2);
 
-/// Outcome of each attack, by status code.
-#[derive(Default, Clone)]
-struct Tally(Arc<Mutex<BTreeMap<String, u64>>>);
+/// The attacked phase's outcome for the normal agents, and the attacks'.
+pub struct Attacked {
+    pub outcome: Outcome,
+    /// RESULT lines of the anonymous attacks (`anonymous::results`).
+    pub attacks: Vec<(String, u64)>,
+    /// The collector's RSS [`SETTLE`] after the attacks stopped, in MiB.
+    pub rss_after_mib: f64,
+}
 
-impl Tally {
-    fn add<T>(&self, attack: &str, r: &Result<T, tonic::Status>) {
-        let code = match r {
-            Ok(_) => "OK (accepted)".to_string(),
-            Err(s) => format!("{:?}", s.code()),
-        };
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(format!("{attack:<34} {code}")).or_default() += 1;
-    }
-
-    fn note(&self, what: String) {
-        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry(what).or_default() += 1;
+impl Attacked {
+    /// The RESULT lines of the attacked phase, with the ratios to `calm`.
+    pub fn results(&self, calm: &Outcome) -> Vec<(String, String)> {
+        let under = &self.outcome;
+        let ratio = |a: f64, c: f64| format!("{:.2}", a / c.max(1e-3));
+        let (hb, new) = (under.heartbeat_p99_ms, under.new_connection_p99_ms);
+        let mut out = vec![
+            ("errors", under.errors.to_string()),
+            ("heartbeat_p99_ms", format!("{hb:.1}")),
+            ("new_connection_p99_ms", format!("{new:.1}")),
+            ("batch_p99_ms", format!("{:.1}", under.batch_p99_ms)),
+            (
+                "collector_rss_peak_mib",
+                format!("{:.1}", under.rss.peak_mib),
+            ),
+            ("collector_rss_end_mib", format!("{:.1}", under.rss.end_mib)),
+            (
+                "collector_rss_after_mib",
+                format!("{:.1}", self.rss_after_mib),
+            ),
+            ("generator_cpu_pct", format!("{:.0}", under.generator_pct)),
+            ("heartbeat_p99_ratio", ratio(hb, calm.heartbeat_p99_ms)),
+            (
+                "new_connection_p99_ratio",
+                ratio(new, calm.new_connection_p99_ms),
+            ),
+            (
+                "rss_peak_ratio",
+                ratio(under.rss.peak_mib, calm.rss.peak_mib),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("scale_hostile_{k}"), v))
+        .collect::<Vec<_>>();
+        out.extend(self.attacks.iter().map(|(k, n)| (k.clone(), n.to_string())));
+        out
     }
 }
 
-/// Runs phase 1 for `normal` while `hostile` and an anonymous host attack.
+/// Runs phase 1 for `normal` while `hostile` and the anonymous hosts attack.
 pub async fn run(
     stack: &Stack,
     normal: &[Agent],
     hostile: &Agent,
     pid: &str,
     plan: &Plan,
-) -> Result<Outcome> {
+    sizes: &AttackArgs,
+    target: &Target,
+) -> Result<Attacked> {
     println!(
-        "==> phase 1 again, under attack: agent {} (municipality {}) is compromised, and a host without a certificate joins in",
-        hostile.id, hostile.ibge
+        "==> phase 1 again, under attack: agent {} (municipality {}) is compromised, and \
+         anonymous hosts on 127.0.0.2-7 hold {} sockets (started {WARMUP:?} before)",
+        hostile.id,
+        hostile.ibge,
+        sizes.sockets()
     );
     let stop = CancellationToken::new();
     let tally = Tally::default();
@@ -78,21 +114,21 @@ pub async fn run(
         let (ch, t, s) = (hostile.channel.clone(), tally.clone(), stop.clone());
         attacks.spawn(attack_loop(ch, t, s));
     }
-    for _ in 0..ANONYMOUS_CONNECTIONS / 2 {
-        let (t, s) = (tally.clone(), stop.clone());
-        let ca = stack.pki.ca_cert.clone();
-        let addr = stack.collector_addr;
-        attacks.spawn(async move { anonymous_loop(addr, ca, t, s).await });
-    }
+    anonymous::spawn(&mut attacks, target, sizes, &tally, &stop)?;
+    tokio::time::sleep(WARMUP).await;
     let outcome = heartbeat::run(stack, normal, pid, plan).await;
     stop.cancel();
     while attacks.join_next().await.is_some() {}
+    tokio::time::sleep(SETTLE).await;
+    let rss_after_mib = sys::rss_kib(pid)? as f64 / 1024.0;
     println!("    what the attacks got back:");
-    let m = tally.0.lock().unwrap_or_else(|p| p.into_inner());
-    for (what, n) in m.iter() {
-        println!("    {n:>8}  {what}");
-    }
-    outcome
+    tally.print();
+    println!("    collector RSS {SETTLE:?} after the attacks stopped: {rss_after_mib:.1} MiB");
+    Ok(Attacked {
+        outcome: outcome?,
+        attacks: anonymous::results(&tally),
+        rss_after_mib,
+    })
 }
 
 fn column(name: String, ty: &str) -> pb::Column {
@@ -147,11 +183,11 @@ async fn attack_loop(ch: Channel, tally: Tally, stop: CancellationToken) {
     let mut seq = 1u32;
     while !stop.is_cancelled() {
         let r = c.begin(begin("wide", wide.clone())).await;
-        tally.add("Begin, 100,000 columns", &r);
+        tally.add("compromised: Begin, 100,000 columns", &r);
         let r = c
             .begin(begin("probe", vec![column("x".into(), "regclass")]))
             .await;
-        tally.add("Begin, regclass column", &r);
+        tally.add("compromised: Begin, regclass column", &r);
         // Open transmissions up to the quota, then feed them huge batches.
         let r = c
             .begin(begin("open", vec![column("x".into(), "integer")]))
@@ -159,14 +195,14 @@ async fn attack_loop(ch: Channel, tally: Tally, stop: CancellationToken) {
         if let Ok(ok) = &r {
             own.push(ok.get_ref().transmission_id);
         }
-        tally.add("Begin, one more open transmission", &r);
+        tally.add("compromised: Begin, one more open transmission", &r);
         if let Some(&id) = own.last() {
             let mut b = big.clone();
             b.transmission_id = id;
             b.seq = seq;
             seq += 1;
             let r = c.put_batch(b).await;
-            tally.add("PutBatch, 64 MiB of zeros", &r);
+            tally.add("compromised: PutBatch, 64 MiB of zeros", &r);
             let r = c
                 .commit(pb::CommitRequest {
                     transmission_id: id,
@@ -176,13 +212,13 @@ async fn attack_loop(ch: Channel, tally: Tally, stop: CancellationToken) {
                     ..Default::default()
                 })
                 .await;
-            tally.add("Commit, u32::MAX batches", &r);
+            tally.add("compromised: Commit, u32::MAX batches", &r);
         }
         for victim in 1..=4i64 {
             let mut b = bomb.clone();
             b.transmission_id = victim;
             let r = c.put_batch(b).await;
-            tally.add("PutBatch, bomb, another's id", &r);
+            tally.add("compromised: PutBatch, bomb, another's id", &r);
         }
         let burst: Vec<_> = (0..64)
             .map(|_| {
@@ -191,7 +227,7 @@ async fn attack_loop(ch: Channel, tally: Tally, stop: CancellationToken) {
             })
             .collect();
         for r in futures::future::join_all(burst).await {
-            tally.add("Status, 64 at once", &r);
+            tally.add("compromised: Status, 64 at once", &r);
         }
         let runs = (0..10_000)
             .map(|i| pb::JobRunStatus {
@@ -207,42 +243,6 @@ async fn attack_loop(ch: Channel, tally: Tally, stop: CancellationToken) {
                 ..Default::default()
             })
             .await;
-        tally.add("Heartbeat, 10,000 job statuses", &r);
+        tally.add("compromised: Heartbeat, 10,000 job statuses", &r);
     }
-}
-
-/// The anonymous host: a `PutBatch` announcing 30 MiB over a connection
-/// without a certificate, and a TCP connection that never starts TLS.
-async fn anonymous_loop(
-    addr: std::net::SocketAddr,
-    ca: std::path::PathBuf,
-    tally: Tally,
-    stop: CancellationToken,
-) {
-    while !stop.is_cancelled() {
-        let idle = tokio::net::TcpStream::connect(addr).await;
-        match half_sent_batch(addr, &ca).await {
-            Ok(status) => tally.note(format!(
-                "{:<34} grpc-status {status}",
-                "anonymous PutBatch, body unsent"
-            )),
-            Err(e) => tally.note(format!("{:<34} {e}", "anonymous PutBatch, body unsent")),
-        }
-        tokio::select! {
-            () = stop.cancelled() => {}
-            () = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-        drop(idle);
-    }
-}
-
-async fn half_sent_batch(addr: std::net::SocketAddr, ca: &std::path::Path) -> Result<String> {
-    use transmissor_tests::raw_h2;
-    let send = raw_h2::connect_without_certificate(addr, ca).await?;
-    let mut send = send.ready().await?;
-    let req = raw_h2::grpc_request("/transmissor.v1.Transmission/PutBatch");
-    let (resp, mut body) = send.send_request(req, false)?;
-    body.send_data(raw_h2::unfinished_message(), false)?;
-    let resp = tokio::time::timeout(Duration::from_secs(30), resp).await??;
-    Ok(raw_h2::grpc_status(&resp).unwrap_or_else(|| "none".into()))
 }

@@ -39,9 +39,85 @@ pub fn machine_ticks() -> Result<(u64, u64)> {
 
 /// Peak resident set size (VmHWM) of a process, in KiB.
 pub fn peak_rss_kib(pid: &str) -> Result<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// This process's soft limit of open files (the collector inherits it).
+pub fn open_files_limit() -> Result<u64> {
+    let limits = read("/proc/self/limits")?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"));
+    let line = line.context("no open-files line in /proc/self/limits")?;
+    Ok(numbers(line, 3, 1).unwrap_or(vec![u64::MAX])[0])
+}
+
+/// Resident set size (VmRSS) of a process, in KiB.
+pub fn rss_kib(pid: &str) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+fn status_kib(pid: &str, field: &str) -> Result<u64> {
     let status = read(&format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"));
-    Ok(numbers(line.context("no VmHWM in /proc/<pid>/status")?, 1, 1)?[0])
+    let line = status.lines().find(|l| l.starts_with(field));
+    let line = line.with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(numbers(line, 1, 1)?[0])
+}
+
+/// Peak and last resident set size of the collector over a phase, in MiB.
+#[derive(Clone, Copy, Default)]
+pub struct Rss {
+    pub peak_mib: f64,
+    pub end_mib: f64,
+}
+
+/// Follows a process's RSS through a phase: VmHWM reset at the start (by
+/// writing 5 to `/proc/<pid>/clear_refs`, Linux 4.0 and later, when this
+/// process may) and VmRSS sampled every [`RssWatch::EVERY`], so that the
+/// peak is the phase's even where the reset is refused.
+pub struct RssWatch {
+    pid: String,
+    reset: bool,
+    stop: tokio_util::sync::CancellationToken,
+    sampler: tokio::task::JoinHandle<u64>,
+}
+
+impl RssWatch {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+    pub fn start(pid: &str) -> Self {
+        let reset = std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (p, s) = (pid.to_string(), stop.clone());
+        let sampler = tokio::spawn(async move {
+            let mut peak = 0;
+            let mut tick = tokio::time::interval(Self::EVERY);
+            while s.run_until_cancelled(tick.tick()).await.is_some() {
+                peak = peak.max(rss_kib(&p).unwrap_or(0));
+            }
+            peak
+        });
+        Self {
+            pid: pid.to_string(),
+            reset,
+            stop,
+            sampler,
+        }
+    }
+
+    pub async fn finish(self) -> Result<Rss> {
+        let end = rss_kib(&self.pid)?;
+        self.stop.cancel();
+        let sampled = self.sampler.await.context("rss sampler")?;
+        let hwm = if self.reset {
+            peak_rss_kib(&self.pid)?
+        } else {
+            0
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        Ok(Rss {
+            peak_mib: mib(sampled.max(hwm).max(end)),
+            end_mib: mib(end),
+        })
+    }
 }
 
 /// CPU of the collector, of this process and of the machine over a phase.
@@ -81,7 +157,16 @@ impl Cpu {
     }
 }
 
+/// Above this share of a core over a phase, the load generator is
+/// saturated: its own queues, not the collector, set the latencies.
+pub const GENERATOR_SATURATED_PCT: f64 = 80.0;
+
 impl CpuUse {
+    /// The load generator's CPU over a phase of `secs`, in % of one core.
+    pub fn generator_pct(&self, secs: f64) -> f64 {
+        100.0 * self.generator_s / secs.max(1e-9)
+    }
+
     /// Collector, load generator and machine lines for a phase of `secs`.
     pub fn print(&self, secs: f64) {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
@@ -95,6 +180,12 @@ impl CpuUse {
             "    load generator  CPU {gen_:.1} s ({:.0}% of a core)",
             pc(gen_)
         );
+        if pc(gen_) > GENERATOR_SATURATED_PCT {
+            println!(
+                "    WARNING: the load generator used more than {GENERATOR_SATURATED_PCT:.0}% of a \
+                 core: this phase's latencies are partly its own (flagged in the RESULT lines)"
+            );
+        }
         let busy = 100.0 * self.busy;
         let load = read("/proc/loadavg").unwrap_or_default();
         let load = load.split_whitespace().next().unwrap_or("?");
