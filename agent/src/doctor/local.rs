@@ -71,7 +71,12 @@ pub fn plan(
         )]);
     }
     let keeper = PlanStore::open(&dir)
-        .and_then(|store| PlanKeeper::open(cfg.plan.keys.iter().cloned().collect(), &ibge, store));
+        .and_then(|store| PlanKeeper::open(
+            cfg.plan.keys.iter().cloned().collect(),
+            cfg.plan.root_key,
+            &ibge,
+            store,
+        ));
     let keeper = match keeper {
         Ok(k) => k,
         Err(e) => {
