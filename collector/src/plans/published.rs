@@ -112,11 +112,7 @@ impl PublishedPlans {
                 None => Err("plans.keys is not set".to_string()),
             };
             let plan = match verified {
-                Ok(v) if v.plan.version == version as u64 => Some(v.plan),
-                Ok(v) => {
-                    tracing::warn!(version, signed_version = v.plan.version, "published plan's row and signed version differ; served as stored, authorizes nothing");
-                    None
-                }
+                Ok(v) => Some(v.plan),
                 Err(e) => {
                     tracing::warn!(version, error = %e, "published plan does not verify on this collector; served as stored, authorizes nothing");
                     None
@@ -189,11 +185,16 @@ impl PublishedPlans {
         self.version(version).filter(|p| p.serves(ibge))
     }
 
+    /// The plan whose signed content is `version` (what agents report
+    /// running), else the row stored as `version` (which then authorizes
+    /// nothing: it did not verify).
     fn version(&self, version: u64) -> Option<Arc<PublishedPlan>> {
-        self.current()
+        let snapshot = self.current();
+        snapshot
             .plans
             .iter()
-            .find(|p| p.version == version)
+            .find(|p| p.plan.as_ref().is_some_and(|x| x.version == version))
+            .or_else(|| snapshot.plans.iter().find(|p| p.version == version))
             .cloned()
     }
 
