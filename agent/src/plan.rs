@@ -96,7 +96,9 @@ impl PlanKeeper {
             match transmissor_plan::open_plan(&envelope, &chain.keys) {
                 Ok(v) if chain.floor.check(&v.plan).is_err() => {
                     let why = chain.floor.check(&v.plan).unwrap_err();
-                    refusal = Some(format!("stored plan is below the floor ({why}); no plan runs"));
+                    refusal = Some(format!(
+                        "stored plan is below the floor ({why}); no plan runs"
+                    ));
                 }
                 Ok(v) if v.plan.applies_to(ibge) => {
                     let a = Accepted {

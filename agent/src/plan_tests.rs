@@ -33,8 +33,13 @@ fn signed(k: &SigningKey, version: u64, expires: &str) -> Vec<u8> {
 
 fn keeper(dir: &std::path::Path, pinned: &[&SigningKey]) -> PlanKeeper {
     let keys: TrustedKeys = pinned.iter().map(|k| PublicKey::from(*k)).collect();
-    PlanKeeper::open(keys, Some(PublicKey::from(&root())), SP, PlanStore::open(dir).unwrap())
-        .unwrap()
+    PlanKeeper::open(
+        keys,
+        Some(PublicKey::from(&root())),
+        SP,
+        PlanStore::open(dir).unwrap(),
+    )
+    .unwrap()
 }
 
 /// The central team's root key (signs key lists only).
@@ -190,7 +195,9 @@ fn a_key_list_signed_by_a_plan_key_is_refused() {
     let now = at("2026-06-01T00:00:00Z");
     // The thief holds the pinned plan key and signs a list trusting his own key.
     let takeover = key_list(1, &[&thief], "", &stolen);
-    let out = kp.offer(&signed(&thief, 2, LATER), &[takeover], 2, now).unwrap();
+    let out = kp
+        .offer(&signed(&thief, 2, LATER), &[takeover], 2, now)
+        .unwrap();
     assert!(
         matches!(out, OfferOutcome::Refused(Refusal::UnknownKey { .. })),
         "{out:?}"
@@ -198,7 +205,10 @@ fn a_key_list_signed_by_a_plan_key_is_refused() {
     let r = kp.report(now);
     assert_eq!(r.key_list_serial, 0);
     let why = r.refusal.unwrap();
-    assert!(why.contains("plan-key list 1 refused") && why.contains("root key"), "{why}");
+    assert!(
+        why.contains("plan-key list 1 refused") && why.contains("root key"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -215,7 +225,12 @@ fn a_stolen_plan_key_rotated_out_signs_nothing_accepted() {
     // The root-signed list leaves the stolen key out: its plan stops at once.
     let rotate = key_list(1, &[&fresh], "", &root());
     let out = kp
-        .offer(&signed(&stolen, 3, LATER), std::slice::from_ref(&rotate), 3, now)
+        .offer(
+            &signed(&stolen, 3, LATER),
+            std::slice::from_ref(&rotate),
+            3,
+            now,
+        )
         .unwrap();
     assert!(
         matches!(out, OfferOutcome::Refused(Refusal::UnknownKey { .. })),
@@ -225,7 +240,8 @@ fn a_stolen_plan_key_rotated_out_signs_nothing_accepted() {
     assert_eq!(kp.key_list_serial(), 1);
     // The central team's next plan, by the fresh key, is accepted.
     assert_eq!(
-        kp.offer(&signed(&fresh, 3, LATER), &[rotate], 3, now).unwrap(),
+        kp.offer(&signed(&fresh, 3, LATER), &[rotate], 3, now)
+            .unwrap(),
         OfferOutcome::Accepted(3)
     );
     // After a restart the stolen key is still out.
@@ -263,7 +279,10 @@ fn a_fresh_agent_refuses_a_plan_below_the_floor() {
     let issued_earlier = sign(
         Kind::Plan,
         plan(6, "\"all\"", LATER, "x")
-            .replace("issued_at = 2026-01-01T00:00:00Z", "issued_at = 2025-12-31T23:59:59Z")
+            .replace(
+                "issued_at = 2026-01-01T00:00:00Z",
+                "issued_at = 2025-12-31T23:59:59Z",
+            )
             .as_bytes(),
         &k,
     );
@@ -286,18 +305,24 @@ fn versions_cannot_jump_to_the_maximum() {
     let out = kp
         .offer(&signed(&k, 9_223_372_036_854_775_807, LATER), &[], 1, now)
         .unwrap();
-    assert!(matches!(out, OfferOutcome::Refused(Refusal::Invalid(_))), "{out:?}");
+    assert!(
+        matches!(out, OfferOutcome::Refused(Refusal::Invalid(_))),
+        "{out:?}"
+    );
     assert_eq!(
         kp.offer(&signed(&k, 1, LATER), &[], 1, now).unwrap(),
         OfferOutcome::Accepted(1)
     );
-    let out = kp.offer(&signed(&k, 1_000_002, LATER), &[], 1_000_002, now).unwrap();
+    let out = kp
+        .offer(&signed(&k, 1_000_002, LATER), &[], 1_000_002, now)
+        .unwrap();
     assert!(
         matches!(out, OfferOutcome::Refused(Refusal::TooFarAhead { .. })),
         "{out:?}"
     );
     assert_eq!(
-        kp.offer(&signed(&k, 1_000_001, LATER), &[], 1_000_001, now).unwrap(),
+        kp.offer(&signed(&k, 1_000_001, LATER), &[], 1_000_001, now)
+            .unwrap(),
         OfferOutcome::Accepted(1_000_001)
     );
 }

@@ -162,23 +162,6 @@ impl PlansConfig {
             root: self.root_key,
         })
     }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.keys.is_empty() && !self.allow_local_jobs {
-            return Err(ConfigError::Invalid(
-                "plans.keys is required: list the central team's plan public keys (`transmissor-plan keygen` prints them); without them this collector would store and serve plans it cannot verify".into(),
-            ));
-        }
-        if let Some(root) = &self.root_key
-            && self.keys.contains(root)
-        {
-            return Err(ConfigError::Invalid(format!(
-                "plans.root_key {} is also in plans.keys: the root key must be kept apart from the keys that sign plans",
-                root.key_id()
-            )));
-        }
-        Ok(())
-    }
 }
 
 fn default_plans_refresh() -> Duration {

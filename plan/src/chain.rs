@@ -44,9 +44,7 @@ pub struct PlanFloor {
 /// Why a plan is below the floor.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum FloorError {
-    #[error(
-        "version {version} is below version {min}, the lowest plan-key list {serial} allows"
-    )]
+    #[error("version {version} is below version {min}, the lowest plan-key list {serial} allows")]
     Version { version: u64, min: u64, serial: u64 },
     #[error(
         "version {version} was issued at {issued_at}, before {min}, the earliest plan-key list {serial} allows"
@@ -253,7 +251,11 @@ mod tests {
         assert_eq!(chain.serial, 0);
         assert!(chain.keys.contains(&pk(&a)) && !chain.keys.contains(&pk(&evil)));
         assert_eq!(chain.refused.len(), 1);
-        assert!(chain.refused[0].1.contains("root key"), "{:?}", chain.refused);
+        assert!(
+            chain.refused[0].1.contains("root key"),
+            "{:?}",
+            chain.refused
+        );
         // Without a pinned root, no list at all.
         let by_root = list(1, &[&evil], &root);
         let chain = KeyChain::follow(None, pinned, [&by_root[..]]);
@@ -272,11 +274,7 @@ mod tests {
         let l1 = list_with(1, &[&a], &format!("root = \"{}\"\n", pk(&root2)), &root);
         let by_old = list(2, &[&b], &root);
         let by_new = list(3, &[&b], &root2);
-        let chain = KeyChain::follow(
-            Some(pk(&root)),
-            pinned,
-            [&l1[..], &by_old[..], &by_new[..]],
-        );
+        let chain = KeyChain::follow(Some(pk(&root)), pinned, [&l1[..], &by_old[..], &by_new[..]]);
         assert_eq!(chain.root, Some(pk(&root2)));
         assert_eq!(chain.serial, 3);
         assert!(chain.keys.contains(&pk(&b)));
@@ -320,6 +318,10 @@ mod tests {
             floor.check(&plan(50, "2026-10-31T23:59:59Z")),
             Err(FloorError::IssuedBefore { .. })
         ));
-        assert!(PlanFloor::default().check(&plan(1, "2020-01-01T00:00:00Z")).is_ok());
+        assert!(
+            PlanFloor::default()
+                .check(&plan(1, "2020-01-01T00:00:00Z"))
+                .is_ok()
+        );
     }
 }

@@ -239,7 +239,10 @@ mod tests {
     #[test]
     fn floor_and_root() {
         let list = KeyList::parse(doc(&[pk(1)]).as_bytes()).unwrap();
-        assert_eq!((list.min_plan_version, list.min_plan_issued_at, list.root), (0, None, None));
+        assert_eq!(
+            (list.min_plan_version, list.min_plan_issued_at, list.root),
+            (0, None, None)
+        );
         let text = format!(
             "{}min_plan_version = 40\nmin_plan_issued_at = 2026-11-01T00:00:00Z\nroot = \"{}\"\n",
             doc(&[pk(1)]),

@@ -77,7 +77,9 @@ pub enum KeyError {
     Permissions { path: PathBuf, mode: u32 },
     #[error("{path} is not a transmissor-plan signing key file")]
     NotAKeyFile { path: PathBuf },
-    #[error("{path} is a {found}, not a {expected}: plans are signed with a plan key, key lists with the root key")]
+    #[error(
+        "{path} is a {found}, not a {expected}: plans are signed with a plan key, key lists with the root key"
+    )]
     WrongRole {
         path: PathBuf,
         found: &'static str,

@@ -98,7 +98,11 @@ fn keygen_check_sign_verify() {
     assert!(stderr(&o).contains("not a root key"), "{}", stderr(&o));
     let o = run(&["sign", "--key", p(&root), EXAMPLE, "--out", p(&signed)]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("not a plan signing key"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not a plan signing key"),
+        "{}",
+        stderr(&o)
+    );
     let o = run(&[
         "sign-keys",
         "--key",

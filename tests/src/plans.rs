@@ -54,11 +54,7 @@ impl PlanKey {
     fn generate_as(dir: &Path, name: &str, role: &[&str]) -> Result<Self> {
         let file = dir.join(format!("{name}.key"));
         run(signer()?.arg("keygen").args(role).arg("--out").arg(&file))?;
-        let public = run(signer()?
-            .arg("pubkey")
-            .args(role)
-            .arg("--key")
-            .arg(&file))?
+        let public = run(signer()?.arg("pubkey").args(role).arg("--key").arg(&file))?
             .lines()
             .find_map(|l| l.split_whitespace().find(|w| w.starts_with("ed25519:")))
             .context("no public key printed")?

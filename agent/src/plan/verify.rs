@@ -101,7 +101,9 @@ pub fn judge(
         }
     }
     // From the accepted version, or for a fresh agent from the floor.
-    let previous = accepted.map_or(0, |a| a.version).max(chain.floor.min_version);
+    let previous = accepted
+        .map_or(0, |a| a.version)
+        .max(chain.floor.min_version);
     if jumps_too_far(previous, plan.version) {
         return Err(Refusal::TooFarAhead {
             offered: plan.version,

@@ -23,6 +23,27 @@ impl PlanTrust {
     }
 }
 
+impl crate::config::PlansConfig {
+    /// `[plans] keys` is required where plans are served; the root key
+    /// is not a plan key.
+    pub(crate) fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        if self.keys.is_empty() && !self.allow_local_jobs {
+            return Err(crate::config::ConfigError::Invalid(
+                "plans.keys is required: list the central team's plan public keys (`transmissor-plan keygen` prints them); without them this collector would store and serve plans it cannot verify".into(),
+            ));
+        }
+        if let Some(root) = &self.root_key
+            && self.keys.contains(root)
+        {
+            return Err(crate::config::ConfigError::Invalid(format!(
+                "plans.root_key {} is also in plans.keys: the root key must be kept apart from the keys that sign plans",
+                root.key_id()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// Why a signed plan is not what the chain allows after `newest`.
 pub fn plan_refusal(chain: &KeyChain, plan: &Plan, newest: u64) -> Option<String> {
     if let Err(e) = chain.floor.check(plan) {
@@ -78,11 +99,22 @@ mod tests {
 
     #[test]
     fn the_root_key_is_not_a_plan_key() {
-        let text = config(&format!("keys = [\"{}\"]\nroot_key = \"{}\"\n", pk(1), pk(1)));
+        let text = config(&format!(
+            "keys = [\"{}\"]\nroot_key = \"{}\"\n",
+            pk(1),
+            pk(1)
+        ));
         let e = CollectorConfig::parse(&text).unwrap_err().to_string();
         assert!(e.contains("plans.root_key"), "{e}");
-        let text = config(&format!("keys = [\"{}\"]\nroot_key = \"{}\"\n", pk(1), pk(2)));
+        let text = config(&format!(
+            "keys = [\"{}\"]\nroot_key = \"{}\"\n",
+            pk(1),
+            pk(2)
+        ));
         let c = CollectorConfig::parse(&text).unwrap();
-        assert_eq!(c.plans.trusted().unwrap().root, Some(pk(2).parse().unwrap()));
+        assert_eq!(
+            c.plans.trusted().unwrap().root,
+            Some(pk(2).parse().unwrap())
+        );
     }
 }
