@@ -118,3 +118,20 @@ async fn the_floor_and_a_rotation_hold_against_a_replaying_collector() -> Result
     assert_eq!(s.plan_refusal, None);
     Ok(())
 }
+
+/// A collector without `[plans] keys` (a development one, with local jobs)
+/// stores no plan: it cannot verify one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_plan_keys_nothing_is_published() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let k1 = PlanKey::generate(keys.path(), "k1")?;
+    let stack = Stack::with_options(&[A], StackOptions::default()).await?;
+    let v1 = k1.sign_plan(
+        &stack.dir,
+        "v1",
+        &plan_toml(1, "\"all\"", LATER, "p", &[EQUIPES]),
+    )?;
+    let err = stack.publish_plan("v1", &v1).unwrap_err().to_string();
+    assert!(err.contains("plans.keys is not set"), "{err}");
+    Ok(())
+}
