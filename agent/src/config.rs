@@ -101,8 +101,8 @@ pub struct AgentConfig {
 
 /// `[plan]`: central, signed extraction plans. With at least one key the
 /// agent is in **central mode**: it runs only SQL from a plan signed by one
-/// of these keys (or by a key a signed key list moved trust to), and local
-/// `[[jobs]]` are refused.
+/// of these keys (or by a key a key list signed by `root_key` moved trust
+/// to), and local `[[jobs]]` are refused.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanConfig {
@@ -110,6 +110,12 @@ pub struct PlanConfig {
     /// prints them.
     #[serde(default)]
     pub keys: Vec<transmissor_plan::PublicKey>,
+    /// The central team's root key (`transmissor-plan keygen --root`): the
+    /// only key whose key lists (plan-key rotation, the floor of plan
+    /// versions) this agent accepts. Unset, no key list is ever accepted
+    /// and the plan keys stay as pinned here.
+    #[serde(default)]
+    pub root_key: Option<transmissor_plan::PublicKey>,
 }
 
 /// Where the agent's SQL comes from.
@@ -613,6 +619,17 @@ impl AgentConfig {
                     humantime::format_duration(value),
                     humantime::format_duration(min),
                     humantime::format_duration(max)
+                ));
+            }
+        }
+        if let Some(root) = &self.plan.root_key {
+            if self.plan.keys.is_empty() {
+                return inv("plan.root_key is set without plan.keys: pin the plan keys too (the root key signs key lists only)".into());
+            }
+            if self.plan.keys.contains(root) {
+                return inv(format!(
+                    "plan.root_key {} is also in plan.keys: the root key must be kept apart from the keys that sign plans",
+                    root.key_id()
                 ));
             }
         }

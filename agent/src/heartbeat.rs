@@ -93,7 +93,7 @@ impl Heartbeat {
         let plan = self
             .plans
             .as_ref()
-            .map(|k| k.report(self.clock.collector_now()))
+            .map(|k| k.report(plan_now(&self.clock)))
             .unwrap_or_default();
         pb::HeartbeatRequest {
             agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -151,7 +151,7 @@ impl Heartbeat {
     async fn sync_plan(&self, keeper: &PlanKeeper, ad: Advertised) {
         match fetch::fetch(&self.client, keeper.key_list_serial()).await {
             Ok(r) => {
-                let now = self.clock.collector_now();
+                let now = plan_now(&self.clock);
                 if let Err(e) = keeper.offer(&r.plan, &r.key_lists, ad.plan_version, now) {
                     tracing::error!(error = %e, "cannot store the plan state");
                 }
@@ -197,9 +197,57 @@ impl Heartbeat {
     }
 }
 
+/// The time plans are judged at (expiry, the heartbeat's `plan_expired`).
+/// Deliberately the agent's own clock, not `clock.collector_now()`: the
+/// collector's time reaches the agent unsigned in every answer, and a
+/// collector that lies about it must not make an expired plan current. The
+/// offset to the collector is only measured and reported (a warning past a
+/// minute), never applied here.
+fn plan_now(_clock: &ClockSync) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plans_are_judged_on_the_agent_clock_not_the_collectors() {
+        use transmissor_plan::{Kind, PublicKey, SigningKey, sign};
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let now = chrono::Utc::now();
+        let day = chrono::Duration::days(1);
+        // The collector claims to be 30 days behind the agent.
+        let clock = ClockSync::new(0);
+        let local = clock::now_unix_ms();
+        clock.record(local, local, (now - day * 30).timestamp_millis());
+        assert!(clock.collector_now() < now - day * 29);
+        // A plan that expired yesterday by the agent's clock (still valid
+        // for 29 days by the collector's).
+        let plan = format!(
+            "format = 1\nversion = 1\nissued_at = {}\nexpires_at = {}\nscope = \"all\"\n",
+            (now - day * 60).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            (now - day).to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        );
+        let envelope = sign(Kind::Plan, plan.as_bytes(), &key);
+        let dir = tempfile::tempdir().unwrap();
+        let keeper = PlanKeeper::open(
+            [PublicKey::from(&key)].into_iter().collect(),
+            None,
+            "3550308",
+            crate::plan::store::PlanStore::open(dir.path()).unwrap(),
+        )
+        .unwrap();
+        let outcome = keeper.offer(&envelope, &[], 1, plan_now(&clock)).unwrap();
+        assert!(
+            matches!(
+                outcome,
+                crate::plan::OfferOutcome::Refused(crate::plan::verify::Refusal::Expired { .. })
+            ),
+            "{outcome:?}"
+        );
+        assert!(keeper.running().is_none());
+    }
 
     #[test]
     fn jitter_stays_within_twenty_percent() {

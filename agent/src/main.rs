@@ -512,8 +512,12 @@ async fn check(config: &std::path::Path) -> Result<ExitCode> {
                 println!("plan: ERROR: the municipality is unknown (enroll first)");
                 return Ok(ExitCode::FAILURE);
             };
+            if let Some(root) = &cfg.plan.root_key {
+                println!("plan root key pinned: {}", root.key_id());
+            }
             let keeper = PlanKeeper::open(
                 cfg.plan.keys.iter().cloned().collect(),
+                cfg.plan.root_key,
                 &ibge,
                 PlanStore::open(&cfg.plan_dir())?,
             )?;

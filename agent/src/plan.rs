@@ -1,5 +1,6 @@
 //! Central plans on the agent: the running plan, verified against the plan
-//! keys pinned at install, and what happens to a plan the collector offers.
+//! keys pinned at install (moved only by key lists the pinned root key
+//! signed), and what happens to a plan the collector offers.
 //!
 //! | module     | responsibility                                                   |
 //! |------------|------------------------------------------------------------------|
@@ -7,11 +8,13 @@
 //! | [`verify`] | signature, kind, version order, scope and expiry of an offered plan |
 //! | [`store`]  | the accepted plan, highest version and key lists on disk (atomic)  |
 //!
-//! [`PlanKeeper`] ties them: it starts from the pinned keys, follows the
-//! accepted key lists, re-verifies the stored plan, and accepts or refuses
-//! offers. A refused or expired plan never stops the running one; the
-//! refusal is logged and reported in every heartbeat until a plan is
-//! accepted.
+//! [`PlanKeeper`] ties them: it starts from the pinned root and plan keys,
+//! follows the accepted key lists, re-verifies the stored plan, and accepts
+//! or refuses offers. A refused or expired plan never stops the running
+//! one; the refusal is logged and reported in every heartbeat until a plan
+//! is accepted. A key list that drops the running plan's key, or raises
+//! the floor above it, does stop it (as a restart would): that is how a
+//! stolen plan key's plans are withdrawn.
 
 pub mod fetch;
 pub mod store;
@@ -22,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 
-use transmissor_plan::{KeyChain, Plan, TrustedKeys};
+use transmissor_plan::{KeyChain, Plan, PublicKey, TrustedKeys};
 
 use store::{PlanStore, StoreError};
 use verify::{Accepted, Refusal, Verdict};
@@ -73,10 +76,16 @@ pub enum OfferOutcome {
 }
 
 impl PlanKeeper {
-    /// Loads the stored state and verifies it again from `pinned`.
-    pub fn open(pinned: TrustedKeys, ibge: &str, store: PlanStore) -> Result<Self, StoreError> {
+    /// Loads the stored state and verifies it again from the pinned `root`
+    /// key and plan keys `pinned`.
+    pub fn open(
+        pinned: TrustedKeys,
+        root: Option<PublicKey>,
+        ibge: &str,
+        store: PlanStore,
+    ) -> Result<Self, StoreError> {
         let lists = store.key_lists()?;
-        let chain = KeyChain::follow(pinned.clone(), 0, lists.iter().map(Vec::as_slice));
+        let chain = KeyChain::follow(root, pinned.clone(), lists.iter().map(Vec::as_slice));
         for (serial, why) in &chain.refused {
             tracing::warn!(serial, reason = %why, "stored plan-key list does not verify; ignored");
         }
@@ -85,6 +94,12 @@ impl PlanKeeper {
         let mut refusal = None;
         if let Some(envelope) = store.current()? {
             match transmissor_plan::open_plan(&envelope, &chain.keys) {
+                Ok(v) if chain.floor.check(&v.plan).is_err() => {
+                    let why = chain.floor.check(&v.plan).unwrap_err();
+                    refusal = Some(format!(
+                        "stored plan is below the floor ({why}); no plan runs"
+                    ));
+                }
                 Ok(v) if v.plan.applies_to(ibge) => {
                     let a = Accepted {
                         version: v.plan.version,
@@ -197,6 +212,9 @@ impl PlanKeeper {
                 s.refused_version = None;
             }
             s.chain = next;
+            if s.chain.serial != before {
+                self.withdraw_if_untrusted(&mut s);
+            }
         }
         if plan_envelope.is_empty() {
             if let Some(r) = key_refusal {
@@ -204,8 +222,7 @@ impl PlanKeeper {
             }
             return Ok(OfferOutcome::NoPlan);
         }
-        let outcome = match verify::judge(plan_envelope, &s.chain.keys, &self.ibge, s.accepted, now)
-        {
+        let outcome = match verify::judge(plan_envelope, &s.chain, &self.ibge, s.accepted, now) {
             Ok(Verdict::Same) => OfferOutcome::Unchanged,
             Ok(Verdict::New(v)) => {
                 let a = Accepted {
@@ -245,6 +262,29 @@ impl PlanKeeper {
             });
         }
         Ok(outcome)
+    }
+
+    /// After the keys moved: stops the running plan when its key is no
+    /// longer trusted or it is below the new floor, as a restart would.
+    fn withdraw_if_untrusted(&self, s: &mut State) {
+        let Some(running) = &s.running else {
+            return;
+        };
+        let why = if s.chain.keys.get(&running.key_id).is_none() {
+            format!(
+                "the plan-key list {} no longer trusts key {}",
+                s.chain.serial, running.key_id
+            )
+        } else if let Err(e) = s.chain.floor.check(&running.plan) {
+            e.to_string()
+        } else {
+            return;
+        };
+        let version = running.plan.version;
+        tracing::error!(version, reason = %why, "running plan withdrawn; no plan runs until a trusted one is accepted");
+        s.running = None;
+        s.refusal = Some(format!("plan {version} withdrawn: {why}"));
+        self.changed.send_replace(0);
     }
 
     /// The pinned keys (for `check`).

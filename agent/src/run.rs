@@ -185,7 +185,12 @@ impl Agent {
                     .ok_or(AgentError::NoMunicipality)?;
                 let pinned = cfg.plan.keys.iter().cloned().collect();
                 let store = PlanStore::open(&cfg.plan_dir())?;
-                Some(Arc::new(PlanKeeper::open(pinned, &ibge, store)?))
+                Some(Arc::new(PlanKeeper::open(
+                    pinned,
+                    cfg.plan.root_key,
+                    &ibge,
+                    store,
+                )?))
             }
         };
         let uploader = Uploader::new(

@@ -159,9 +159,13 @@ impl App {
             revoked,
             enroller,
         } = prepared;
-        let plans = PublishedPlans::load(pool.clone(), cfg.plans.allow_local_jobs)
-            .await
-            .map_err(|e| ServeError::Plans(crate::pg_error::describe(&e)))?;
+        let plans = PublishedPlans::load(
+            pool.clone(),
+            cfg.plans.trusted(),
+            cfg.plans.allow_local_jobs,
+        )
+        .await
+        .map_err(|e| ServeError::Plans(crate::pg_error::describe(&e)))?;
         let run_requests = RunRequests::load(pool.clone())
             .await
             .map_err(|e| ServeError::RunRequests(crate::pg_error::describe(&e)))?;

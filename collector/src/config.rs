@@ -148,12 +148,19 @@ fn default_web_connections() -> u32 {
 #[serde(deny_unknown_fields)]
 pub struct PlansConfig {
     /// The central team's plan public keys (`ed25519:…`, as `transmissor-plan
-    /// keygen` prints them). When set, `plan publish` refuses an envelope
-    /// these keys (moved along the published key lists) do not verify, so a
-    /// mistake is caught before agents refuse it. The collector never needs
-    /// the signing key, and agents verify on their own whatever is set here.
+    /// keygen` prints them). Required unless `allow_local_jobs` (a
+    /// development collector, which then publishes and authorizes no plan).
+    /// `plan publish` refuses an envelope these keys (moved along the
+    /// published key lists) do not verify, and a stored plan that does not
+    /// verify authorizes nothing. The collector never needs the signing
+    /// key, and agents verify on their own whatever is set here.
     #[serde(default)]
     pub keys: Vec<transmissor_plan::PublicKey>,
+    /// The central team's root key (`transmissor-plan keygen --root`), the
+    /// only key key lists are accepted from. Unset, `plan publish` refuses
+    /// key lists and the plan keys stay as `keys` pins them.
+    #[serde(default)]
+    pub root_key: Option<transmissor_plan::PublicKey>,
     /// Accept `Begin` for jobs that come from an agent's own config (no
     /// signed plan): development and tests only. Off, a job must be defined
     /// by a plan published for the caller's municipality.
@@ -173,8 +180,11 @@ impl Default for PlansConfig {
 
 impl PlansConfig {
     /// The pinned keys, when any.
-    pub fn trusted(&self) -> Option<transmissor_plan::TrustedKeys> {
-        (!self.keys.is_empty()).then(|| self.keys.iter().cloned().collect())
+    pub fn trusted(&self) -> Option<crate::plans::PlanTrust> {
+        (!self.keys.is_empty()).then(|| crate::plans::PlanTrust {
+            keys: self.keys.iter().cloned().collect(),
+            root: self.root_key,
+        })
     }
 }
 
@@ -626,6 +636,7 @@ impl CollectorConfig {
                 "http.session_idle must be above zero and at most http.session_lifetime".into(),
             ));
         }
+        self.plans.validate()?;
         if self.plans.refresh_every < Duration::from_millis(100)
             || self.plans.refresh_every > Duration::from_secs(3600)
         {
@@ -808,6 +819,8 @@ url = "postgres://collector@127.0.0.1:5432/analytic"
 password_env = "TRANSMISSOR_DB_PASSWORD"
 [load]
 max_batch_raw_bytes = "16MiB"
+[plans]
+allow_local_jobs = true
 "#;
 
     #[test]

@@ -515,11 +515,6 @@ async fn main() -> Result<()> {
                 )
                 .await?;
                 println!("{published}");
-                if cfg.plans.keys.is_empty() {
-                    println!(
-                        "note: plans.keys is not set, so the signature was not checked here; agents check it"
-                    );
-                }
             }
             PlanCommand::List {
                 config,
@@ -589,6 +584,7 @@ async fn main() -> Result<()> {
                 let (cfg, pool) = pool_of(&config.config).await?;
                 let plans = transmissor_collector::plans::PublishedPlans::load(
                     pool.clone(),
+                    cfg.plans.trusted(),
                     cfg.plans.allow_local_jobs,
                 )
                 .await?;

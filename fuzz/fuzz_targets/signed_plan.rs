@@ -34,6 +34,10 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(sign(Kind::KeyList, payload, &key), input, "accepted a non-canonical envelope");
         assert!(!v.key_list.keys.is_empty());
     }
-    let chain = KeyChain::follow(trusted, 0, [input]);
+    // The fuzz key as the root: whatever list it accepts never names the
+    // root as a plan key, and versions stay within bounds.
+    let chain = KeyChain::follow(Some(PublicKey::from(&key)), TrustedKeys::new(), [input]);
     assert!(chain.serial == 0 || chain.accepted_lists.len() == 1);
+    assert!(!chain.keys.contains(&PublicKey::from(&key)));
+    assert!(chain.serial <= transmissor_plan::increments::MAX_NUMBER);
 });

@@ -6,7 +6,11 @@
 //! - key id: the first 8 bytes of SHA-256 of the key bytes, lowercase hex;
 //! - signing-key file: `transmissor-plan-signing-key v1\n<base64 of the
 //!   32-byte seed>\n`, created with mode 0600 and never overwritten; a file
-//!   readable by group or others is refused.
+//!   readable by group or others is refused;
+//! - root-key file: the same with `transmissor-plan-root-key v1`. The root
+//!   key signs key lists only ([`crate::chain`]); each file kind is read
+//!   only where it belongs, so the signer never signs a plan with the root
+//!   key or a key list with a plan key.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +32,34 @@ pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";
 /// First line of a signing-key file.
 pub const SIGNING_KEY_MAGIC: &str = "transmissor-plan-signing-key v1";
 
+/// First line of a root-key file.
+pub const ROOT_KEY_MAGIC: &str = "transmissor-plan-root-key v1";
+
+/// What a key file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRole {
+    /// Signs plans.
+    Plan,
+    /// Signs key lists (kept offline).
+    Root,
+}
+
+impl KeyRole {
+    fn magic(self) -> &'static str {
+        match self {
+            Self::Plan => SIGNING_KEY_MAGIC,
+            Self::Root => ROOT_KEY_MAGIC,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Plan => "plan signing key",
+            Self::Root => "root key",
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum KeyError {
     #[error("{0:?} is not a public key: expected \"ed25519:\" and the base64 of 32 bytes")]
@@ -45,6 +77,14 @@ pub enum KeyError {
     Permissions { path: PathBuf, mode: u32 },
     #[error("{path} is not a transmissor-plan signing key file")]
     NotAKeyFile { path: PathBuf },
+    #[error(
+        "{path} is a {found}, not a {expected}: plans are signed with a plan key, key lists with the root key"
+    )]
+    WrongRole {
+        path: PathBuf,
+        found: &'static str,
+        expected: &'static str,
+    },
     #[error("cannot write signing key {path}: {source}")]
     Write {
         path: PathBuf,
@@ -181,12 +221,18 @@ pub fn generate_signing_key() -> Result<SigningKey, KeyError> {
 /// Writes a new signing-key file with mode 0600; refuses to replace an
 /// existing file.
 pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyError> {
+    write_key(path, key, KeyRole::Plan)
+}
+
+/// Writes a key file of `role` (see [`write_signing_key`]).
+pub fn write_key(path: &Path, key: &SigningKey, role: KeyRole) -> Result<(), KeyError> {
     let werr = |source| KeyError::Write {
         path: path.to_path_buf(),
         source,
     };
     let text = Zeroizing::new(format!(
-        "{SIGNING_KEY_MAGIC}\n{}\n",
+        "{}\n{}\n",
+        role.magic(),
         STANDARD.encode(key.as_bytes())
     ));
     let mut options = std::fs::OpenOptions::new();
@@ -208,8 +254,15 @@ pub fn write_signing_key(path: &Path, key: &SigningKey) -> Result<(), KeyError> 
     file.sync_all().map_err(werr)
 }
 
-/// Reads a signing-key file, refusing one readable by group or others.
+/// Reads a plan signing-key file, refusing one readable by group or
+/// others, and a root-key file.
 pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    read_key(path, KeyRole::Plan)
+}
+
+/// Reads a key file of `role` (see [`read_signing_key`]); a file of the
+/// other role is refused.
+pub fn read_key(path: &Path, role: KeyRole) -> Result<SigningKey, KeyError> {
     let rerr = |source| KeyError::Read {
         path: path.to_path_buf(),
         source,
@@ -229,13 +282,27 @@ pub fn read_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
     let mut text = Zeroizing::new(String::new());
     // A key file is ~80 bytes: anything much longer is not one.
     file.take(256).read_to_string(&mut text).map_err(rerr)?;
-    parse_signing_key(&text).ok_or_else(|| KeyError::NotAKeyFile {
+    for other in [KeyRole::Plan, KeyRole::Root] {
+        if other != role && parse_key(&text, other).is_some() {
+            return Err(KeyError::WrongRole {
+                path: path.to_path_buf(),
+                found: other.name(),
+                expected: role.name(),
+            });
+        }
+    }
+    parse_key(&text, role).ok_or_else(|| KeyError::NotAKeyFile {
         path: path.to_path_buf(),
     })
 }
 
+#[cfg(test)]
 fn parse_signing_key(text: &str) -> Option<SigningKey> {
-    let rest = text.strip_prefix(SIGNING_KEY_MAGIC)?.strip_prefix('\n')?;
+    parse_key(text, KeyRole::Plan)
+}
+
+fn parse_key(text: &str, role: KeyRole) -> Option<SigningKey> {
+    let rest = text.strip_prefix(role.magic())?.strip_prefix('\n')?;
     let b64 = rest.strip_suffix('\n').unwrap_or(rest);
     if b64.contains(['\n', '\r']) {
         return None;
@@ -319,6 +386,23 @@ mod tests {
             let e = read_signing_key(&path).unwrap_err();
             assert!(e.to_string().contains("chmod 600"), "{e}");
         }
+    }
+
+    #[test]
+    fn root_and_plan_key_files_are_not_interchangeable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (plan, root) = (dir.path().join("plan.key"), dir.path().join("root.key"));
+        write_signing_key(&plan, &key(1)).unwrap();
+        write_key(&root, &key(2), KeyRole::Root).unwrap();
+        assert_eq!(read_key(&root, KeyRole::Root).unwrap().to_bytes(), [2; 32]);
+        assert!(matches!(
+            read_signing_key(&root),
+            Err(KeyError::WrongRole { .. })
+        ));
+        assert!(matches!(
+            read_key(&plan, KeyRole::Root),
+            Err(KeyError::WrongRole { .. })
+        ));
     }
 
     #[test]

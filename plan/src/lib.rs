@@ -9,9 +9,10 @@
 //! | [`schedule`] | cron slots in the municipality's time zone, and per-agent jitter       |
 //! | [`cron`]     | a strict 5-field cron parser and its DST-safe evaluation               |
 //! | [`version`]  | PEC versions (`5.5.28`), version ranges, `tb_migracao` filenames       |
-//! | [`keys`]     | Ed25519 public keys, key ids, trusted key sets, the signing-key file   |
-//! | [`key_list`] | the signed key list used to rotate trusted keys                        |
-//! | [`chain`]    | following key lists from the pinned keys (rotation)                    |
+//! | [`keys`]     | Ed25519 public keys, key ids, trusted key sets, plan- and root-key files |
+//! | [`key_list`] | the root-signed key list used to rotate plan keys and raise the floor  |
+//! | [`chain`]    | following key lists from the pinned root and plan keys; the plan floor |
+//! | [`increments`] | how far versions and serials may move (at most 2^53, steps of 10^6) |
 //! | [`envelope`] | the signed envelope: domain-separated signature over the exact bytes  |
 //! | [`open`]     | opening a signed plan or key list (verify, check kind, parse)         |
 //! | [`personal_data`] | which column names are personal data (`personal_data.toml`)      |
@@ -28,6 +29,7 @@ mod doc;
 pub mod chain;
 pub mod cron;
 pub mod envelope;
+pub mod increments;
 pub mod job;
 pub mod key_list;
 pub mod keys;
@@ -40,13 +42,13 @@ pub mod policy_check;
 pub mod schedule;
 pub mod version;
 
-pub use chain::KeyChain;
+pub use chain::{FloorError, KeyChain, PlanFloor};
 pub use doc::DocError;
 pub use ed25519_dalek::SigningKey;
 pub use envelope::{Envelope, EnvelopeError, Kind, sign};
 pub use job::{ColumnPolicy, JobMode, PlanJob, Upsert};
 pub use key_list::{KeyList, KeyListError};
-pub use keys::{KeyError, PublicKey, TrustedKeys};
+pub use keys::{KeyError, KeyRole, PublicKey, TrustedKeys};
 pub use open::{
     OpenError, VerifiedKeyList, VerifiedPlan, inspect_key_list, inspect_plan, open_key_list,
     open_plan,

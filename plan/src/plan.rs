@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! format = 1                         # only 1 is accepted
-//! version = 42                       # positive, monotonic
+//! version = 42                       # positive, monotonic, at most 2^53, steps of at most 1,000,000
 //! issued_at = 2026-11-30T12:00:00Z
 //! expires_at = 2027-03-01T00:00:00Z  # after issued_at
 //! scope = "all"                      # or ["3550308", "3304557"]
@@ -49,6 +49,7 @@ use toml::value::Datetime;
 use transmissor_proto::identity::Ibge;
 
 use crate::doc::{DocError, Source};
+use crate::increments::MAX_NUMBER;
 use crate::job::{PlanJob, RawJob};
 use crate::personal_data::{PersonalData, check_pattern};
 
@@ -120,12 +121,15 @@ impl Plan {
         }
         let version = u64::try_from(*raw.version.get_ref())
             .ok()
-            .filter(|&v| v > 0)
+            .filter(|&v| v > 0 && v <= MAX_NUMBER)
             .ok_or_else(|| {
                 src.err(
                     raw.version.span(),
                     "version",
-                    format!("{} must be a positive integer", raw.version.get_ref()),
+                    format!(
+                        "{} must be a positive integer of at most {MAX_NUMBER} (2^53)",
+                        raw.version.get_ref()
+                    ),
                 )
             })?;
         let issued_at = src.datetime(&raw.issued_at, "issued_at")?;

@@ -177,6 +177,24 @@ fn missing_and_mistyped_fields() {
 }
 
 #[test]
+fn versions_cannot_reach_the_maximum() {
+    assert_err(
+        &with("version = 42", "version = 9223372036854775807"),
+        2,
+        "version",
+        "at most 9007199254740992",
+    );
+    assert_err(
+        &with("version = 42", "version = 9007199254740993"),
+        2,
+        "version",
+        "2^53",
+    );
+    let at_bound = with("version = 42", "version = 9007199254740992");
+    assert_eq!(Plan::parse(at_bound.as_bytes()).unwrap().version, 1 << 53);
+}
+
+#[test]
 fn toml_syntax_error_has_a_line() {
     let e = err(&with("mode = \"append\"", "mode = \"append"));
     assert_eq!(e.line, 18, "{e}");

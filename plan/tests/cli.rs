@@ -73,7 +73,11 @@ fn keygen_check_sign_verify() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not trusted"), "{}", stderr(&o));
 
-    // A key list signed by the current key, naming only the new one.
+    // A key list signed by the root key, naming only the new plan key.
+    let root = dir.path().join("root.key");
+    let o = run(&["keygen", "--root", "--out", p(&root)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root_public = stdout(&o).lines().next().unwrap().to_string();
     let keys = dir.path().join("keys.toml");
     std::fs::write(
         &keys,
@@ -81,6 +85,7 @@ fn keygen_check_sign_verify() {
     )
     .unwrap();
     let keys_signed = dir.path().join("keys.signed");
+    // A plan key cannot sign a key list, nor the root key a plan.
     let o = run(&[
         "sign-keys",
         "--key",
@@ -89,9 +94,25 @@ fn keygen_check_sign_verify() {
         "--out",
         p(&keys_signed),
     ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a root key"), "{}", stderr(&o));
+    let o = run(&["sign", "--key", p(&root), EXAMPLE, "--out", p(&signed)]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not a plan signing key"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "sign-keys",
+        "--key",
+        p(&root),
+        p(&keys),
+        "--out",
+        p(&keys_signed),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("not in the new list"), "{}", stderr(&o));
-    let o = run(&["verify", "--pubkey", &public, p(&keys_signed)]);
+    let o = run(&["verify", "--pubkey", &root_public, p(&keys_signed)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("serial: 2"), "{}", stdout(&o));
 }

@@ -41,10 +41,20 @@ fn signer() -> Result<Command> {
 }
 
 impl PlanKey {
+    /// A plan signing key (`keygen`).
     pub fn generate(dir: &Path, name: &str) -> Result<Self> {
+        Self::generate_as(dir, name, &[])
+    }
+
+    /// The root key (`keygen --root`): it signs key lists only.
+    pub fn generate_root(dir: &Path, name: &str) -> Result<Self> {
+        Self::generate_as(dir, name, &["--root"])
+    }
+
+    fn generate_as(dir: &Path, name: &str, role: &[&str]) -> Result<Self> {
         let file = dir.join(format!("{name}.key"));
-        run(signer()?.arg("keygen").arg("--out").arg(&file))?;
-        let public = run(signer()?.arg("pubkey").arg("--key").arg(&file))?
+        run(signer()?.arg("keygen").args(role).arg("--out").arg(&file))?;
+        let public = run(signer()?.arg("pubkey").args(role).arg("--key").arg(&file))?
             .lines()
             .find_map(|l| l.split_whitespace().find(|w| w.starts_with("ed25519:")))
             .context("no public key printed")?
@@ -57,14 +67,25 @@ impl PlanKey {
         self.sign_with("sign", dir, name, plan)
     }
 
-    /// Signs a key list moving trust to `keys`.
+    /// Signs (with this root key) a key list moving trust to `keys`.
     pub fn sign_key_list(&self, dir: &Path, serial: u64, keys: &[&PlanKey]) -> Result<Vec<u8>> {
-        let list: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public)).collect();
-        let text = format!(
-            "format = 1\nserial = {serial}\nissued_at = 2026-11-30T12:00:00Z\nkeys = [{}]\n",
-            list.join(", ")
-        );
-        self.sign_with("sign-keys", dir, &format!("keys-{serial}"), &text)
+        self.sign_key_list_with(dir, serial, keys, "")
+    }
+
+    /// Like [`Self::sign_key_list`], with `extra` lines (e.g. a floor).
+    pub fn sign_key_list_with(
+        &self,
+        dir: &Path,
+        serial: u64,
+        keys: &[&PlanKey],
+        extra: &str,
+    ) -> Result<Vec<u8>> {
+        self.sign_with(
+            "sign-keys",
+            dir,
+            &format!("keys-{serial}"),
+            &key_list_toml(serial, keys, extra),
+        )
     }
 
     /// `transmissor-plan <command> --key K NAME.toml --out NAME.signed`.
@@ -81,6 +102,37 @@ impl PlanKey {
             .arg(&out))?;
         Ok(std::fs::read(out)?)
     }
+}
+
+/// A key-list text trusting `keys`, with `extra` lines.
+pub fn key_list_toml(serial: u64, keys: &[&PlanKey], extra: &str) -> String {
+    let list: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public)).collect();
+    format!(
+        "format = 1\nserial = {serial}\nissued_at = 2026-11-30T12:00:00Z\nkeys = [{}]\n{extra}",
+        list.join(", ")
+    )
+}
+
+/// Lines for the collector's `[plans]` section (`StackOptions::plans_extra`)
+/// pinning the central team's plan keys and, when given, the root key: a
+/// collector that serves plans requires them.
+pub fn collector_plan_keys(keys: &[&PlanKey], root: Option<&PlanKey>) -> String {
+    let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public)).collect();
+    let mut s = format!("keys = [{}]\n", keys.join(", "));
+    if let Some(r) = root {
+        s.push_str(&format!("root_key = \"{}\"\n", r.public));
+    }
+    s
+}
+
+/// An agent's `[plan]` section pinning `keys` and, when given, the root key.
+pub fn agent_plan_section(keys: &[&PlanKey], root: Option<&PlanKey>) -> String {
+    let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public)).collect();
+    let mut s = format!("[plan]\nkeys = [{}]\n", keys.join(", "));
+    if let Some(r) = root {
+        s.push_str(&format!("root_key = \"{}\"\n", r.public));
+    }
+    s
 }
 
 /// One job of a test plan.
@@ -120,6 +172,20 @@ pub fn plan_toml(
 }
 
 impl Stack {
+    /// Plays a compromised collector: `envelope` is written straight into
+    /// the collector's key-list table with `serial`, beside what was
+    /// published (the collector serves it; agents judge it).
+    pub async fn serve_raw_key_list(&self, serial: i64, envelope: &[u8]) -> Result<()> {
+        let c = self.analytic_client().await?;
+        c.execute(
+            "INSERT INTO transmissor.plan_key_lists (serial, envelope, key_id, published_by) \
+             VALUES ($1, $2, 'forged', 'test')",
+            &[&serial, &envelope],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// `transmissor-collector plan publish`; returns what it printed.
     pub fn publish_plan(&self, name: &str, envelope: &[u8]) -> Result<String> {
         let file = self.dir.join(format!("{name}.publish"));

@@ -63,9 +63,12 @@ async fn api(
 async fn every_state_is_derived_stored_with_history_and_served() -> Result<()> {
     let http_port = free_port();
     let (hook, url) = Webhook::start().await?;
+    let plan_keys = tempfile::tempdir()?;
+    let key = PlanKey::generate(plan_keys.path(), "k1")?;
     let mut stack = Stack::with_options(
         &[],
         StackOptions {
+            plans_extra: transmissor_tests::plans::collector_plan_keys(&[&key], None),
             collector_extra_toml: format!(
                 "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\
                  [monitor]\nevaluate_every = \"1s\"\nlate_grace = \"1s\"\nmissing_after = \"6days\"\n{}",
@@ -78,7 +81,6 @@ async fn every_state_is_derived_stored_with_history_and_served() -> Result<()> {
     let pool = stack.collector_pool().await?;
     sqlx::raw_sql(SEED).execute(&pool).await?;
     // Salvador and Fortaleza run a plan with a job due every minute.
-    let key = PlanKey::generate(&stack.dir, "k1")?;
     let plan = key.sign_plan(
         &stack.dir,
         "v1",

@@ -11,8 +11,10 @@
 //!   the refusal is visible at the collector. Where the real collector would
 //!   not serve such a plan, the test plays a compromised collector by
 //!   writing the envelope into its tables.
-//! - A key rotation signed by the current key is accepted; one signed by
-//!   another key is refused.
+//! - The collector stores only what verifies under `[plans] keys`: a
+//!   tampered, foreign-key or unsigned plan is refused at publication.
+//! - A key rotation signed by the root key is accepted; one signed by a plan
+//!   key (served by a compromised collector) is refused.
 //! - The collector refuses a `Begin` whose job, target or mode the plan
 //!   published for that municipality does not define, and local jobs.
 //! - The schedule: a missed slot is caught up at start, once; a run of a
@@ -32,7 +34,8 @@ use transmissor_tests::client;
 use transmissor_tests::pec::Scale;
 use transmissor_tests::pg::wait_until;
 use transmissor_tests::plans::{
-    PlanJob, PlanKey, count, plan_toml, run_now, spawn_service, wait_log,
+    PlanJob, PlanKey, agent_plan_section, collector_plan_keys, count, key_list_toml, plan_toml,
+    run_now, spawn_service, wait_log,
 };
 use transmissor_tests::procs::bin;
 use transmissor_tests::stack::{Job, Municipality, Stack, StackOptions};
@@ -41,9 +44,13 @@ const A: (&str, &str) = ("3550308", "São Paulo");
 const B: (&str, &str) = ("3304557", "Rio de Janeiro");
 const LATER: &str = "2099-01-01T00:00:00Z";
 
-fn central(stack: &Stack, m: &Municipality, keys: &[&PlanKey]) -> Result<std::path::PathBuf> {
-    let keys: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.public)).collect();
-    stack.agent_config(m, &[], &format!("[plan]\nkeys = [{}]\n", keys.join(", ")))
+fn central(
+    stack: &Stack,
+    m: &Municipality,
+    keys: &[&PlanKey],
+    root: Option<&PlanKey>,
+) -> Result<std::path::PathBuf> {
+    stack.agent_config(m, &[], &agent_plan_section(keys, root))
 }
 
 const EQUIPES: PlanJob<'static> = PlanJob {
@@ -57,10 +64,16 @@ const EQUIPES: PlanJob<'static> = PlanJob {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let root = PlanKey::generate_root(keys.path(), "root")?;
+    let k1 = PlanKey::generate(keys.path(), "k1")?;
+    let k2 = PlanKey::generate(keys.path(), "k2")?;
+    let evil = PlanKey::generate(keys.path(), "evil")?;
     let mut stack = Stack::with_options(
         &[A, B],
         StackOptions {
             plans_required: true,
+            plans_extra: collector_plan_keys(&[&k1], Some(&root)),
             ..Default::default()
         },
     )
@@ -70,10 +83,7 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
     stack.load_pec(&mb, 2, &Scale::tiny()).await?;
     stack.start_collector().await?;
     let dir = stack.dir.clone();
-    let k1 = PlanKey::generate(&dir, "k1")?;
-    let k2 = PlanKey::generate(&dir, "k2")?;
-    let evil = PlanKey::generate(&dir, "evil")?;
-    let cfg = central(&stack, &ma, &[&k1])?;
+    let cfg = central(&stack, &ma, &[&k1], Some(&root))?;
 
     // `check` names the mode.
     let out = Command::new(bin("transmissor-agent")?)
@@ -165,7 +175,8 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
 
     // Each bad plan: served, refused, v1 keeps running, refusal reported.
     let mut round = 0;
-    // Tampered SQL (the collector, without plans.keys, stores what it cannot check).
+    // Tampered SQL: the collector refuses to store it; a compromised one
+    // serves it anyway.
     let v2 = k1.sign_plan(
         &dir,
         "v2",
@@ -175,7 +186,12 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
         .replace("FROM tb_dim_equipe", "FROM tb_dim_sexo")
         .into_bytes();
     assert_ne!(tampered, v2);
-    stack.publish_plan("v2-tampered", &tampered)?;
+    let err = stack
+        .publish_plan("v2-tampered", &tampered)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("altered or forged"), "{err}");
+    stack.serve_raw_plan(&tampered).await?;
     stack.wait_served(&ma, &tampered).await?;
     refused(&stack, &cfg, &mut round, "altered or forged").await?;
     // Signed by a key the agent does not pin.
@@ -184,7 +200,9 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
         "v3",
         &plan_toml(3, "\"all\"", LATER, "evil", &[EQUIPES]),
     )?;
-    stack.publish_plan("v3", &v3)?;
+    let err = stack.publish_plan("v3", &v3).unwrap_err().to_string();
+    assert!(err.contains("not trusted"), "{err}");
+    stack.serve_raw_plan(&v3).await?;
     stack.wait_served(&ma, &v3).await?;
     refused(&stack, &cfg, &mut round, "unknown key").await?;
     // Not signed at all (the real collector refuses to publish it).
@@ -272,10 +290,10 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
         .await?;
     assert_eq!(s.plan_version, Some(7));
 
-    // Key rotation: a key list signed by k1 moves trust to k2; a plan signed
-    // by k2 is accepted (the real collector publishes both; it takes plan
-    // versions above every row, the forged ones included).
-    let kl1 = k1.sign_key_list(&dir, 1, &[&k2])?;
+    // Key rotation: a key list signed by the root key moves trust to k2; a
+    // plan signed by k2 is accepted (the real collector publishes both; it
+    // takes plan versions above every row, the forged ones included).
+    let kl1 = root.sign_key_list(&dir, 1, &[&k2])?;
     let out = stack.publish_plan("keys-1", &kl1)?;
     assert!(out.contains("plan-key list 1 published"), "{out}");
     let v8 = k2.sign_plan(
@@ -292,16 +310,25 @@ async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
         .await?;
     assert_eq!(s.key_list_serial, Some(1));
     assert_eq!(s.plan_refusal, None);
-    // A key list signed by a key the agent does not trust is refused, and
-    // so is the plan signed by the key it names.
-    let kl2 = evil.sign_key_list(&dir, 2, &[&evil])?;
-    stack.publish_plan("keys-2", &kl2)?;
+    // A key list signed by a plan key (k2, stolen), not the root, is refused
+    // by the collector; served anyway by a compromised one, the agent
+    // refuses it, and the plan signed by the key it names.
+    let kl2 = transmissor_plan::sign(
+        transmissor_plan::Kind::KeyList,
+        key_list_toml(2, &[&evil], "").as_bytes(),
+        &transmissor_plan::keys::read_signing_key(&k2.file)?,
+    );
+    let err = stack.publish_plan("keys-2", &kl2).unwrap_err().to_string();
+    assert!(err.contains("root key"), "{err}");
+    stack.serve_raw_key_list(2, &kl2).await?;
     let v9 = evil.sign_plan(
         &dir,
         "v9",
         &plan_toml(21, "\"all\"", LATER, "takeover", &[EQUIPES]),
     )?;
-    stack.publish_plan("v9", &v9)?;
+    let err = stack.publish_plan("v9", &v9).unwrap_err().to_string();
+    assert!(err.contains("not trusted"), "{err}");
+    stack.serve_raw_plan(&v9).await?;
     stack.wait_served(&ma, &v9).await?;
     let (ok, out) = run_now(&cfg, &[])?;
     assert!(ok, "{out}");
@@ -432,10 +459,13 @@ async fn refused(stack: &Stack, cfg: &Path, round: &mut i64, expect: &str) -> Re
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
+    let keys = tempfile::tempdir()?;
+    let k1 = PlanKey::generate(keys.path(), "k1")?;
     let mut stack = Stack::with_options(
         &[A],
         StackOptions {
             plans_required: true,
+            plans_extra: collector_plan_keys(&[&k1], None),
             ..Default::default()
         },
     )
@@ -444,8 +474,7 @@ async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
     stack.load_pec(&m, 1, &Scale::tiny()).await?;
     stack.start_collector().await?;
     let dir = stack.dir.clone();
-    let k1 = PlanKey::generate(&dir, "k1")?;
-    let cfg = central(&stack, &m, &[&k1])?;
+    let cfg = central(&stack, &m, &[&k1], None)?;
     // Yearly on 1 January: its latest slot has passed, the next is far off.
     let slow = PlanJob {
         name: "lento",
@@ -547,6 +576,7 @@ async fn missed_slot_caught_up_once_and_runs_never_overlap() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_checks_signatures_when_the_collector_pins_the_keys() -> Result<()> {
     let keys = tempfile::tempdir()?;
+    let root = PlanKey::generate_root(keys.path(), "root")?;
     let k1 = PlanKey::generate(keys.path(), "k1")?;
     let k2 = PlanKey::generate(keys.path(), "k2")?;
     let evil = PlanKey::generate(keys.path(), "evil")?;
@@ -554,7 +584,7 @@ async fn publish_checks_signatures_when_the_collector_pins_the_keys() -> Result<
         &[A],
         StackOptions {
             plans_required: true,
-            plans_extra: format!("keys = [\"{}\"]\n", k1.public),
+            plans_extra: collector_plan_keys(&[&k1], Some(&root)),
             ..Default::default()
         },
     )
@@ -584,8 +614,36 @@ async fn publish_checks_signatures_when_the_collector_pins_the_keys() -> Result<
         &k1.sign_plan(&dir, "v1", &plan_toml(1, "\"all\"", LATER, "x", &[EQUIPES]))?,
         "not above the newest published version 2",
     );
-    // After a key list signed by k1, k2's plans publish and k1's do not.
-    stack.publish_plan("keys-1", &k1.sign_key_list(&dir, 1, &[&k2])?)?;
+    // Versions cannot jump to the maximum, nor by more than a million.
+    let max = plan_toml(2, "\"all\"", LATER, "x", &[EQUIPES])
+        .replace("version = 2\n", "version = 9223372036854775807\n");
+    refused(
+        "max",
+        &transmissor_plan::sign(
+            transmissor_plan::Kind::Plan,
+            max.as_bytes(),
+            &transmissor_plan::keys::read_signing_key(&k1.file)?,
+        ),
+        "at most 9007199254740992",
+    );
+    refused(
+        "far",
+        &k1.sign_plan(
+            &dir,
+            "far",
+            &plan_toml(1_000_003, "\"all\"", LATER, "x", &[EQUIPES]),
+        )?,
+        "jumps more than 1000000 above version 2",
+    );
+    // A key list signed by a plan key is refused; by the root key, k2's
+    // plans publish and k1's do not.
+    let by_plan_key = transmissor_plan::sign(
+        transmissor_plan::Kind::KeyList,
+        transmissor_tests::plans::key_list_toml(1, &[&k2], "").as_bytes(),
+        &transmissor_plan::keys::read_signing_key(&k1.file)?,
+    );
+    refused("keys-by-k1", &by_plan_key, "root key");
+    stack.publish_plan("keys-1", &root.sign_key_list(&dir, 1, &[&k2])?)?;
     let v3 = k2.sign_plan(&dir, "v3", &plan_toml(3, "\"all\"", LATER, "x", &[EQUIPES]))?;
     assert!(stack.publish_plan("v3", &v3)?.contains("plan 3 published"));
     refused(

@@ -258,10 +258,13 @@ async fn spooled_while_collector_down(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pseudonymised_and_dropped_values_never_leave_in_clear() -> Result<()> {
+    let plan_keys = tempfile::tempdir()?;
+    let key = PlanKey::generate(plan_keys.path(), "k")?;
     let mut stack = Stack::with_options(
         &[A, B],
         StackOptions {
             plans_required: true,
+            plans_extra: transmissor_tests::plans::collector_plan_keys(&[&key], None),
             ..Default::default()
         },
     )
@@ -271,7 +274,6 @@ async fn pseudonymised_and_dropped_values_never_leave_in_clear() -> Result<()> {
     load_source(&stack, &mb).await?;
     stack.start_collector().await?;
     let dir = stack.dir.clone();
-    let key = PlanKey::generate(&dir, "k")?;
     let v1 = key.sign_plan(
         &dir,
         "v1",
@@ -429,10 +431,13 @@ async fn pseudonyms(stack: &Stack, m: &Municipality) -> Result<Vec<Row>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pseudonyms_are_stable_across_runs_and_reenrollment() -> Result<()> {
+    let plan_keys = tempfile::tempdir()?;
+    let key = PlanKey::generate(plan_keys.path(), "k")?;
     let mut stack = Stack::with_options(
         &[A],
         StackOptions {
             plans_required: true,
+            plans_extra: transmissor_tests::plans::collector_plan_keys(&[&key], None),
             enrollment: true,
             ..Default::default()
         },
@@ -445,7 +450,6 @@ async fn pseudonyms_are_stable_across_runs_and_reenrollment() -> Result<()> {
     let pool = stack.collector_pool().await?;
     transmissor_collector::registry::add_agent(&pool, m.ibge, m.agent_id).await?;
     let dir = stack.dir.clone();
-    let key = PlanKey::generate(&dir, "k")?;
     let v1 = key.sign_plan(
         &dir,
         "v1",
@@ -589,10 +593,13 @@ async fn table_exists(stack: &Stack, table: &str) -> Result<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<()> {
+    let plan_keys = tempfile::tempdir()?;
+    let key = PlanKey::generate(plan_keys.path(), "k")?;
     let mut stack = Stack::with_options(
         &[A],
         StackOptions {
             plans_required: true,
+            plans_extra: transmissor_tests::plans::collector_plan_keys(&[&key], None),
             ..Default::default()
         },
     )
@@ -601,7 +608,6 @@ async fn unclassified_personal_data_and_policy_switches_are_refused() -> Result<
     load_source(&stack, &m).await?;
     stack.start_collector().await?;
     let dir = stack.dir.clone();
-    let key = PlanKey::generate(&dir, "k")?;
     let cfg = central_config(&stack, &m, &key, false)?;
 
     // The signer refuses a personal-data column without a policy, a *

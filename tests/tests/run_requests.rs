@@ -35,10 +35,13 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
     use transmissor_tests::operators::{add_operator, login, wait_http};
 
     let http_port = transmissor_tests::pg::free_port();
+    let plan_keys = tempfile::tempdir()?;
+    let k1 = PlanKey::generate(plan_keys.path(), "k1")?;
     let mut stack = Stack::with_options(
         &[A],
         StackOptions {
             plans_required: true,
+            plans_extra: transmissor_tests::plans::collector_plan_keys(&[&k1], None),
             collector_extra_toml: format!("\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n"),
             ..Default::default()
         },
@@ -51,7 +54,6 @@ async fn an_operators_run_request_reaches_the_agent_and_runs_once() -> Result<()
     let trust = stack.server_trust.clone();
     wait_http(http).await?;
     let dir = stack.dir.clone();
-    let k1 = PlanKey::generate(&dir, "k1")?;
     // Yearly jobs: nothing is due while the test runs.
     let yearly = |name, target, sql| PlanJob {
         name,

@@ -207,10 +207,13 @@ impl Ctx {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_runs_match_the_source_row_for_row() -> Result<()> {
+    let plan_keys = tempfile::tempdir()?;
+    let key = PlanKey::generate(plan_keys.path(), "k")?;
     let mut stack = Stack::with_options(
         &[A],
         StackOptions {
             plans_required: true,
+            plans_extra: transmissor_tests::plans::collector_plan_keys(&[&key], None),
             ..Default::default()
         },
     )
@@ -236,7 +239,6 @@ async fn incremental_runs_match_the_source_row_for_row() -> Result<()> {
         .await?;
     stack.grant_reader(&m.db).await?;
     stack.start_collector().await?;
-    let key = PlanKey::generate(&stack.dir, "k")?;
     let cfg = stack.agent_config(&m, &[], &format!("[plan]\nkeys = [\"{}\"]\n", key.public))?;
     let v1 = key.sign_plan(&stack.dir, "v1", &plan(1))?;
     stack.publish_plan("v1", &v1)?;

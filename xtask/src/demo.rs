@@ -153,12 +153,19 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
     let t0 = Instant::now();
     println!("==> starting PostgreSQL clusters (sources and analytic)");
     let http_port = transmissor_tests::pg::free_port();
+    // The central team's offline signing machine: a directory of its own.
+    // Its plan key is pinned in the collector's [plans] keys.
+    let signer = tempfile::Builder::new()
+        .prefix("transmissor-signer.")
+        .tempdir()?;
+    let key = PlanKey::generate(signer.path(), "plan-signing")?;
     let mut stack = Stack::with_options(
         &MUNICIPALITIES,
         StackOptions {
             dir: args.dir.clone(),
             enrollment: true,
             plans_required: true,
+            plans_extra: transmissor_tests::plans::collector_plan_keys(&[&key], None),
             collector_extra_toml: format!(
                 "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n[monitor]\nevaluate_every = \"2s\"\n"
             ),
@@ -183,15 +190,10 @@ async fn demo(args: DemoArgs, bins: PathBuf) -> Result<()> {
     println!("==> starting the collector on {}", stack.collector_addr);
     stack.start_collector().await?;
 
-    // The central team's offline signing machine: a directory of its own.
-    let signer = tempfile::Builder::new()
-        .prefix("transmissor-signer.")
-        .tempdir()?;
     println!(
         "==> signing the example plan offline (transmissor-plan keygen / sign) in {}",
         signer.path().display()
     );
-    let key = PlanKey::generate(signer.path(), "plan-signing")?;
     println!("    plan public key: {}", key.public);
     let plan_text = dated_example_plan();
     let plan = transmissor_plan::Plan::parse(plan_text.as_bytes()).context("the example plan")?;

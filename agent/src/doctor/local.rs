@@ -70,8 +70,14 @@ pub fn plan(
             Finding::PlanNone { published },
         )]);
     }
-    let keeper = PlanStore::open(&dir)
-        .and_then(|store| PlanKeeper::open(cfg.plan.keys.iter().cloned().collect(), &ibge, store));
+    let keeper = PlanStore::open(&dir).and_then(|store| {
+        PlanKeeper::open(
+            cfg.plan.keys.iter().cloned().collect(),
+            cfg.plan.root_key,
+            &ibge,
+            store,
+        )
+    });
     let keeper = match keeper {
         Ok(k) => k,
         Err(e) => {

@@ -1,10 +1,14 @@
 //! Whether an offered plan may replace the running one. Every check the
 //! issue lists, each with a reason the agent logs and reports to the
 //! collector.
+//!
+//! `now` is the agent's own clock, never the collector's: a collector that
+//! lies about the time cannot make an expired plan current again.
 
 use chrono::{DateTime, Utc};
 
-use transmissor_plan::{EnvelopeError, OpenError, TrustedKeys, VerifiedPlan};
+use transmissor_plan::increments::{MAX_STEP, jumps_too_far};
+use transmissor_plan::{EnvelopeError, FloorError, KeyChain, OpenError, VerifiedPlan};
 
 /// Why an offered plan was refused. The running plan goes on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +31,10 @@ pub enum Refusal {
     Expired { version: u64, expired_at: String },
     #[error("version {version} is not for municipality {ibge}")]
     NotForMunicipality { version: u64, ibge: String },
+    #[error("{0}")]
+    BelowFloor(FloorError),
+    #[error("version {offered} jumps more than {MAX_STEP} above version {previous}")]
+    TooFarAhead { offered: u64, previous: u64 },
 }
 
 impl From<OpenError> for Refusal {
@@ -62,17 +70,19 @@ pub enum Verdict {
     Same,
 }
 
-/// Verifies `envelope` for municipality `ibge`, against `keys`, the highest
-/// version accepted so far and the time `now`.
+/// Verifies `envelope` for municipality `ibge`, against the plan keys and
+/// the floor of `chain`, the highest version accepted so far and the
+/// agent's own time `now`.
 pub fn judge(
     envelope: &[u8],
-    keys: &TrustedKeys,
+    chain: &KeyChain,
     ibge: &str,
     accepted: Option<Accepted>,
     now: DateTime<Utc>,
 ) -> Result<Verdict, Refusal> {
-    let verified = transmissor_plan::open_plan(envelope, keys)?;
+    let verified = transmissor_plan::open_plan(envelope, &chain.keys)?;
     let plan = &verified.plan;
+    chain.floor.check(plan).map_err(Refusal::BelowFloor)?;
     if let Some(a) = accepted {
         if plan.version < a.version {
             return Err(Refusal::Older {
@@ -89,6 +99,16 @@ pub fn judge(
                 })
             };
         }
+    }
+    // From the accepted version, or for a fresh agent from the floor.
+    let previous = accepted
+        .map_or(0, |a| a.version)
+        .max(chain.floor.min_version);
+    if jumps_too_far(previous, plan.version) {
+        return Err(Refusal::TooFarAhead {
+            offered: plan.version,
+            previous,
+        });
     }
     if !plan.applies_to(ibge) {
         return Err(Refusal::NotForMunicipality {

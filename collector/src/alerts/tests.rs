@@ -689,6 +689,8 @@ cert_file = "server.pem"
 key_file = "server.key"
 [database]
 url = "postgres://collector@127.0.0.1:5432/analytic"
+[plans]
+allow_local_jobs = true
 "#;
     let cfg = crate::config::CollectorConfig::parse(base).unwrap();
     assert!(!cfg.alerts.enabled());

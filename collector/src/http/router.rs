@@ -48,8 +48,9 @@ pub struct HttpState {
     pub ca: CaState,
     /// What issuing enrollment tokens needs (`None` without `[ca]`).
     pub tokens: Option<TokenIssuer>,
-    /// `plans.keys`, to check a plan's signature before publishing it.
-    pub plan_keys: Option<Arc<transmissor_plan::TrustedKeys>>,
+    /// `plans.keys` and `plans.root_key`, to check a plan's signature
+    /// before publishing it.
+    pub plan_keys: Option<Arc<crate::plans::PlanTrust>>,
     /// The published plans (a retry may only name a job of the plan).
     pub plans: Arc<crate::plans::PublishedPlans>,
     /// This collector's copy of the pending run requests.

@@ -1,14 +1,19 @@
 //! `transmissor-collector plan publish`: stores a signed plan or plan-key
 //! list as it is. The collector cannot sign, so it cannot make or change a
-//! plan; what it checks here only catches mistakes early (a garbled file,
-//! a version not above the last one, and — when `plans.keys` pins the
-//! central team's keys — a signature the agents would refuse).
+//! plan. It stores only what verifies: a plan signed by a current plan key
+//! (`plans.keys`, moved along the published key lists), not below the
+//! floor, its version above the newest and at most
+//! [`transmissor_plan::increments::MAX_STEP`] above it; a key list signed
+//! by the root key (`plans.root_key`). Without `plans.keys` nothing is
+//! published.
 
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use thiserror::Error;
 
-use transmissor_plan::{Kind, OpenError, Scope, TrustedKeys};
+use transmissor_plan::{KeyChain, Kind, OpenError, Scope};
+
+use super::trust::{PlanTrust, plan_refusal};
 
 use crate::audit;
 
@@ -72,47 +77,39 @@ impl std::fmt::Display for Published {
     }
 }
 
-/// The keys that verify plans now: the pinned ones, moved along every
-/// published key list that verifies under the keys before it.
-async fn current_keys(pool: &PgPool, pinned: &TrustedKeys) -> Result<TrustedKeys, PublishError> {
+/// The chain now: the pinned keys, moved along every published key list
+/// the root key signed.
+async fn current_chain(pool: &PgPool, trust: &PlanTrust) -> Result<KeyChain, PublishError> {
     let lists: Vec<(i64, Vec<u8>)> = sqlx::query_as(include_str!("queries/key_lists_load.sql"))
         .fetch_all(pool)
         .await?;
-    let chain = transmissor_plan::KeyChain::follow(
-        pinned.clone(),
-        0,
-        lists.iter().map(|(_, e)| e.as_slice()),
-    );
-    Ok(chain.keys)
+    Ok(trust.chain(lists.iter().map(|(_, e)| e.as_slice())))
 }
 
 /// Publishes `envelope` (a signed plan or plan-key list) as `actor` (the
-/// audit log's name for who did it). `pinned`: the central team's plan keys
-/// from `plans.keys`, when configured.
+/// audit log's name for who did it). `trust`: `plans.keys` and
+/// `plans.root_key`; `None` (no `plans.keys`) refuses everything.
 pub async fn publish(
     pool: &PgPool,
     envelope: &[u8],
-    pinned: Option<&TrustedKeys>,
+    trust: Option<&PlanTrust>,
     actor: &str,
 ) -> Result<Published, PublishError> {
     let kind = transmissor_plan::Envelope::parse(envelope)
         .map_err(OpenError::from)?
         .kind;
-    let trusted = match pinned {
-        Some(p) => Some(current_keys(pool, p).await?),
-        None => None,
+    let Some(trust) = trust else {
+        return Err(PublishError::Refused(
+            "plans.keys is not set in this collector's config: it publishes only plans it can verify (list the central team's plan public keys)".into(),
+        ));
     };
+    let chain = current_chain(pool, trust).await?;
     let actor = actor.to_string();
     let mut tx = pool.begin().await?;
     let published = match kind {
         Kind::Plan => {
-            let (plan, key_id) = match &trusted {
-                Some(keys) => {
-                    let v = transmissor_plan::open_plan(envelope, keys)?;
-                    (v.plan, v.key_id)
-                }
-                None => transmissor_plan::inspect_plan(envelope)?,
-            };
+            let v = transmissor_plan::open_plan(envelope, &chain.keys)?;
+            let (plan, key_id) = (v.plan, v.key_id);
             let (scope_all, scope_ibge, scope) = match &plan.scope {
                 Scope::All => (true, Vec::new(), "all municipalities".to_string()),
                 Scope::Municipalities(set) => (
@@ -127,6 +124,16 @@ pub async fn publish(
             sqlx::query("LOCK TABLE transmissor.plans IN SHARE ROW EXCLUSIVE MODE")
                 .execute(&mut *tx)
                 .await?;
+            let newest: Option<i64> =
+                sqlx::query_scalar("SELECT max(version) FROM transmissor.plans")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let newest = newest.unwrap_or(0);
+            if version > newest
+                && let Some(why) = plan_refusal(&chain, &plan, newest as u64)
+            {
+                return Err(PublishError::Refused(why));
+            }
             let inserted: Option<(i64,)> = sqlx::query_as(include_str!("queries/plan_insert.sql"))
                 .bind(version)
                 .bind(envelope)
@@ -140,13 +147,8 @@ pub async fn publish(
                 .fetch_optional(&mut *tx)
                 .await?;
             if inserted.is_none() {
-                let latest: Option<i64> =
-                    sqlx::query_scalar("SELECT max(version) FROM transmissor.plans")
-                        .fetch_one(&mut *tx)
-                        .await?;
                 return Err(PublishError::Refused(format!(
-                    "plan version {version} is not above the newest published version {}: plan versions only go up (agents refuse an older or reused one)",
-                    latest.unwrap_or(0)
+                    "plan version {version} is not above the newest published version {newest}: plan versions only go up (agents refuse an older or reused one)"
                 )));
             }
             audit::record(
@@ -157,7 +159,7 @@ pub async fn publish(
                     detail: serde_json::json!({
                         "version": version, "key_id": key_id, "scope": scope,
                         "jobs": plan.jobs.len(), "sha256": hex::encode(Sha256::digest(envelope)),
-                        "verified": trusted.is_some(),
+                        "verified": true,
                     }),
                     ..Default::default()
                 },
@@ -172,13 +174,18 @@ pub async fn publish(
             }
         }
         Kind::KeyList => {
-            let (list, key_id) = match &trusted {
-                Some(keys) => {
-                    let v = transmissor_plan::open_key_list(envelope, keys)?;
-                    (v.key_list, v.key_id)
-                }
-                None => transmissor_plan::inspect_key_list(envelope)?,
-            };
+            if trust.root.is_none() {
+                return Err(PublishError::Refused(
+                    "plans.root_key is not set in this collector's config: key lists are published only when the root key verifies them".into(),
+                ));
+            }
+            // The same checks as an agent's: signed by the current root,
+            // a serial step of at most MAX_STEP, the root not a plan key.
+            let next = chain.follow_from([envelope]);
+            if let Some((_, why)) = next.refused.first() {
+                return Err(PublishError::Refused(format!("key list refused: {why}")));
+            }
+            let (list, key_id) = transmissor_plan::inspect_key_list(envelope)?;
             let serial = i64::try_from(list.serial).map_err(|_| {
                 PublishError::Refused(format!("key-list serial {} is too large", list.serial))
             })?;
@@ -206,7 +213,7 @@ pub async fn publish(
                     detail: serde_json::json!({
                         "serial": serial, "key_id": key_id,
                         "keys": list.keys.iter().map(|k| k.key_id()).collect::<Vec<_>>(),
-                        "verified": trusted.is_some(),
+                        "verified": true,
                     }),
                     ..Default::default()
                 },

@@ -4,6 +4,12 @@
 //! query. A `Begin` naming a plan
 //! version the cache does not know yet (published seconds ago through
 //! another collector) refreshes it once before refusing.
+//!
+//! Only a plan that verifies under the pinned keys ([`PlanTrust`], moved
+//! along the root-signed key lists) and is not below the floor authorizes
+//! a `Begin`: a row written around `plan publish` (or signed by a key a
+//! later list dropped) is still served as stored — agents judge it and
+//! refuse it — but authorizes nothing here.
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -15,6 +21,8 @@ use transmissor_plan::Plan;
 
 use crate::error::CollectorError;
 
+use super::trust::{self, PlanTrust};
+
 /// The channel `plan publish` notifies on commit.
 pub const NOTIFY_CHANNEL: &str = "transmissor_plans";
 
@@ -22,8 +30,9 @@ pub const NOTIFY_CHANNEL: &str = "transmissor_plans";
 #[derive(Debug)]
 pub struct PublishedPlan {
     pub version: u64,
-    /// What the plan defines (`None`: this collector cannot read it; it is
-    /// still served, the agents judge it, but no `Begin` is authorized by it).
+    /// What the plan defines (`None`: it does not verify under this
+    /// collector's keys, or cannot be read; it is still served, the agents
+    /// judge it, but no `Begin` is authorized by it).
     pub plan: Option<Plan>,
     pub envelope: Arc<[u8]>,
     /// The scope recorded at publication (what serving follows).
@@ -47,16 +56,23 @@ struct Snapshot {
 
 pub struct PublishedPlans {
     pool: PgPool,
+    trust: Option<PlanTrust>,
     allow_local_jobs: bool,
     snapshot: RwLock<Arc<Snapshot>>,
 }
 
 impl PublishedPlans {
-    /// Loads what is published. `allow_local_jobs` lets agents without a
-    /// plan (local `[[jobs]]`, development) begin transmissions.
-    pub async fn load(pool: PgPool, allow_local_jobs: bool) -> Result<Arc<Self>, sqlx::Error> {
+    /// Loads what is published. `trust`: `plans.keys` and `plans.root_key`
+    /// (`None`: no plan authorizes anything). `allow_local_jobs` lets agents
+    /// without a plan (local `[[jobs]]`, development) begin transmissions.
+    pub async fn load(
+        pool: PgPool,
+        trust: Option<PlanTrust>,
+        allow_local_jobs: bool,
+    ) -> Result<Arc<Self>, sqlx::Error> {
         let this = Arc::new(Self {
             pool,
+            trust,
             allow_local_jobs,
             snapshot: RwLock::default(),
         });
@@ -77,15 +93,28 @@ impl PublishedPlans {
             sqlx::query_as(include_str!("queries/plans_load.sql"))
                 .fetch_all(&self.pool)
                 .await?;
+        let key_lists: Vec<(i64, Vec<u8>)> =
+            sqlx::query_as(include_str!("queries/key_lists_load.sql"))
+                .fetch_all(&self.pool)
+                .await?;
+        let chain = self
+            .trust
+            .as_ref()
+            .map(|t| t.chain(key_lists.iter().map(|(_, e)| e.as_slice())));
         let mut plans = Vec::with_capacity(rows.len());
         for (version, envelope, scope_all, scope_ibge) in rows {
-            // Stored only after the same inspection: a failure here means a
-            // newer collector published a format this one does not read (or
-            // the table was written around `plan publish`).
-            let plan = match transmissor_plan::inspect_plan(&envelope) {
-                Ok((plan, _)) => Some(plan),
+            // Stored only after the same verification: a failure here means
+            // the table was written around `plan publish`, a later key list
+            // dropped the signer or raised the floor, or a newer collector
+            // published a format this one does not read.
+            let verified = match &chain {
+                Some(chain) => trust::verify(chain, &envelope),
+                None => Err("plans.keys is not set".to_string()),
+            };
+            let plan = match verified {
+                Ok(v) => Some(v.plan),
                 Err(e) => {
-                    tracing::warn!(version, error = %e, "published plan not readable by this collector; served as stored, authorizes nothing");
+                    tracing::warn!(version, error = %e, "published plan does not verify on this collector; served as stored, authorizes nothing");
                     None
                 }
             };
@@ -97,10 +126,6 @@ impl PublishedPlans {
                 scope_ibge,
             }));
         }
-        let key_lists: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as(include_str!("queries/key_lists_load.sql"))
-                .fetch_all(&self.pool)
-                .await?;
         let key_lists = key_lists
             .into_iter()
             .map(|(s, e)| (s as u64, Arc::from(e)))
@@ -160,11 +185,16 @@ impl PublishedPlans {
         self.version(version).filter(|p| p.serves(ibge))
     }
 
+    /// The plan whose signed content is `version` (what agents report
+    /// running), else the row stored as `version` (which then authorizes
+    /// nothing: it did not verify).
     fn version(&self, version: u64) -> Option<Arc<PublishedPlan>> {
-        self.current()
+        let snapshot = self.current();
+        snapshot
             .plans
             .iter()
-            .find(|p| p.version == version)
+            .find(|p| p.plan.as_ref().is_some_and(|x| x.version == version))
+            .or_else(|| snapshot.plans.iter().find(|p| p.version == version))
             .cloned()
     }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-use transmissor_plan::keys::{generate_signing_key, read_signing_key, write_signing_key};
+use transmissor_plan::keys::{KeyRole, generate_signing_key, read_key, write_key};
 use transmissor_plan::plan::rfc3339;
 use transmissor_plan::{
     Envelope, KeyList, Kind, Plan, PublicKey, Scope, TrustedKeys, check_personal_data,
@@ -32,11 +32,18 @@ enum Command {
     Keygen {
         #[arg(long)]
         out: PathBuf,
+        /// Make the root key, which signs key lists only (keep it offline,
+        /// apart from the plan keys); without it, a plan key.
+        #[arg(long)]
+        root: bool,
     },
     /// Print the public key of a signing key file.
     Pubkey {
         #[arg(long)]
         key: PathBuf,
+        /// The file is the root key.
+        #[arg(long)]
+        root: bool,
     },
     /// Validate a plan and print a summary; exit 1 with the line and field of the first error.
     Check { plan: PathBuf },
@@ -48,12 +55,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Validate a key list, then sign it with a key the agents trust now.
+    /// Validate a key list, then sign it with the root key.
     ///
-    /// The signing key need not be in the new list: agents accept a list signed by a
-    /// key they trust, and then trust exactly the keys it lists.
+    /// Agents accept a key list only when the root key pinned at install (or named
+    /// by an earlier list) signed it, and then trust exactly the plan keys it lists.
     SignKeys {
-        /// A signing key the agents currently trust.
+        /// The root key file (`keygen --root`); a plan key is refused.
         #[arg(long)]
         key: PathBuf,
         keys: PathBuf,
@@ -81,15 +88,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Keygen { out } => {
+        Command::Keygen { out, root } => {
             let key = generate_signing_key()?;
-            write_signing_key(&out, &key)?;
+            write_key(&out, &key, role(root))?;
             let public = PublicKey::from(&key);
             println!("{public}");
             println!("key id: {}", public.key_id());
         }
-        Command::Pubkey { key } => {
-            let public = PublicKey::from(&read_signing_key(&key)?);
+        Command::Pubkey { key, root } => {
+            let public = PublicKey::from(&read_key(&key, role(root))?);
             println!("{public}");
             println!("key id: {}", public.key_id());
         }
@@ -109,7 +116,7 @@ fn run(cli: Cli) -> Result<()> {
                     rfc3339(parsed.expires_at)
                 );
             }
-            let key = read_signing_key(&key)?;
+            let key = read_key(&key, KeyRole::Plan)?;
             write(&out, &sign(Kind::Plan, &bytes, &key))?;
             println!(
                 "signed plan version {} with key {} into {}",
@@ -122,12 +129,19 @@ fn run(cli: Cli) -> Result<()> {
             let bytes = read(&keys)?;
             let list =
                 KeyList::parse(&bytes).with_context(|| format!("{} is invalid", keys.display()))?;
-            let key = read_signing_key(&key)?;
+            let key = read_key(&key, KeyRole::Root)?;
             let signer = PublicKey::from(&key);
-            if !list.keys.contains(&signer) {
-                eprintln!(
-                    "note: the signing key {} is not in the new list; agents stop trusting it once they accept this list",
+            if list.keys.contains(&signer) {
+                bail!(
+                    "{} lists the root key {} as a plan key: the root key signs key lists only",
+                    keys.display(),
                     signer.key_id()
+                );
+            }
+            if let Some(next) = list.root {
+                eprintln!(
+                    "note: this list moves the root to key {}: agents accept later lists only when signed by it",
+                    next.key_id()
                 );
             }
             write(&out, &sign(Kind::KeyList, &bytes, &key))?;
@@ -163,11 +177,24 @@ fn run(cli: Cli) -> Result<()> {
                     for k in &v.key_list.keys {
                         println!("trusts: {k} ({})", k.key_id());
                     }
+                    if v.key_list.min_plan_version > 0 {
+                        println!("min plan version: {}", v.key_list.min_plan_version);
+                    }
+                    if let Some(t) = v.key_list.min_plan_issued_at {
+                        println!("min plan issued at: {}", rfc3339(t));
+                    }
+                    if let Some(r) = v.key_list.root {
+                        println!("next root: {r} ({})", r.key_id());
+                    }
                 }
             }
         }
     }
     Ok(())
+}
+
+fn role(root: bool) -> KeyRole {
+    if root { KeyRole::Root } else { KeyRole::Plan }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
