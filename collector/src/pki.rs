@@ -2,6 +2,11 @@
 //! certificates (rcgen, ring). Agent certificates carry the identity URI of
 //! [`transmissor_proto::identity`], the clientAuth EKU, a random serial and a
 //! NotBefore back-dated a few minutes to tolerate clock skew.
+//!
+//! No certificate outlives the CA that signs it: a NotAfter past the
+//! issuer's is clamped to the issuer's (logged), and an expired issuer
+//! signs nothing. [`check_private_key_file`] is the load-time check of a
+//! private key file (owner-only, owned by the running user).
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +34,22 @@ pub enum PkiError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the issuing CA {subject} expired at {not_after}: rotate it (`ca rotate`)")]
+    IssuerExpired { subject: String, not_after: String },
+    #[error("the CA certificate does not parse: {0}")]
+    CaCertificate(String),
+    #[error(
+        "{path} is readable by other users (mode {mode:04o}); run `chmod 600 {path}` as its owner"
+    )]
+    KeyPermissions { path: String, mode: u32 },
+    #[error(
+        "{path} belongs to user id {owner}, not to the user running this process ({running}); run `chown` on it to the service account, or run as its owner"
+    )]
+    KeyOwner {
+        path: String,
+        owner: u32,
+        running: u32,
+    },
 }
 
 /// A certificate and its private key, both PEM.
@@ -40,6 +61,21 @@ pub struct Issued {
 pub struct Ca {
     pub cert_pem: String,
     key: KeyPair,
+    /// The certificate's subject and NotAfter: what it signs ends no later.
+    subject: String,
+    not_after: OffsetDateTime,
+}
+
+/// Subject and NotAfter of a PEM certificate.
+fn subject_and_not_after(cert_pem: &str) -> Result<(String, OffsetDateTime), PkiError> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |e: String| PkiError::CaCertificate(e);
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((cert.subject().to_string(), not_after))
 }
 
 fn random_serial() -> SerialNumber {
@@ -81,17 +117,47 @@ impl Ca {
         let key = KeyPair::generate()?;
         // Path length 1: the root may sign an issuing CA, which signs leaves.
         let cert = ca_params(common_name, 1, lifetime).self_signed(&key)?;
-        Ok(Self {
-            cert_pem: cert.pem(),
-            key,
-        })
+        Self::from_parts(cert.pem(), key)
     }
 
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        Self::from_parts(cert_pem.to_string(), KeyPair::from_pem(key_pem)?)
+    }
+
+    fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, PkiError> {
+        let (subject, not_after) = subject_and_not_after(&cert_pem)?;
         Ok(Self {
-            cert_pem: cert_pem.to_string(),
-            key: KeyPair::from_pem(key_pem)?,
+            cert_pem,
+            key,
+            subject,
+            not_after,
         })
+    }
+
+    /// When this CA's certificate expires.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// Ends `params`' validity no later than this CA's (clamped, logged);
+    /// refuses when this CA has expired.
+    fn bound(&self, params: &mut CertificateParams) -> Result<(), PkiError> {
+        if OffsetDateTime::now_utc() >= self.not_after {
+            return Err(PkiError::IssuerExpired {
+                subject: self.subject.clone(),
+                not_after: self.not_after.to_string(),
+            });
+        }
+        if params.not_after > self.not_after {
+            tracing::warn!(
+                issuer = %self.subject,
+                issuer_not_after = %self.not_after,
+                asked_not_after = %params.not_after,
+                "a certificate would outlive its issuing CA; its lifetime is cut to the CA's (rotate the CA: `ca rotate`)"
+            );
+            params.not_after = self.not_after;
+        }
+        Ok(())
     }
 
     pub fn key_pem(&self) -> String {
@@ -112,6 +178,7 @@ impl Ca {
         let key = KeyPair::generate()?;
         let mut params = ca_params(common_name, 0, lifetime);
         params.use_authority_key_identifier_extension = true;
+        self.bound(&mut params)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -133,6 +200,7 @@ impl Ca {
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, lifetime);
+        self.bound(&mut params)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -181,6 +249,7 @@ impl Ca {
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         validity_with(&mut params, lifetime, backdate);
+        self.bound(&mut params)?;
         Ok(params.signed_by(public_key, &self.issuer()?)?.pem())
     }
 }
@@ -225,6 +294,39 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     let mut f = opts.open(path).map_err(io)?;
     std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
+}
+
+/// Refuses a private key file that other users may read, or that belongs
+/// to another user than the one running this process (unix; elsewhere the
+/// ACLs of the installer apply). What `issuing.key` and `server.key` get at
+/// load; for `[tls] key_file` call it before reading the key.
+pub fn check_private_key_file(path: &Path) -> Result<(), PkiError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|source| PkiError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(PkiError::KeyPermissions {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        let running = nix::unistd::geteuid().as_raw();
+        if meta.uid() != running {
+            return Err(PkiError::KeyOwner {
+                path: path.display().to_string(),
+                owner: meta.uid(),
+                running,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 pub fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {

@@ -269,6 +269,18 @@ pub fn pin_hex(pin: &[u8; 32]) -> String {
     pin.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A pin from its hex (as `agent.json` records it).
+pub fn pin_from_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
 /// What [`load`] reads.
 pub struct Loaded {
     pub certified: Arc<CertifiedKey>,
@@ -294,7 +306,8 @@ pub fn load(paths: &IdentityPaths) -> Result<Loaded, IdentityError> {
     let chain_pem = read(&paths.cert)?;
     let key_pem = read(&paths.key)?;
     let trust_pem = read(&paths.trust)?;
-    let trust = parse_certs(&trust_pem, &paths.trust)?;
+    let info = read_info(paths)?;
+    let trust = pinned_anchors(paths, parse_certs(&trust_pem, &paths.trust)?, info.as_ref())?;
     let certified = certified_key(&chain_pem, &key_pem, paths)?;
     let validity = validity_of(&certified.cert[0])?;
     Ok(Loaded {
@@ -302,8 +315,44 @@ pub fn load(paths: &IdentityPaths) -> Result<Loaded, IdentityError> {
         trust,
         retired: retired_cas(&trust_pem),
         validity,
-        info: read_info(paths)?,
+        info,
     })
+}
+
+/// The roots of `trust.pem` the agent trusts: with a pin recorded at
+/// enrollment, only the pinned root (any other certificate, e.g. one a
+/// compromised collector sent before this check existed, is logged and
+/// ignored); without one, all of them.
+fn pinned_anchors(
+    paths: &IdentityPaths,
+    certs: Vec<CertificateDer<'static>>,
+    info: Option<&AgentInfo>,
+) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let Some(pinned) = info
+        .and_then(|i| i.pinned_root.as_deref())
+        .and_then(pin_from_hex)
+    else {
+        return Ok(certs);
+    };
+    let (kept, refused) = super::anchors::only_pinned(certs, &pinned);
+    for r in &refused {
+        tracing::error!(
+            path = %paths.trust.display(),
+            subject = %r.subject,
+            spki_sha256 = %r.spki_sha256,
+            "the trust bundle holds a certificate that is not the pinned root CA; it is not trusted"
+        );
+    }
+    if kept.is_empty() {
+        return Err(invalid(
+            &paths.trust,
+            format!(
+                "does not hold the root CA pinned at enrollment ({}); enroll the agent again with a new token",
+                pin_hex(&pinned)
+            ),
+        ));
+    }
+    Ok(kept)
 }
 
 /// `agent.json`, if present.
