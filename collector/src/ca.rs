@@ -316,3 +316,68 @@ pub fn parse_token_ttl(s: &str) -> Result<Duration, String> {
 /// Longest validity of an enrollment token (`[ca] token_ttl`, `token issue
 /// --ttl`, and the HTTP API's own 720 hours).
 pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_root_key_is_written_outside_and_refused_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("ca");
+        // Inside the CA directory: refused before anything is made.
+        let e = init(&dir, &dir.join("root.key"), &[])
+            .err()
+            .expect("refused");
+        assert!(matches!(e, CaError::RootKeyInside { .. }), "{e}");
+        assert!(!dir.join("root.pem").exists());
+
+        let offline = tmp.path().join("offline/root.key");
+        let files = init(&dir, &offline, &[]).unwrap();
+        assert_eq!(files.root_key, offline);
+        assert!(!dir.join("root.key").exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&offline).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let loaded = load(&dir).unwrap();
+        assert_eq!(loaded.pin, files.pin);
+
+        // Back beside the issuing key: the collector refuses to serve.
+        std::fs::copy(&offline, dir.join("root.key")).unwrap();
+        let e = load(&dir).err().expect("refused").to_string();
+        assert!(
+            e.contains(&dir.join("root.key").display().to_string()),
+            "{e}"
+        );
+        assert!(e.contains("offline"), "{e}");
+        std::fs::remove_file(dir.join("root.key")).unwrap();
+
+        // Rotation takes the offline key; an existing key is never overwritten.
+        rotate(&dir, &offline, &[]).unwrap();
+        load(&dir).unwrap();
+        let e = init(&tmp.path().join("ca2"), &offline, &[])
+            .err()
+            .expect("refused");
+        assert!(matches!(e, CaError::KeyExists(_)), "{e}");
+    }
+
+    #[test]
+    fn token_ttls_are_bounded() {
+        assert_eq!(
+            parse_token_ttl("72h").unwrap(),
+            Duration::from_secs(72 * 3600)
+        );
+        assert_eq!(parse_token_ttl("30d").unwrap(), MAX_TOKEN_TTL);
+        for bad in ["31d", "0s", "forever"] {
+            assert!(parse_token_ttl(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_token_ttl("31d")
+                .unwrap_err()
+                .contains("at most 30days")
+        );
+    }
+}

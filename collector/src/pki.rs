@@ -72,7 +72,8 @@ fn subject_and_not_after(cert_pem: &str) -> Result<(String, OffsetDateTime), Pki
     let bad = |e: String| PkiError::CaCertificate(e);
     let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
         .map_err(|e| bad(e.to_string()))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| bad(e.to_string()))?;
     let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
         .map_err(|e| bad(e.to_string()))?;
     Ok((cert.subject().to_string(), not_after))
@@ -389,5 +390,92 @@ GK2a5fVYNMKZ9IARI1YngkNB1iGfcaRb
             parse_csr("not a request"),
             Err(PkiError::Rcgen(_))
         ));
+    }
+
+    #[test]
+    fn nothing_outlives_its_issuing_ca() {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let not_after = |pem: &str| {
+            use rustls_pki_types::pem::PemObject;
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+            X509Certificate::from_der(der.as_ref())
+                .unwrap()
+                .1
+                .validity()
+                .not_after
+                .timestamp()
+        };
+        let root = Ca::generate("root", Duration::from_secs(365 * 86_400)).unwrap();
+        let short = root
+            .issue_intermediate("issuing", Duration::from_secs(3600))
+            .unwrap();
+        let issuing = Ca::from_pem(&short.cert_pem, &short.key_pem).unwrap();
+        let ca_end = issuing.not_after().unix_timestamp();
+        assert_eq!(not_after(&short.cert_pem), ca_end);
+        let uri = AgentUri::new("3550308".parse().unwrap(), uuid::Uuid::new_v4());
+        // Asked for 7 days under a CA that ends in an hour: clamped.
+        let agent = issuing
+            .issue_agent(&uri, Duration::from_secs(7 * 86_400))
+            .unwrap();
+        assert_eq!(not_after(&agent.cert_pem), ca_end);
+        let server = issuing
+            .issue_server(&["localhost".into()], Duration::from_secs(398 * 86_400))
+            .unwrap();
+        assert_eq!(not_after(&server.cert_pem), ca_end);
+        // A shorter lifetime is kept as asked.
+        let agent = issuing.issue_agent(&uri, Duration::from_secs(600)).unwrap();
+        assert!(not_after(&agent.cert_pem) < ca_end);
+        // An intermediate never outlives the root either.
+        let long = root
+            .issue_intermediate("issuing", Duration::from_secs(3 * 365 * 86_400))
+            .unwrap();
+        assert_eq!(not_after(&long.cert_pem), root.not_after().unix_timestamp());
+    }
+
+    #[test]
+    fn an_expired_ca_signs_nothing() {
+        let root = Ca::generate("root", Duration::from_secs(365 * 86_400)).unwrap();
+        let mut params = ca_params("old issuing", 0, Duration::from_secs(3600));
+        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(7200);
+        params.not_after = OffsetDateTime::now_utc() - Duration::from_secs(60);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &root.issuer().unwrap()).unwrap();
+        let expired = Ca::from_pem(&cert.pem(), &key.serialize_pem()).unwrap();
+        let uri = AgentUri::new("3550308".parse().unwrap(), uuid::Uuid::new_v4());
+        let e = expired
+            .issue_agent(&uri, Duration::from_secs(600))
+            .err()
+            .expect("refused");
+        assert!(matches!(e, PkiError::IssuerExpired { .. }), "{e}");
+        assert!(e.to_string().contains("ca rotate"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_key_files_open_to_others_or_owned_by_another_user_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("server.key");
+        write_private(&key, "key").unwrap();
+        check_private_key_file(&key).unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = check_private_key_file(&key)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains(&format!("chmod 600 {}", key.display())), "{e}");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Another owner (only root can give a file away).
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+            let e = check_private_key_file(&key)
+                .err()
+                .expect("refused")
+                .to_string();
+            assert!(e.contains("belongs to user id 65534"), "{e}");
+        }
+        assert!(check_private_key_file(&dir.path().join("missing.key")).is_err());
     }
 }

@@ -225,9 +225,8 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
     let validity = identity::validity_of(&certified.cert[0])?;
     // Exactly the pinned root is trusted from now on: any other certificate
     // of the bundle is refused (a collector must not add trust anchors).
-    let anchors = anchors::select(&resp.trust_bundle_pem, &[token.pin]).map_err(|_| {
-        bad("the trust bundle does not hold the CA key pinned by the token".into())
-    })?;
+    let anchors = anchors::select(&resp.trust_bundle_pem, &[token.pin])
+        .map_err(|_| bad("the trust bundle does not hold the CA key pinned by the token".into()))?;
     anchors.log_refused("enrollment");
 
     identity::store(

@@ -330,12 +330,11 @@ impl Renewer {
         if let Some(pin) = recorded {
             return Ok(vec![pin]);
         }
-        let pem = std::fs::read_to_string(&self.paths.trust).map_err(|source| {
-            IdentityError::Io {
+        let pem =
+            std::fs::read_to_string(&self.paths.trust).map_err(|source| IdentityError::Io {
                 path: self.paths.trust.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok(identity::parse_certs(&pem, &self.paths.trust)?
             .iter()
             .filter_map(identity::spki_pin_of)

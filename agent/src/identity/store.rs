@@ -13,6 +13,10 @@
 //! Explicit `collector.{cert,key,ca}_file` paths in the config replace the
 //! first three (see [`IdentityPaths::from_config`]).
 //!
+//! [`load`] refuses a key file that other users may read or that another
+//! user owns ([`check_key_file`]), and trusts of `trust.pem` only the root
+//! `agent.json` pinned at enrollment.
+//!
 //! Every file is written to `<name>.tmp` (created with `create_new`, the key
 //! with mode 0600 from the start), fsynced and renamed over the old one. The
 //! key and the chain must change together, which two renames cannot do
@@ -304,6 +308,7 @@ fn read(path: &Path) -> Result<String, IdentityError> {
 pub fn load(paths: &IdentityPaths) -> Result<Loaded, IdentityError> {
     recover(paths)?;
     let chain_pem = read(&paths.cert)?;
+    check_key_file(&paths.key)?;
     let key_pem = read(&paths.key)?;
     let trust_pem = read(&paths.trust)?;
     let info = read_info(paths)?;
@@ -353,6 +358,50 @@ fn pinned_anchors(
         ));
     }
     Ok(kept)
+}
+
+/// Refuses a private key file other users may read, or one that belongs to
+/// another user than the one running the agent (root, e.g. `doctor` or
+/// `install`, may read the service account's key). Unix only: on Windows
+/// the installer's ACLs protect the state directory.
+pub fn check_key_file(path: &Path) -> Result<(), IdentityError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(IdentityError::NotEnrolled {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                path,
+                format!(
+                    "the private key is readable by other users (mode {mode:04o}); run `chmod 600 {}` as its owner",
+                    path.display()
+                ),
+            ));
+        }
+        let running = nix::unistd::geteuid();
+        if !running.is_root() && meta.uid() != running.as_raw() {
+            return Err(invalid(
+                path,
+                format!(
+                    "the private key belongs to user id {}, not to the user running the agent ({}); `chown` it to the agent's service account",
+                    meta.uid(),
+                    running.as_raw()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// `agent.json`, if present.
