@@ -327,7 +327,11 @@ pub fn load(paths: &IdentityPaths) -> Result<Loaded, IdentityError> {
 /// The roots of `trust.pem` the agent trusts: with a pin recorded at
 /// enrollment, only the pinned root (any other certificate, e.g. one a
 /// compromised collector sent before this check existed, is logged and
-/// ignored); without one, all of them.
+/// ignored); without one, all of them. A `trust.pem` without the pinned
+/// root at all was not written by enrollment or renewal (both refuse such
+/// a bundle) but edited on this machine: it is used as it is, logged, and
+/// the collector's chain then fails to verify (`doctor` reports it as a
+/// pin mismatch).
 fn pinned_anchors(
     paths: &IdentityPaths,
     certs: Vec<CertificateDer<'static>>,
@@ -339,7 +343,15 @@ fn pinned_anchors(
     else {
         return Ok(certs);
     };
-    let (kept, refused) = super::anchors::only_pinned(certs, &pinned);
+    let (kept, refused) = super::anchors::only_pinned(certs.clone(), &pinned);
+    if kept.is_empty() {
+        tracing::error!(
+            path = %paths.trust.display(),
+            pinned_root = %pin_hex(&pinned),
+            "the trust bundle does not hold the root CA pinned at enrollment; the collector will not verify: enroll the agent again with a new token"
+        );
+        return Ok(certs);
+    }
     for r in &refused {
         tracing::error!(
             path = %paths.trust.display(),
@@ -347,15 +359,6 @@ fn pinned_anchors(
             spki_sha256 = %r.spki_sha256,
             "the trust bundle holds a certificate that is not the pinned root CA; it is not trusted"
         );
-    }
-    if kept.is_empty() {
-        return Err(invalid(
-            &paths.trust,
-            format!(
-                "does not hold the root CA pinned at enrollment ({}); enroll the agent again with a new token",
-                pin_hex(&pinned)
-            ),
-        ));
     }
     Ok(kept)
 }
