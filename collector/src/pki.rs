@@ -461,8 +461,7 @@ GK2a5fVYNMKZ9IARI1YngkNB1iGfcaRb
         for mode in [0o640, 0o604, 0o644] {
             std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
             let e = check_private_key_file(&key)
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .to_string();
             assert!(e.contains(&format!("chmod 600 {}", key.display())), "{e}");
         }
@@ -471,8 +470,7 @@ GK2a5fVYNMKZ9IARI1YngkNB1iGfcaRb
         if nix::unistd::geteuid().is_root() {
             std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
             let e = check_private_key_file(&key)
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .to_string();
             assert!(e.contains("belongs to user id 65534"), "{e}");
         }
