@@ -158,8 +158,7 @@ async fn the_collector_does_not_serve_beside_the_root_key() -> Result<()> {
     let e = s
         .start_collector_in_process()
         .await
-        .err()
-        .expect("refused to start");
+        .expect_err("refused to start");
     let text = format!("{e:#}");
     assert!(
         text.contains(&ca_dir.join("root.key").display().to_string()),
