@@ -303,8 +303,10 @@ impl Renewer {
             return Ok(k.clone());
         }
         let path = identity::pending_key_path(&self.paths);
-        let left = std::fs::read_to_string(&path)
+        // A key left with permissions others may read is not reused.
+        let left = identity::check_key_file(&path)
             .ok()
+            .and_then(|()| std::fs::read_to_string(&path).ok())
             .and_then(|pem| identity::key_from_pem(&pem).ok());
         let k = match left {
             Some(k) => k,
