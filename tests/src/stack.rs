@@ -159,45 +159,45 @@ impl Stack {
             .collect::<Result<_, _>>()?;
         let pki = devcerts::generate(&dir.join("pki"), &[], &codes)?;
 
-        let (ca_dir, server_trust, server_cert, server_key, client_trust, ca_section) = if opts
-            .enrollment
-        {
-            let ca_dir = dir.join("ca");
-            // The root key goes outside the CA directory, as offline
-            // media would hold it (the collector refuses it inside).
-            let files = transmissor_collector::ca::init(&ca_dir, &dir.join(OFFLINE_ROOT_KEY), &[])?;
-            let bundle = dir.join("client-trust.pem");
-            std::fs::write(
-                &bundle,
-                format!(
-                    "{}{}",
-                    std::fs::read_to_string(&pki.ca_cert)?,
-                    std::fs::read_to_string(&files.root_cert)?
-                ),
-            )?;
-            let section = format!(
-                "\n[ca]\ndir = \"{}\"\n{}\n",
-                ca_dir.display(),
-                opts.ca_extra
-            );
-            (
-                Some(ca_dir),
-                files.root_cert,
-                files.server_cert,
-                files.server_key,
-                bundle,
-                section,
-            )
-        } else {
-            (
-                None,
-                pki.ca_cert.clone(),
-                pki.server_cert.clone(),
-                pki.server_key.clone(),
-                pki.ca_cert.clone(),
-                String::new(),
-            )
-        };
+        let offline_key = dir.join(OFFLINE_ROOT_KEY);
+        let (ca_dir, server_trust, server_cert, server_key, client_trust, ca_section) =
+            if opts.enrollment {
+                let ca_dir = dir.join("ca");
+                // The root key goes outside the CA directory, as offline
+                // media would hold it (the collector refuses it inside).
+                let files = transmissor_collector::ca::init(&ca_dir, &offline_key, &[])?;
+                let bundle = dir.join("client-trust.pem");
+                std::fs::write(
+                    &bundle,
+                    format!(
+                        "{}{}",
+                        std::fs::read_to_string(&pki.ca_cert)?,
+                        std::fs::read_to_string(&files.root_cert)?
+                    ),
+                )?;
+                let section = format!(
+                    "\n[ca]\ndir = \"{}\"\n{}\n",
+                    ca_dir.display(),
+                    opts.ca_extra
+                );
+                (
+                    Some(ca_dir),
+                    files.root_cert,
+                    files.server_cert,
+                    files.server_key,
+                    bundle,
+                    section,
+                )
+            } else {
+                (
+                    None,
+                    pki.ca_cert.clone(),
+                    pki.server_cert.clone(),
+                    pki.server_key.clone(),
+                    pki.ca_cert.clone(),
+                    String::new(),
+                )
+            };
         let port = free_port();
         let collector_addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let listen = if opts.collector_listen_all {
