@@ -293,6 +293,36 @@ pub struct CaSection {
     pub token_ttl: Duration,
 }
 
+impl CaSection {
+    /// Lifetimes within their bounds (`ca::MAX_AGENT_CERT_LIFETIME`,
+    /// `ca::MAX_TOKEN_TTL`), the back-dating shorter than a lifetime.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let days = |d: Duration| d.as_secs() / 86_400;
+        if self.agent_cert_lifetime.is_zero()
+            || self.agent_cert_lifetime > crate::ca::MAX_AGENT_CERT_LIFETIME
+        {
+            return Err(ConfigError::Invalid(format!(
+                "ca.agent_cert_lifetime is {}; it must be above zero and at most {} days (a stolen agent key is usable that long)",
+                humantime::format_duration(self.agent_cert_lifetime),
+                days(crate::ca::MAX_AGENT_CERT_LIFETIME)
+            )));
+        }
+        if self.token_ttl.is_zero() || self.token_ttl > crate::ca::MAX_TOKEN_TTL {
+            return Err(ConfigError::Invalid(format!(
+                "ca.token_ttl is {}; it must be above zero and at most {} days",
+                humantime::format_duration(self.token_ttl),
+                days(crate::ca::MAX_TOKEN_TTL)
+            )));
+        }
+        if self.not_before_backdate >= self.agent_cert_lifetime {
+            return Err(ConfigError::Invalid(
+                "ca.not_before_backdate must be shorter than ca.agent_cert_lifetime".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
@@ -704,6 +734,9 @@ impl CollectorConfig {
             return bad(
                 "server.proxy_protocol.enabled needs trusted_proxies (the load balancers' addresses)",
             );
+        }
+        if let Some(ca) = &self.ca {
+            ca.validate()?;
         }
         let e = &self.enrollment;
         if e.max_failures_per_token == 0 || e.max_renewals == 0 || e.database_connections == 0 {

@@ -118,6 +118,10 @@ enum CaCommand {
     Init {
         #[arg(long)]
         dir: PathBuf,
+        /// Where to write the root CA's private key (0600): outside DIR, on
+        /// media to be kept offline; only `ca rotate --root-key` needs it.
+        #[arg(long)]
+        root_key_out: PathBuf,
         /// DNS name or IP address agents use to reach the collector (repeatable).
         #[arg(long = "server-name")]
         server_names: Vec<String>,
@@ -174,8 +178,8 @@ enum TokenCommand {
         config: ConfigArg,
         #[arg(long)]
         ibge: String,
-        /// Validity, e.g. "72h" (default: [ca] token_ttl).
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Validity, e.g. "72h", at most 30 days (default: [ca] token_ttl).
+        #[arg(long, value_parser = ca::parse_token_ttl)]
         ttl: Option<Duration>,
     },
 }
@@ -341,13 +345,14 @@ async fn main() -> Result<()> {
         Command::Ca { command } => match command {
             CaCommand::Init {
                 dir,
+                root_key_out,
                 server_names,
                 config,
             } => {
-                let files = ca::init(&dir, &server_names)?;
+                let files = ca::init(&dir, &root_key_out, &server_names)?;
                 audit_ca(config, audit::action::CA_INITIALIZED, &dir).await?;
                 println!(
-                    "root CA:   {} (key {}: move it OFFLINE now; `ca rotate` needs it)",
+                    "root CA:   {} (key {}: keep it OFFLINE; only `ca rotate --root-key` needs it)",
                     files.root_cert.display(),
                     files.root_key.display()
                 );

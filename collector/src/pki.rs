@@ -2,6 +2,11 @@
 //! certificates (rcgen, ring). Agent certificates carry the identity URI of
 //! [`transmissor_proto::identity`], the clientAuth EKU, a random serial and a
 //! NotBefore back-dated a few minutes to tolerate clock skew.
+//!
+//! No certificate outlives the CA that signs it: a NotAfter past the
+//! issuer's is clamped to the issuer's (logged), and an expired issuer
+//! signs nothing. [`check_private_key_file`] is the load-time check of a
+//! private key file (owner-only, owned by the running user).
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +34,22 @@ pub enum PkiError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the issuing CA {subject} expired at {not_after}: rotate it (`ca rotate`)")]
+    IssuerExpired { subject: String, not_after: String },
+    #[error("the CA certificate does not parse: {0}")]
+    CaCertificate(String),
+    #[error(
+        "{path} is readable by other users (mode {mode:04o}); run `chmod 600 {path}` as its owner"
+    )]
+    KeyPermissions { path: String, mode: u32 },
+    #[error(
+        "{path} belongs to user id {owner}, not to the user running this process ({running}); run `chown` on it to the service account, or run as its owner"
+    )]
+    KeyOwner {
+        path: String,
+        owner: u32,
+        running: u32,
+    },
 }
 
 /// A certificate and its private key, both PEM.
@@ -40,6 +61,22 @@ pub struct Issued {
 pub struct Ca {
     pub cert_pem: String,
     key: KeyPair,
+    /// The certificate's subject and NotAfter: what it signs ends no later.
+    subject: String,
+    not_after: OffsetDateTime,
+}
+
+/// Subject and NotAfter of a PEM certificate.
+fn subject_and_not_after(cert_pem: &str) -> Result<(String, OffsetDateTime), PkiError> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |e: String| PkiError::CaCertificate(e);
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(cert_pem.as_bytes())
+        .map_err(|e| bad(e.to_string()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let not_after = OffsetDateTime::from_unix_timestamp(cert.validity().not_after.timestamp())
+        .map_err(|e| bad(e.to_string()))?;
+    Ok((cert.subject().to_string(), not_after))
 }
 
 fn random_serial() -> SerialNumber {
@@ -81,17 +118,47 @@ impl Ca {
         let key = KeyPair::generate()?;
         // Path length 1: the root may sign an issuing CA, which signs leaves.
         let cert = ca_params(common_name, 1, lifetime).self_signed(&key)?;
-        Ok(Self {
-            cert_pem: cert.pem(),
-            key,
-        })
+        Self::from_parts(cert.pem(), key)
     }
 
     pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, PkiError> {
+        Self::from_parts(cert_pem.to_string(), KeyPair::from_pem(key_pem)?)
+    }
+
+    fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, PkiError> {
+        let (subject, not_after) = subject_and_not_after(&cert_pem)?;
         Ok(Self {
-            cert_pem: cert_pem.to_string(),
-            key: KeyPair::from_pem(key_pem)?,
+            cert_pem,
+            key,
+            subject,
+            not_after,
         })
+    }
+
+    /// When this CA's certificate expires.
+    pub fn not_after(&self) -> OffsetDateTime {
+        self.not_after
+    }
+
+    /// Ends `params`' validity no later than this CA's (clamped, logged);
+    /// refuses when this CA has expired.
+    fn bound(&self, params: &mut CertificateParams) -> Result<(), PkiError> {
+        if OffsetDateTime::now_utc() >= self.not_after {
+            return Err(PkiError::IssuerExpired {
+                subject: self.subject.clone(),
+                not_after: self.not_after.to_string(),
+            });
+        }
+        if params.not_after > self.not_after {
+            tracing::warn!(
+                issuer = %self.subject,
+                issuer_not_after = %self.not_after,
+                asked_not_after = %params.not_after,
+                "a certificate would outlive its issuing CA; its lifetime is cut to the CA's (rotate the CA: `ca rotate`)"
+            );
+            params.not_after = self.not_after;
+        }
+        Ok(())
     }
 
     pub fn key_pem(&self) -> String {
@@ -112,6 +179,7 @@ impl Ca {
         let key = KeyPair::generate()?;
         let mut params = ca_params(common_name, 0, lifetime);
         params.use_authority_key_identifier_extension = true;
+        self.bound(&mut params)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -133,6 +201,7 @@ impl Ca {
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, lifetime);
+        self.bound(&mut params)?;
         let cert = params.signed_by(&key, &self.issuer()?)?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -181,6 +250,7 @@ impl Ca {
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = true;
         validity_with(&mut params, lifetime, backdate);
+        self.bound(&mut params)?;
         Ok(params.signed_by(public_key, &self.issuer()?)?.pem())
     }
 }
@@ -225,6 +295,39 @@ pub fn write_private(path: &Path, contents: &str) -> Result<(), PkiError> {
     let mut f = opts.open(path).map_err(io)?;
     std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)
+}
+
+/// Refuses a private key file that other users may read, or that belongs
+/// to another user than the one running this process (unix; elsewhere the
+/// ACLs of the installer apply). What `issuing.key` and `server.key` get at
+/// load; for `[tls] key_file` call it before reading the key.
+pub fn check_private_key_file(path: &Path) -> Result<(), PkiError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).map_err(|source| PkiError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(PkiError::KeyPermissions {
+                path: path.display().to_string(),
+                mode,
+            });
+        }
+        let running = nix::unistd::geteuid().as_raw();
+        if meta.uid() != running {
+            return Err(PkiError::KeyOwner {
+                path: path.display().to_string(),
+                owner: meta.uid(),
+                running,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 pub fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
@@ -287,5 +390,90 @@ GK2a5fVYNMKZ9IARI1YngkNB1iGfcaRb
             parse_csr("not a request"),
             Err(PkiError::Rcgen(_))
         ));
+    }
+
+    #[test]
+    fn nothing_outlives_its_issuing_ca() {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let not_after = |pem: &str| {
+            use rustls_pki_types::pem::PemObject;
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+            X509Certificate::from_der(der.as_ref())
+                .unwrap()
+                .1
+                .validity()
+                .not_after
+                .timestamp()
+        };
+        let root = Ca::generate("root", Duration::from_secs(365 * 86_400)).unwrap();
+        let short = root
+            .issue_intermediate("issuing", Duration::from_secs(3600))
+            .unwrap();
+        let issuing = Ca::from_pem(&short.cert_pem, &short.key_pem).unwrap();
+        let ca_end = issuing.not_after().unix_timestamp();
+        assert_eq!(not_after(&short.cert_pem), ca_end);
+        let uri = AgentUri::new("3550308".parse().unwrap(), uuid::Uuid::new_v4());
+        // Asked for 7 days under a CA that ends in an hour: clamped.
+        let agent = issuing
+            .issue_agent(&uri, Duration::from_secs(7 * 86_400))
+            .unwrap();
+        assert_eq!(not_after(&agent.cert_pem), ca_end);
+        let server = issuing
+            .issue_server(&["localhost".into()], Duration::from_secs(398 * 86_400))
+            .unwrap();
+        assert_eq!(not_after(&server.cert_pem), ca_end);
+        // A shorter lifetime is kept as asked.
+        let agent = issuing.issue_agent(&uri, Duration::from_secs(600)).unwrap();
+        assert!(not_after(&agent.cert_pem) < ca_end);
+        // An intermediate never outlives the root either.
+        let long = root
+            .issue_intermediate("issuing", Duration::from_secs(3 * 365 * 86_400))
+            .unwrap();
+        assert_eq!(not_after(&long.cert_pem), root.not_after().unix_timestamp());
+    }
+
+    #[test]
+    fn an_expired_ca_signs_nothing() {
+        let root = Ca::generate("root", Duration::from_secs(365 * 86_400)).unwrap();
+        let mut params = ca_params("old issuing", 0, Duration::from_secs(3600));
+        params.not_before = OffsetDateTime::now_utc() - Duration::from_secs(7200);
+        params.not_after = OffsetDateTime::now_utc() - Duration::from_secs(60);
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &root.issuer().unwrap()).unwrap();
+        let expired = Ca::from_pem(&cert.pem(), &key.serialize_pem()).unwrap();
+        let uri = AgentUri::new("3550308".parse().unwrap(), uuid::Uuid::new_v4());
+        let e = expired
+            .issue_agent(&uri, Duration::from_secs(600))
+            .err()
+            .expect("refused");
+        assert!(matches!(e, PkiError::IssuerExpired { .. }), "{e}");
+        assert!(e.to_string().contains("ca rotate"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_key_files_open_to_others_or_owned_by_another_user_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("server.key");
+        write_private(&key, "key").unwrap();
+        check_private_key_file(&key).unwrap();
+        for mode in [0o640, 0o604, 0o644] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = check_private_key_file(&key)
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains(&format!("chmod 600 {}", key.display())), "{e}");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        // Another owner (only root can give a file away).
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&key, Some(65534), None).unwrap();
+            let e = check_private_key_file(&key)
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains("belongs to user id 65534"), "{e}");
+        }
+        assert!(check_private_key_file(&dir.path().join("missing.key")).is_err());
     }
 }

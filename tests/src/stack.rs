@@ -106,6 +106,9 @@ pub struct Stack {
     pub munis: Vec<Municipality>,
 }
 
+/// The root key's place, relative to the stack's directory.
+const OFFLINE_ROOT_KEY: &str = "offline/root.key";
+
 #[derive(Default)]
 pub struct StackOptions {
     /// Keep the working directory (configs, logs, spools) instead of a temp dir.
@@ -163,10 +166,13 @@ impl Stack {
             .collect::<Result<_, _>>()?;
         let pki = devcerts::generate(&dir.join("pki"), &[], &codes)?;
 
+        let offline_key = dir.join(OFFLINE_ROOT_KEY);
         let (ca_dir, server_trust, server_cert, server_key, client_trust, ca_section) =
             if opts.enrollment {
                 let ca_dir = dir.join("ca");
-                let files = transmissor_collector::ca::init(&ca_dir, &[])?;
+                // The root key goes outside the CA directory, as offline
+                // media would hold it (the collector refuses it inside).
+                let files = transmissor_collector::ca::init(&ca_dir, &offline_key, &[])?;
                 let bundle = dir.join("client-trust.pem");
                 std::fs::write(
                     &bundle,
@@ -527,6 +533,12 @@ impl Stack {
         let cancel = CancellationToken::new();
         let agent = transmissor_agent::run::Agent::new(cfg, cancel.clone())?;
         Ok(agent.run_once(&cancel).await)
+    }
+
+    /// Where `ca init` put the root key, outside the CA directory (needs
+    /// `enrollment`); `ca rotate` takes it.
+    pub fn root_key(&self) -> PathBuf {
+        self.dir.join(OFFLINE_ROOT_KEY)
     }
 
     /// Issues a one-time enrollment token for a municipality (needs `enrollment`).

@@ -413,7 +413,7 @@ async fn rotation_serves_old_and_new_chains() -> anyhow::Result<()> {
     // Rotate the issuing CA (with the offline root key) and restart the collector.
     s.stop_collector().await?;
     let ca_dir = s.ca_dir.clone().expect("ca dir");
-    transmissor_collector::ca::rotate(&ca_dir, &ca_dir.join("root.key"), &[])?;
+    transmissor_collector::ca::rotate(&ca_dir, &s.root_key(), &[])?;
     s.start_collector_in_process().await?;
 
     // Agent B enrolls under the new issuing CA; the issuers differ.

@@ -203,7 +203,7 @@ async fn a_retired_issuing_ca_is_refused() -> anyhow::Result<()> {
     // Rotate, restart, enroll B under the new issuing CA.
     s.stop_collector().await?;
     let dir = s.ca_dir.clone().expect("ca dir");
-    ca::rotate(&dir, &dir.join("root.key"), &[])?;
+    ca::rotate(&dir, &s.root_key(), &[])?;
     s.start_collector_in_process().await?;
     let (key_b, csr_b) = plain_csr()?;
     let rb = enroll(&s, &s.issue_token(B.0, DAY).await?, &csr_b).await?;

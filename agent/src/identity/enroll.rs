@@ -7,7 +7,10 @@
 //! 4. The collector is verified by the token's CA pin alone
 //!    ([`crate::identity::pin::PinnedVerifier`]); no CA file is needed.
 //! 5. The returned chain must belong to the generated key and name the
-//!    token's municipality, and the trust bundle must hold the pinned CA key.
+//!    token's municipality, and the trust bundle must hold the pinned CA key;
+//!    only that root (and the retired-CA sections) is stored as `trust.pem`,
+//!    any other certificate of the bundle is refused and logged
+//!    ([`crate::identity::anchors`]).
 //! 6. Key (0600), chain, trust bundle and `agent.json` are written atomically.
 //!
 //! The token is a secret: it is never logged, printed or put in an error.
@@ -26,6 +29,7 @@ use transmissor_proto::pb;
 use transmissor_proto::pb::enrollment_client::EnrollmentClient;
 use transmissor_proto::token::{Token, TokenError};
 
+use crate::identity::anchors;
 use crate::identity::clock::{self, SKEW_WARN_MS};
 use crate::identity::pin::{PinMismatch, PinnedVerifier};
 use crate::identity::{self, AgentInfo, IdentityError, IdentityPaths};
@@ -219,24 +223,17 @@ pub async fn enroll(opts: &EnrollOptions) -> Result<Enrolled, EnrollError> {
         ));
     }
     let validity = identity::validity_of(&certified.cert[0])?;
-    let trust = identity::parse_certs(&resp.trust_bundle_pem, &opts.paths.trust)
-        .map_err(|e| bad(format!("trust bundle: {e}")))?;
-    let pinned = trust.iter().any(|c| {
-        x509_parser::parse_x509_certificate(c)
-            .map(|(_, x)| transmissor_proto::token::spki_pin(x.public_key().raw) == token.pin)
-            .unwrap_or(false)
-    });
-    if !pinned {
-        return Err(bad(
-            "the trust bundle does not hold the CA key pinned by the token".into(),
-        ));
-    }
+    // Exactly the pinned root is trusted from now on: any other certificate
+    // of the bundle is refused (a collector must not add trust anchors).
+    let anchors = anchors::select(&resp.trust_bundle_pem, &[token.pin])
+        .map_err(|_| bad("the trust bundle does not hold the CA key pinned by the token".into()))?;
+    anchors.log_refused("enrollment");
 
     identity::store(
         &opts.paths,
         &new.key_pem,
         &resp.certificate_chain_pem,
-        &resp.trust_bundle_pem,
+        &anchors.pem,
     )?;
     // A renewal key of an earlier identity has no use any more.
     let _ = std::fs::remove_file(identity::pending_key_path(&opts.paths));

@@ -20,9 +20,13 @@
 //! A renewal's answer is checked before anything is written: the
 //! certificate must name this agent and match the new key, and the trust
 //! bundle must still contain the root CA the enrollment token pinned
-//! (`agent.json`'s `pinned_root`; for identities enrolled before it was
-//! recorded, a root of the current bundle). Otherwise the old credentials
-//! stay. Until a renewal succeeds, retries (also after a restart: the key
+//! (`agent.json`'s `pinned_root`), else the old credentials stay. Of the
+//! bundle only that root and the retired-CA sections are stored
+//! ([`crate::identity::anchors`]): any other certificate is refused (logged
+//! at error by subject and key hash) and never trusted. An identity
+//! enrolled before the pin was recorded has no pin to go by: its new bundle
+//! may only keep roots its `trust.pem` already holds, so no anchor is ever
+//! added. Until a renewal succeeds, retries (also after a restart: the key
 //! waits in `agent.key.pending`, 0600) reuse the same new key, so a
 //! collector whose answer was lost returns the certificate it already issued
 //! instead of seeing a second key renew this identity (which it refuses as
@@ -43,6 +47,7 @@ use transmissor_proto::pb;
 use transmissor_proto::pb::agent_lifecycle_client::AgentLifecycleClient;
 
 use crate::config::RetryConfig;
+use crate::identity::anchors::{self, AnchorError};
 use crate::identity::clock::{self, ClockSync};
 use crate::identity::credentials::Credentials;
 use crate::identity::{self, IdentityError, IdentityPaths, Validity};
@@ -71,10 +76,8 @@ pub enum RenewError {
     Call(Box<Status>),
     #[error("the collector returned an unusable certificate: {0}")]
     Response(String),
-    #[error(
-        "the collector's new trust bundle does not contain the pinned root CA ({pinned}); the current credentials are kept"
-    )]
-    PinnedRootMissing { pinned: String },
+    #[error(transparent)]
+    PinnedRootMissing(#[from] AnchorError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
     #[error("{}", expired_message(*.not_after))]
@@ -88,7 +91,7 @@ impl RenewError {
             RenewError::Call(s) => is_retriable(s.code()),
             RenewError::Identity(_) => true,
             RenewError::Response(_)
-            | RenewError::PinnedRootMissing { .. }
+            | RenewError::PinnedRootMissing(_)
             | RenewError::Expired { .. } => false,
         }
     }
@@ -272,28 +275,6 @@ pub struct Renewer {
     pending: Arc<std::sync::Mutex<Option<identity::NewKey>>>,
 }
 
-/// Refuses a trust bundle that lacks every pinned root key.
-pub fn check_pinned_root(
-    bundle: &[rustls_pki_types::CertificateDer<'_>],
-    pinned: &[[u8; 32]],
-) -> Result<(), RenewError> {
-    if pinned.is_empty()
-        || bundle
-            .iter()
-            .filter_map(identity::spki_pin_of)
-            .any(|k| pinned.contains(&k))
-    {
-        return Ok(());
-    }
-    Err(RenewError::PinnedRootMissing {
-        pinned: pinned
-            .iter()
-            .map(identity::pin_hex)
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
-}
-
 impl Renewer {
     pub fn new(
         client: AgentLifecycleClient<Channel>,
@@ -322,8 +303,10 @@ impl Renewer {
             return Ok(k.clone());
         }
         let path = identity::pending_key_path(&self.paths);
-        let left = std::fs::read_to_string(&path)
+        // A key left with permissions others may read is not reused.
+        let left = identity::check_key_file(&path)
             .ok()
+            .and_then(|()| std::fs::read_to_string(&path).ok())
             .and_then(|pem| identity::key_from_pem(&pem).ok());
         let k = match left {
             Some(k) => k,
@@ -338,21 +321,26 @@ impl Renewer {
         Ok(k)
     }
 
-    /// The root keys a new trust bundle must contain.
-    fn pinned_roots(&self) -> Vec<[u8; 32]> {
-        let recorded = identity::read_info(&self.paths)
-            .ok()
-            .flatten()
+    /// The root keys a new trust bundle may hold (and must hold one of):
+    /// the pin recorded at enrollment; for an identity enrolled before it
+    /// was recorded, the roots its `trust.pem` already holds (so a renewal
+    /// can never add one).
+    fn allowed_roots(&self) -> Result<Vec<[u8; 32]>, RenewError> {
+        let recorded = identity::read_info(&self.paths)?
             .and_then(|i| i.pinned_root)
-            .and_then(|hex| parse_pin_hex(&hex));
+            .and_then(|hex| identity::pin_from_hex(&hex));
         if let Some(pin) = recorded {
-            return vec![pin];
+            return Ok(vec![pin]);
         }
-        std::fs::read_to_string(&self.paths.trust)
-            .ok()
-            .and_then(|pem| identity::parse_certs(&pem, &self.paths.trust).ok())
-            .map(|certs| certs.iter().filter_map(identity::spki_pin_of).collect())
-            .unwrap_or_default()
+        let pem =
+            std::fs::read_to_string(&self.paths.trust).map_err(|source| IdentityError::Io {
+                path: self.paths.trust.clone(),
+                source,
+            })?;
+        Ok(identity::parse_certs(&pem, &self.paths.trust)?
+            .iter()
+            .filter_map(identity::spki_pin_of)
+            .collect())
     }
 
     /// One renewal, now: fresh key, CSR, new chain stored atomically and
@@ -389,12 +377,12 @@ impl Renewer {
                 source,
             })?
         } else {
-            let bundle =
-                identity::parse_certs(&resp.trust_bundle_pem, &self.paths.trust).map_err(bad)?;
-            check_pinned_root(&bundle, &self.pinned_roots()).inspect_err(|e| {
-                tracing::error!(error = %e, "renewal answer refused");
-            })?;
-            resp.trust_bundle_pem
+            let anchors = anchors::select(&resp.trust_bundle_pem, &self.allowed_roots()?)
+                .inspect_err(|e| {
+                    tracing::error!(error = %e, "renewal answer refused");
+                })?;
+            anchors.log_refused("renewal");
+            anchors.pem
         };
         identity::store(
             &self.paths,
@@ -461,17 +449,6 @@ impl Lifecycle for Renewer {
             .reload_if_newer(&self.paths)
             .unwrap_or(false)
     }
-}
-
-fn parse_pin_hex(hex: &str) -> Option<[u8; 32]> {
-    let bytes: Vec<u8> = (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|b| u8::from_str_radix(b, 16).ok())
-        })
-        .collect::<Option<_>>()?;
-    bytes.try_into().ok()
 }
 
 #[cfg(test)]

@@ -13,6 +13,10 @@
 //! Explicit `collector.{cert,key,ca}_file` paths in the config replace the
 //! first three (see [`IdentityPaths::from_config`]).
 //!
+//! [`load`] refuses a key file that other users may read or that another
+//! user owns ([`check_key_file`]), and trusts of `trust.pem` only the root
+//! `agent.json` pinned at enrollment.
+//!
 //! Every file is written to `<name>.tmp` (created with `create_new`, the key
 //! with mode 0600 from the start), fsynced and renamed over the old one. The
 //! key and the chain must change together, which two renames cannot do
@@ -269,6 +273,18 @@ pub fn pin_hex(pin: &[u8; 32]) -> String {
     pin.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A pin from its hex (as `agent.json` records it).
+pub fn pin_from_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
+}
+
 /// What [`load`] reads.
 pub struct Loaded {
     pub certified: Arc<CertifiedKey>,
@@ -292,9 +308,11 @@ fn read(path: &Path) -> Result<String, IdentityError> {
 pub fn load(paths: &IdentityPaths) -> Result<Loaded, IdentityError> {
     recover(paths)?;
     let chain_pem = read(&paths.cert)?;
+    check_key_file(&paths.key)?;
     let key_pem = read(&paths.key)?;
     let trust_pem = read(&paths.trust)?;
-    let trust = parse_certs(&trust_pem, &paths.trust)?;
+    let info = read_info(paths)?;
+    let trust = pinned_anchors(paths, parse_certs(&trust_pem, &paths.trust)?, info.as_ref())?;
     let certified = certified_key(&chain_pem, &key_pem, paths)?;
     let validity = validity_of(&certified.cert[0])?;
     Ok(Loaded {
@@ -302,8 +320,91 @@ pub fn load(paths: &IdentityPaths) -> Result<Loaded, IdentityError> {
         trust,
         retired: retired_cas(&trust_pem),
         validity,
-        info: read_info(paths)?,
+        info,
     })
+}
+
+/// The roots of `trust.pem` the agent trusts: with a pin recorded at
+/// enrollment, only the pinned root (any other certificate, e.g. one a
+/// compromised collector sent before this check existed, is logged and
+/// ignored); without one, all of them. A `trust.pem` without the pinned
+/// root at all was not written by enrollment or renewal (both refuse such
+/// a bundle) but edited on this machine: it is used as it is, logged, and
+/// the collector's chain then fails to verify (`doctor` reports it as a
+/// pin mismatch).
+fn pinned_anchors(
+    paths: &IdentityPaths,
+    certs: Vec<CertificateDer<'static>>,
+    info: Option<&AgentInfo>,
+) -> Result<Vec<CertificateDer<'static>>, IdentityError> {
+    let Some(pinned) = info
+        .and_then(|i| i.pinned_root.as_deref())
+        .and_then(pin_from_hex)
+    else {
+        return Ok(certs);
+    };
+    let (kept, refused) = super::anchors::only_pinned(certs.clone(), &pinned);
+    if kept.is_empty() {
+        tracing::error!(
+            path = %paths.trust.display(),
+            pinned_root = %pin_hex(&pinned),
+            "the trust bundle does not hold the root CA pinned at enrollment; the collector will not verify: enroll the agent again with a new token"
+        );
+        return Ok(certs);
+    }
+    for r in &refused {
+        tracing::error!(
+            path = %paths.trust.display(),
+            subject = %r.subject,
+            spki_sha256 = %r.spki_sha256,
+            "the trust bundle holds a certificate that is not the pinned root CA; it is not trusted"
+        );
+    }
+    Ok(kept)
+}
+
+/// Refuses a private key file other users may read, or one that belongs to
+/// another user than the one running the agent (root, e.g. `doctor` or
+/// `install`, may read the service account's key). Unix only: on Windows
+/// the installer's ACLs protect the state directory.
+pub fn check_key_file(path: &Path) -> Result<(), IdentityError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(IdentityError::NotEnrolled {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(io_err(path)(e)),
+        };
+        let mode = meta.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(invalid(
+                path,
+                format!(
+                    "the private key is readable by other users (mode {mode:04o}); run `chmod 600 {}` as its owner",
+                    path.display()
+                ),
+            ));
+        }
+        let running = nix::unistd::geteuid();
+        if !running.is_root() && meta.uid() != running.as_raw() {
+            return Err(invalid(
+                path,
+                format!(
+                    "the private key belongs to user id {}, not to the user running the agent ({}); `chown` it to the agent's service account",
+                    meta.uid(),
+                    running.as_raw()
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// `agent.json`, if present.

@@ -101,13 +101,13 @@ fn interrupted_swaps_are_finished_or_discarded() {
     let dir = tempfile::tempdir().unwrap();
     let paths = IdentityPaths::in_state_dir(dir.path());
     store(&paths, &old_key, &old_chain, &trust).unwrap();
-    fs::write(next(&paths.key), &new_key).unwrap();
+    write_atomic(&next(&paths.key), new_key.as_bytes(), true).unwrap();
     let l = load(&paths).unwrap();
     assert_eq!(l.validity.lifetime_ms(), 86400 * 1000);
     assert!(!next(&paths.key).exists());
 
     // Crash with both .next files complete: the new pair is installed.
-    fs::write(next(&paths.key), &new_key).unwrap();
+    write_atomic(&next(&paths.key), new_key.as_bytes(), true).unwrap();
     fs::write(next(&paths.cert), &new_chain).unwrap();
     assert_eq!(
         load(&paths).unwrap().validity.lifetime_ms(),
@@ -148,4 +148,61 @@ fn new_key_makes_a_p256_csr_without_the_private_key() {
     use rcgen::PublicKeyData;
     assert_eq!(params.public_key.der_bytes(), key.der_bytes());
     assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_key_file_other_users_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let paths = IdentityPaths::in_state_dir(dir.path());
+    let (root, issuing) = pki();
+    let (key, chain, trust) =
+        agent_identity(&root, &issuing, &sample_uri(), Duration::from_secs(86400));
+    store(&paths, &key, &chain, &trust).unwrap();
+    load(&paths).unwrap();
+    for mode in [0o640, 0o604, 0o644] {
+        fs::set_permissions(&paths.key, fs::Permissions::from_mode(mode)).unwrap();
+        let e = load(&paths).err().expect("refused").to_string();
+        assert!(e.contains(&paths.key.display().to_string()), "{e}");
+        assert!(e.contains("chmod 600"), "{e}");
+    }
+    fs::set_permissions(&paths.key, fs::Permissions::from_mode(0o600)).unwrap();
+    load(&paths).unwrap();
+}
+
+#[test]
+fn only_the_pinned_root_of_trust_pem_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = IdentityPaths::in_state_dir(dir.path());
+    let (root, issuing) = pki();
+    let usurper = Ca::root("usurper");
+    let uri = sample_uri();
+    let (key, chain, _) = agent_identity(&root, &issuing, &uri, Duration::from_secs(86400));
+    // A root added to trust.pem (by a collector, before agents refused it).
+    let trust = format!("{}{}", usurper.pem, root.pem);
+    store(&paths, &key, &chain, &trust).unwrap();
+    let mut info = AgentInfo {
+        agent_id: uri.agent_id,
+        ibge: uri.ibge.to_string(),
+        collector: "https://127.0.0.1:7443".into(),
+        enrolled_at: Utc::now(),
+        renewed_at: None,
+        clock_offset_ms: 0,
+        pinned_root: None,
+    };
+    write_info(&paths, &info).unwrap();
+    assert_eq!(load(&paths).unwrap().trust.len(), 2, "no pin: all of them");
+
+    info.pinned_root = Some(pin_hex(&spki_pin_of(&root.der).unwrap()));
+    write_info(&paths, &info).unwrap();
+    assert_eq!(load(&paths).unwrap().trust, vec![root.der.clone()]);
+
+    // A trust.pem without the pinned root was edited here: used as it is
+    // (the collector's chain then fails to verify).
+    info.pinned_root = Some(pin_hex(&spki_pin_of(&issuing.der).unwrap()));
+    write_info(&paths, &info).unwrap();
+    assert_eq!(load(&paths).unwrap().trust.len(), 2);
+    assert_eq!(pin_from_hex(&"ab".repeat(32)), Some([0xab; 32]));
+    assert_eq!(pin_from_hex("abc"), None);
 }
