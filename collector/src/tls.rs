@@ -47,6 +47,15 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client verifier: {0}")]
     Verifier(String),
+    #[error(transparent)]
+    KeyFile(#[from] crate::pki::PkiError),
+}
+
+/// The server's private key (`[tls] key_file`), refused when other users
+/// may read it or it belongs to another user.
+fn server_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    crate::pki::check_private_key_file(path)?;
+    load_key(path)
 }
 
 /// Installs the process-wide crypto provider (ring). Idempotent.
@@ -244,7 +253,7 @@ pub fn server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(load_certs(&cfg.cert_file)?, load_key(&cfg.key_file)?)?;
+        .with_single_cert(load_certs(&cfg.cert_file)?, server_key(&cfg.key_file)?)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     // No session resumption: a resumed session would skip the client
     // certificate checks (expiry, revocation) that every handshake must make.
@@ -260,7 +269,7 @@ pub fn http_server_config(cfg: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, 
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
-        .with_single_cert(load_certs(&cfg.cert_file)?, load_key(&cfg.key_file)?)?;
+        .with_single_cert(load_certs(&cfg.cert_file)?, server_key(&cfg.key_file)?)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

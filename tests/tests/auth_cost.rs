@@ -418,7 +418,8 @@ async fn run_requests_are_bounded_per_municipality() -> anyhow::Result<()> {
     let s = stack("").await?;
     let ibge = s.munis[0].ibge;
     let pool = s.collector_pool().await?;
-    let plans = transmissor_collector::plans::PublishedPlans::load(pool.clone(), true).await?;
+    let plans =
+        transmissor_collector::plans::PublishedPlans::load(pool.clone(), None, true).await?;
     let ask = |job: Option<&'static str>| {
         let (pool, plans) = (pool.clone(), plans.clone());
         async move { run_requests::request(&pool, &plans, ibge, job, "test").await }

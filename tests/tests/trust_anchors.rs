@@ -4,6 +4,7 @@
 //! key cannot stay beside the collector, and lifetimes have upper bounds in
 //! the config and on the command line.
 
+use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,8 +167,24 @@ async fn the_collector_does_not_serve_beside_the_root_key() -> Result<()> {
     );
     assert!(text.contains("offline"), "{text}");
 
-    // Moved offline again, the collector starts and enrolls agents.
+    // Moved offline again; but a server key other users may read is
+    // refused too (`[tls] key_file`), naming the file and the fix.
     std::fs::remove_file(ca_dir.join("root.key"))?;
+    let server_key = ca_dir.join("server.key");
+    let private = std::fs::metadata(&server_key)?.permissions();
+    std::fs::set_permissions(&server_key, std::fs::Permissions::from_mode(0o644))?;
+    let e = s
+        .start_collector_in_process()
+        .await
+        .expect_err("refused to start with a readable server key");
+    let text = format!("{e:#}");
+    assert!(
+        text.contains(&server_key.display().to_string()) && text.contains("chmod 600"),
+        "{text}"
+    );
+    std::fs::set_permissions(&server_key, private)?;
+
+    // Then the collector starts and enrolls agents.
     s.start_collector_in_process().await?;
     let paths = IdentityPaths::in_state_dir(&s.dir.join("agent-a"));
     let token = s.issue_token(A.0, DAY).await?;
