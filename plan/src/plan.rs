@@ -33,10 +33,12 @@
 //! agent holds; the target column is `text`) or `drop` (the column never
 //! leaves the municipal server). Every column the job returns whose name is
 //! in the personal-data list (`personal_data.toml`, plus the plan's own
-//! `personal_data` patterns) must have a policy: `transmissor-plan
-//! check`/`sign` refuse the plan otherwise ([`crate::check_personal_data`]),
-//! and the agent fails such a job, on the column names the database
-//! describes, before extracting a row.
+//! `personal_data` patterns), or whose value is computed from such a column
+//! under any name ([`crate::lineage`]), must have a policy:
+//! `transmissor-plan check`/`sign` refuse the plan otherwise
+//! ([`crate::check_personal_data`]), and the agent fails such a job, on the
+//! column names the database describes and on the lineage of the plan's
+//! SQL, before extracting a row.
 //!
 //! A plan without jobs is valid: it stops every extraction it replaces.
 

@@ -235,6 +235,10 @@ async fn tls_handshakes_in_progress_are_capped() -> anyhow::Result<()> {
     for c in &mut idle {
         c.write_all(&[0x16]).await?;
     }
+    // A connection asks for a slot when its first byte is seen, in its own
+    // task: give the server a moment to see both before the third arrives
+    // (otherwise the third may take a slot first and rightly complete).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let waited = tokio::time::timeout(Duration::from_secs(2), enroll(&s, &token, &csr)).await;
     assert!(
         waited.is_err(),

@@ -101,6 +101,8 @@ cert_file = "server.pem"
 key_file = "server.key"
 [database]
 url = "postgres://collector@127.0.0.1:5432/analytic"
+[plans]
+allow_local_jobs = true
 [http]
 HTTP
 "#;
