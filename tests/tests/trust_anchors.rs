@@ -207,6 +207,8 @@ key_file = "server.key"
 [database]
 url = "postgres://collector@127.0.0.1:5432/analytic"
 password_env = "TRANSMISSOR_DB_PASSWORD"
+[plans]
+allow_local_jobs = true
 [ca]
 dir = "ca"
 {lines}
