@@ -38,6 +38,10 @@ pub enum OperatorError {
     Exists(String),
     #[error("no enabled operator {0:?}")]
     NotFound(String),
+    #[error(
+        "operator {0:?} is the last enabled admin: add another admin first, or nobody could manage operators, plans or tokens"
+    )]
+    LastAdmin(String),
     #[error("the password must have at least {min} characters")]
     WeakPassword { min: usize },
     #[error("password hashing: {0}")]
@@ -111,9 +115,13 @@ pub async fn add(
     Ok(id)
 }
 
-/// Disables an operator and ends their sessions.
+/// Disables an operator and ends their sessions. The last enabled admin
+/// cannot be disabled (whoever asks: the CLI or the admin themselves).
 pub async fn disable(pool: &PgPool, name: &str, actor: &str) -> Result<(), OperatorError> {
     let mut tx = pool.begin().await?;
+    sqlx::query(include_str!("operators/queries/admins_lock.sql"))
+        .execute(&mut *tx)
+        .await?;
     let id: Option<i64> =
         sqlx::query_scalar(include_str!("operators/queries/operator_disable.sql"))
             .bind(name)
@@ -121,6 +129,13 @@ pub async fn disable(pool: &PgPool, name: &str, actor: &str) -> Result<(), Opera
             .await?;
     if id.is_none() {
         return Err(OperatorError::NotFound(name.to_string()));
+    }
+    let admins: i64 = sqlx::query_scalar(include_str!("operators/queries/admins_enabled.sql"))
+        .fetch_one(&mut *tx)
+        .await?;
+    if admins == 0 {
+        // Rolled back with the transaction: the operator stays enabled.
+        return Err(OperatorError::LastAdmin(name.to_string()));
     }
     audit::record(
         &mut tx,

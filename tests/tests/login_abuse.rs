@@ -456,3 +456,40 @@ async fn a_login_flood_stays_on_the_bounded_pool() -> Result<()> {
     stack.stop_collector().await?;
     Ok(())
 }
+
+/// The last enabled admin cannot be disabled, by the CLI's path or by
+/// the admin themselves, and two admins disabling each other at once
+/// leave one of them enabled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_admin_cannot_be_disabled() -> Result<()> {
+    use transmissor_collector::operators::{self, OperatorError, Role};
+    let s = Stack::new(&[A]).await?;
+    let pool = s.collector_pool().await?;
+    let enabled_admins = || async {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM transmissor.operators WHERE role = 'admin' AND disabled_at IS NULL",
+        )
+        .fetch_one(&pool)
+        .await?;
+        anyhow::Ok(n)
+    };
+    let password = "a long enough password";
+    operators::add(&pool, "ana", Role::Admin, password, "test").await?;
+    operators::add(&pool, "caio", Role::Operator, password, "test").await?;
+    match operators::disable(&pool, "ana", "ana").await {
+        Err(OperatorError::LastAdmin(name)) => assert_eq!(name, "ana"),
+        other => panic!("the last admin was disabled: {other:?}"),
+    }
+    assert_eq!(enabled_admins().await?, 1, "rolled back: ana stays enabled");
+    // Non-admins may still be disabled.
+    operators::disable(&pool, "caio", "ana").await?;
+
+    operators::add(&pool, "bia", Role::Admin, password, "ana").await?;
+    let (x, y) = tokio::join!(
+        operators::disable(&pool, "ana", "bia"),
+        operators::disable(&pool, "bia", "ana")
+    );
+    assert!(x.is_ok() != y.is_ok(), "exactly one of {x:?} / {y:?}");
+    assert_eq!(enabled_admins().await?, 1);
+    Ok(())
+}

@@ -53,6 +53,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    /// The request conflicts with the state (e.g. disabling the last admin).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
     /// A database failure, described without data values.
     pub fn database(e: &sqlx::Error) -> Self {
         tracing::warn!(error = %crate::pg_error::describe(e), "http request failed on the database");

@@ -131,6 +131,7 @@ fn operator_error(e: OperatorError) -> ApiError {
     match e {
         OperatorError::Database(db) => ApiError::database(&db),
         OperatorError::NotFound(_) => ApiError::not_found(e.to_string()),
+        OperatorError::LastAdmin(_) => ApiError::conflict(e.to_string()),
         other => ApiError::bad_request(other.to_string()),
     }
 }
