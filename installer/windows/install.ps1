@@ -407,7 +407,11 @@ function Invoke-Doctor {
     } else {
         $cmdArgs = "check --config `"$ConfigFile`""
     }
-    $report = Join-Path $LogDir 'install-doctor.txt'
+    # The report goes where only SYSTEM and Administrators write (config\):
+    # in logs\ the service could plant a junction and an object-manager
+    # link, and SYSTEM's redirection would then overwrite any file.
+    $report = Join-Path $ConfigDir 'install-doctor.txt'
+    Assert-NotReparsePoint $ConfigDir
     $taskName = 'transmissor-agent-doctor'
     Remove-Item -LiteralPath $report -Force -ErrorAction SilentlyContinue
     $action = New-ScheduledTaskAction -Execute 'cmd.exe' `

@@ -31,6 +31,10 @@ pub enum AccountError {
     Vanished(String),
     #[error("`{0}` not found: install the shadow utilities (Debian: passwd)")]
     NoTool(&'static str),
+    #[error(
+        "user {name} exists but is not a service account ({why}): it would own the agent's key, the pseudonym key and the spool; remove or rename it, then run the installer again"
+    )]
+    NotAServiceAccount { name: String, why: String },
 }
 
 /// A user as its passwd entry says.
@@ -41,6 +45,35 @@ pub struct User {
     /// Primary group.
     pub gid: u32,
     pub home: PathBuf,
+    /// Login shell.
+    pub shell: PathBuf,
+}
+
+/// Highest uid of a system account (Debian's `SYS_UID_MAX`).
+const SYS_UID_MAX: u32 = 999;
+
+impl User {
+    /// Why this account must not be the service account, if it must not:
+    /// root, a person's account (uid above the system range) or one that
+    /// can log in, or one with another home than the installer gives it.
+    fn not_a_service_account(&self, home: &Path) -> Option<String> {
+        let shell = self.shell.to_string_lossy();
+        if self.uid == 0 {
+            Some("uid 0".into())
+        } else if self.uid > SYS_UID_MAX {
+            Some(format!("uid {} is a person's, not a system uid", self.uid))
+        } else if !(shell.ends_with("/nologin") || shell.ends_with("/false")) {
+            Some(format!("its shell {shell} allows logins"))
+        } else if self.home != home {
+            Some(format!(
+                "its home is {}, not {}",
+                self.home.display(),
+                home.display()
+            ))
+        } else {
+            None
+        }
+    }
 }
 
 impl User {
@@ -68,6 +101,7 @@ pub fn lookup_user(root: &Path, name: &str) -> Result<Option<User>, AccountError
             uid: u.uid.as_raw(),
             gid: u.gid.as_raw(),
             home: u.dir,
+            shell: u.shell,
         }));
     }
     Ok(entries(&root.join("etc/passwd"))?
@@ -79,6 +113,7 @@ pub fn lookup_user(root: &Path, name: &str) -> Result<Option<User>, AccountError
                 uid: f.get(2)?.parse().ok()?,
                 gid: f.get(3)?.parse().ok()?,
                 home: PathBuf::from(f.get(5)?),
+                shell: PathBuf::from(f.get(6).map_or("", |s| s.as_str())),
             })
         }))
 }
@@ -125,9 +160,17 @@ fn tool(name: &'static str, root: &Path) -> Result<Command, AccountError> {
     Ok(cmd)
 }
 
-/// The user `name` (and its group), created when missing.
+/// The user `name` (and its group), created when missing. An existing
+/// account of that name is used only when it is a system account that
+/// cannot log in, with the installer's home.
 pub fn ensure(root: &Path, name: &str, home: &Path) -> Result<(User, Outcome), AccountError> {
     if let Some(u) = lookup_user(root, name)? {
+        if let Some(why) = u.not_a_service_account(home) {
+            return Err(AccountError::NotAServiceAccount {
+                name: name.into(),
+                why,
+            });
+        }
         return Ok((u, Outcome::Unchanged));
     }
     let mut cmd = tool("useradd", root)?;
@@ -210,5 +253,40 @@ mod tests {
         assert_eq!(u.home, Path::new("/var/lib/transmissor"));
         assert_eq!(lookup_group(d.path(), "transmissor").unwrap(), Some(997));
         assert_eq!(lookup_user(d.path(), "nobody").unwrap(), None);
+        let home = Path::new("/var/lib/transmissor");
+        assert_eq!(u.not_a_service_account(home), None);
+    }
+
+    #[test]
+    fn an_existing_account_that_is_not_a_service_account_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        let home = Path::new("/var/lib/transmissor");
+        for (line, why) in [
+            (
+                "transmissor:x:0:0::/var/lib/transmissor:/usr/sbin/nologin",
+                "uid 0",
+            ),
+            (
+                "transmissor:x:1000:1000::/var/lib/transmissor:/usr/sbin/nologin",
+                "uid 1000",
+            ),
+            (
+                "transmissor:x:998:997::/var/lib/transmissor:/bin/bash",
+                "/bin/bash",
+            ),
+            (
+                "transmissor:x:998:997::/home/transmissor:/usr/sbin/nologin",
+                "/home/transmissor",
+            ),
+        ] {
+            std::fs::write(d.path().join("etc/passwd"), format!("{line}\n")).unwrap();
+            match ensure(d.path(), "transmissor", home) {
+                Err(e @ AccountError::NotAServiceAccount { .. }) => {
+                    assert!(e.to_string().contains(why), "{e}")
+                }
+                other => panic!("{line}: {other:?}"),
+            }
+        }
     }
 }
