@@ -146,6 +146,19 @@ pub struct PlanJob<'a> {
     pub pec: Option<&'a str>,
 }
 
+/// An expiry far enough away for any test.
+pub const LATER: &str = "2099-01-01T00:00:00Z";
+
+/// A snapshot job over the teams dimension (no personal data), weekdays.
+pub const EQUIPES: PlanJob<'static> = PlanJob {
+    name: "equipes",
+    target: "plan_equipes",
+    mode: "snapshot",
+    sql: "SELECT co_seq_dim_equipe, nu_ine, no_equipe, st_registro_valido, ds_filtro FROM tb_dim_equipe",
+    cron: "30 2 * * 1-5",
+    pec: None,
+};
+
 /// A plan text: `scope` is `"all"` or a TOML list; `expires` an RFC 3339 time.
 pub fn plan_toml(
     version: u64,

@@ -11,21 +11,11 @@ use anyhow::Result;
 
 use transmissor_tests::pec::Scale;
 use transmissor_tests::plans::{
-    PlanJob, PlanKey, agent_plan_section, collector_plan_keys, plan_toml, run_now,
+    EQUIPES, LATER, PlanKey, agent_plan_section, collector_plan_keys, plan_toml, run_now,
 };
 use transmissor_tests::stack::{Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
-const LATER: &str = "2099-01-01T00:00:00Z";
-
-const EQUIPES: PlanJob<'static> = PlanJob {
-    name: "equipes",
-    target: "plan_equipes",
-    mode: "snapshot",
-    sql: "SELECT co_seq_dim_equipe, nu_ine, no_equipe, st_registro_valido, ds_filtro FROM tb_dim_equipe",
-    cron: "30 2 * * 1-5",
-    pec: None,
-};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_floor_and_a_rotation_hold_against_a_replaying_collector() -> Result<()> {

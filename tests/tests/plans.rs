@@ -34,15 +34,14 @@ use transmissor_tests::client;
 use transmissor_tests::pec::Scale;
 use transmissor_tests::pg::wait_until;
 use transmissor_tests::plans::{
-    PlanJob, PlanKey, agent_plan_section, collector_plan_keys, count, key_list_toml, plan_toml,
-    run_now, spawn_service, wait_log,
+    EQUIPES, LATER, PlanJob, PlanKey, agent_plan_section, collector_plan_keys, count,
+    key_list_toml, plan_toml, run_now, spawn_service, wait_log,
 };
 use transmissor_tests::procs::bin;
 use transmissor_tests::stack::{Job, Municipality, Stack, StackOptions};
 
 const A: (&str, &str) = ("3550308", "São Paulo");
 const B: (&str, &str) = ("3304557", "Rio de Janeiro");
-const LATER: &str = "2099-01-01T00:00:00Z";
 
 fn central(
     stack: &Stack,
@@ -52,15 +51,6 @@ fn central(
 ) -> Result<std::path::PathBuf> {
     stack.agent_config(m, &[], &agent_plan_section(keys, root))
 }
-
-const EQUIPES: PlanJob<'static> = PlanJob {
-    name: "equipes",
-    target: "plan_equipes",
-    mode: "snapshot",
-    sql: "SELECT co_seq_dim_equipe, nu_ine, no_equipe, st_registro_valido, ds_filtro FROM tb_dim_equipe",
-    cron: "30 2 * * 1-5",
-    pec: None,
-};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signed_plans_run_and_bad_ones_never_replace_them() -> Result<()> {
