@@ -164,6 +164,63 @@ pub fn replace_file_in(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Writes, syncs and removes a small file `name` in `dir`, to prove the
+/// directory takes writes, safely when the caller is root and `dir` sits in
+/// a directory another user controls: `dir` is opened without following a
+/// final link (a planted link is refused, naming it), and the file is
+/// created new relative to that descriptor and removed through it.
+#[cfg(unix)]
+pub fn probe_write_in(dir: &Path, name: &str) -> io::Result<()> {
+    use nix::fcntl::{OFlag, open, openat};
+    use nix::sys::stat::Mode;
+    use nix::unistd::{UnlinkatFlags, unlinkat};
+    use std::io::Write;
+
+    let dir_fd = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        // With O_DIRECTORY a final link gives ENOTDIR, not ELOOP.
+        if fs::symlink_metadata(dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            refused_link(io::Error::from(nix::errno::Errno::ELOOP), dir)
+        } else {
+            io::Error::from(e)
+        }
+    })?;
+    let fd = openat(
+        &dir_fd,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(FILE_MODE),
+    )?;
+    let mut f = File::from(fd);
+    let written = f.write_all(&[0u8; 4096]).and_then(|()| f.sync_all());
+    drop(f);
+    let removed = unlinkat(&dir_fd, name, UnlinkatFlags::NoRemoveDir);
+    written?;
+    removed.map_err(io::Error::from)
+}
+
+/// Writes, syncs and removes a small file `name` in `dir` (Windows: the
+/// installer's ACLs protect the directory).
+#[cfg(not(unix))]
+pub fn probe_write_in(dir: &Path, name: &str) -> io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        f.write_all(&[0u8; 4096])?;
+        f.sync_all()
+    })();
+    let _ = fs::remove_file(&path);
+    result
+}
+
 /// `S_IFDIR`, the directory bit of `st_mode`.
 #[cfg(unix)]
 fn libc_dir_bit() -> u32 {

@@ -102,6 +102,49 @@ fn doctor_summary_follows_no_planted_link() -> Result<()> {
     Ok(())
 }
 
+/// The doctor's spool check (run as root) proves the spool takes writes
+/// by creating and removing a file there; through a `spool` the agent's
+/// user replaced by a link, root would create and remove files in any
+/// directory. The link is refused and named; the directory it points to
+/// sees nothing.
+#[test]
+fn doctor_spool_probe_follows_no_planted_link() -> Result<()> {
+    use transmissor_agent::doctor::{Finding, local};
+    let owner = other_user()?;
+    let dir = tempfile::tempdir()?;
+    let out = outside(dir.path())?;
+    let state = state_dir(dir.path(), owner)?;
+    symlink(&out, state.join("spool"))?;
+    let before = fs::metadata(&out)?.mtime_nsec() + fs::metadata(&out)?.mtime() * 1_000_000_000;
+    let config = transmissor_agent::config::AgentConfig::parse(&format!(
+        r#"
+version = 1
+[agent]
+state_dir = "{}"
+[source]
+host = "127.0.0.1"
+dbname = "esus"
+user = "leitor"
+password_env = "PGPASS_TEST"
+[collector]
+endpoint = "https://127.0.0.1:7443"
+[plan]
+keys = ["ed25519:3iOpMFQd2PBvFd9OoeYj/InUkkZfnNdqcfTM4DmMjJo="]
+"#,
+        state.display()
+    ))?;
+    let item = local::spool(&config);
+    match &item.finding {
+        Finding::SpoolNotWritable { error, .. } => {
+            ensure!(error.contains("symbolic link"), "{error}")
+        }
+        other => anyhow::bail!("the spool check went through the link: {other:?}"),
+    }
+    let after = fs::metadata(&out)?.mtime_nsec() + fs::metadata(&out)?.mtime() * 1_000_000_000;
+    assert_eq!(before, after, "nothing was created or removed outside");
+    Ok(())
+}
+
 #[test]
 fn install_chown_tree_stays_inside() -> Result<()> {
     if !is_root() {

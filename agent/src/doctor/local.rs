@@ -3,7 +3,6 @@
 //! can be written with room to spare. Neither creates anything: a doctor
 //! run as root must not leave root-owned files in the agent's directories.
 
-use std::io::Write;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -173,20 +172,12 @@ pub fn spool(cfg: &AgentConfig) -> Item {
     Item::new(Check::Spool, f)
 }
 
-/// Writes, syncs and removes a small file in `dir`.
+/// Writes, syncs and removes a small file in `dir`, never through a
+/// planted link (the doctor runs as root; the spool is the service's).
 fn probe_write(dir: &Path) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("{} does not exist", dir.display()));
     }
-    let path = dir.join(format!(".doctor-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        f.write_all(&[0u8; 4096])?;
-        f.sync_all()
-    })();
-    let _ = std::fs::remove_file(&path);
-    result.map_err(|e| e.to_string())
+    let name = format!(".doctor-{}", std::process::id());
+    crate::private_fs::probe_write_in(dir, &name).map_err(|e| e.to_string())
 }
