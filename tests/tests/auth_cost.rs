@@ -365,6 +365,60 @@ async fn concurrent_begins_never_pass_the_open_quota() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Jobs that never began are recorded (so their failure shows) and count
+/// against the agent's daily quota: a burst of them stops exactly there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_begun_jobs_never_pass_the_daily_quota() -> anyhow::Result<()> {
+    let s = stack(
+        "max_transmissions_per_agent_per_day = 20\nmax_calls_per_agent = 400\nmax_calls_per_connection = 64\nmax_streams_per_connection = 64",
+    )
+    .await?;
+    let a = s.munis[0].clone();
+    let mut aborts = tokio::task::JoinSet::new();
+    for _ in 0..5 {
+        let c = transmission(&s, &a)?;
+        for _ in 0..30 {
+            let mut c = c.clone();
+            aborts.spawn(async move {
+                c.abort(pb::AbortRequest {
+                    run_id: Uuid::now_v7().to_string(),
+                    job: "quota".into(),
+                    reason: "the query failed while being described".into(),
+                    failed: true,
+                    mode: pb::Mode::Append as i32,
+                    target: "t_quota".into(),
+                    plan_version: "test".into(),
+                    ..Default::default()
+                })
+                .await
+            });
+        }
+    }
+    let (mut recorded, mut over) = (0, 0);
+    while let Some(done) = aborts.join_next().await {
+        match done? {
+            Ok(_) => recorded += 1,
+            Err(e) if e.code() == Code::ResourceExhausted => {
+                assert!(
+                    e.message().contains("max_transmissions_per_agent_per_day"),
+                    "{e:?}"
+                );
+                over += 1;
+            }
+            Err(e) if e.code() == Code::Unavailable => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    let stored = count(&s, "SELECT count(*) FROM transmissor.transmissions").await?;
+    assert_eq!(stored, recorded, "answers and the database agree");
+    assert!(
+        stored <= 20,
+        "{stored} recorded, {over} refused: the quota is 20"
+    );
+    assert!(over > 0, "nothing was refused");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_digest_is_refused_and_nothing_big_is_stored() -> anyhow::Result<()> {
     let s = stack("").await?;

@@ -357,7 +357,6 @@ impl Loader {
                 match found {
                     Some((id,)) => id,
                     None => {
-                        self.admit_transmission(caller).await?;
                         // Never begun (e.g. the query failed while being described):
                         // record it so the failure shows like any transmission.
                         check_plain("job", &job)
@@ -365,6 +364,10 @@ impl Loader {
                         check_plain("target", &target)
                             .map_err(|e| CollectorError::InvalidArgument(e.to_string()))?;
                         crate::admission::check_len("plan_version", &plan_version, 200)?;
+                        // Counted against the daily quota exactly, like a
+                        // Begin: checked and inserted under the agent's lock.
+                        let mut tx = self.pool.begin().await?;
+                        self.admit_transmission_locked(&mut tx, caller).await?;
                         sqlx::query(
                             "INSERT INTO transmissor.transmissions \
                                (ibge, agent_id, run_id, job, mode, target, plan_version, columns, state, error, finished_at) \
@@ -380,8 +383,9 @@ impl Loader {
                         .bind(&plan_version)
                         .bind(state.as_str())
                         .bind(&reason)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?;
+                        tx.commit().await?;
                         tracing::warn!(ibge = %caller.ibge, %job, state = state.as_str(), %reason, "job ended before its transmission began");
                         return Ok(state);
                     }
