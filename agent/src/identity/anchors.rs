@@ -66,7 +66,9 @@ impl Anchors {
     }
 }
 
-/// One `-----BEGIN <label>----- … -----END <label>-----` block of a PEM text.
+/// One `-----BEGIN <label>----- … -----END <label>-----` block of a PEM
+/// text, with the line ending that follows it (`\r\n` where the PEM was
+/// written on Windows), so a kept bundle is the collector's bytes.
 struct Block<'a> {
     label: &'a str,
     text: &'a str,
@@ -84,12 +86,18 @@ fn blocks(text: &str) -> Vec<Block<'_>> {
         };
         let label = &text[label_start..label_start + label_len];
         let end_marker = format!("-----END {label}-----");
-        let Some(end) = text[label_start..]
+        let Some(mut end) = text[label_start..]
             .find(&end_marker)
             .map(|i| label_start + i + end_marker.len())
         else {
             break;
         };
+        for eol in ["\r\n", "\n"] {
+            if text[end..].starts_with(eol) {
+                end += eol.len();
+                break;
+            }
+        }
         out.push(Block {
             label,
             text: &text[at..end],
@@ -97,6 +105,14 @@ fn blocks(text: &str) -> Vec<Block<'_>> {
         rest = end;
     }
     out
+}
+
+/// Appends a block, ending its line if the bundle did not.
+fn push_block(pem: &mut String, block: &str) {
+    pem.push_str(block);
+    if !block.ends_with('\n') {
+        pem.push('\n');
+    }
 }
 
 fn subject_of(der: &CertificateDer<'_>) -> String {
@@ -125,8 +141,7 @@ pub fn select(bundle_pem: &str, allowed: &[[u8; 32]]) -> Result<Anchors, AnchorE
                 Some(pin) if allowed.contains(&pin) => {
                     if !kept.contains(&pin) {
                         kept.push(pin);
-                        pem.push_str(b.text);
-                        pem.push('\n');
+                        push_block(&mut pem, b.text);
                     }
                 }
                 pin => refused.push(Refused {
@@ -135,8 +150,7 @@ pub fn select(bundle_pem: &str, allowed: &[[u8; 32]]) -> Result<Anchors, AnchorE
                 }),
             }
         } else if b.label == RETIRED_SECTION && !retired_cas(b.text).is_empty() {
-            pem.push_str(b.text);
-            pem.push('\n');
+            push_block(&mut pem, b.text);
         }
     }
     if kept.is_empty() {
