@@ -429,14 +429,23 @@ fn set_pool(stack: &Stack, pool: u32) -> Result<()> {
     let path = &stack.collector_config;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // Only `[database] max_connections`: `[server]` has keys that start
+    // alike (`max_connections_per_source`, `max_connections_without_…`).
     let mut found = false;
+    let mut section = String::new();
     let lines: Vec<String> = (text.lines())
-        .map(|l| match l.trim_start().starts_with("max_connections") {
-            true => {
+        .map(|l| {
+            let t = l.trim();
+            if t.starts_with('[') {
+                section = t.to_string();
+            }
+            let key = t.split_once('=').map(|(k, _)| k.trim());
+            if section == "[database]" && key == Some("max_connections") {
                 found = true;
                 format!("max_connections = {pool}")
+            } else {
+                l.to_string()
             }
-            false => l.to_string(),
         })
         .collect();
     if !found {
