@@ -46,7 +46,9 @@ use thiserror::Error;
 use transmissor_proto::limits;
 use transmissor_proto::names::check_plain;
 
+mod time;
 pub mod upload;
+pub use time::{LocalTime, TimeZone};
 pub use upload::{Rate, UploadConfig};
 
 pub const CONFIG_VERSION: u32 = 1;
@@ -336,38 +338,6 @@ pub struct ScheduleConfig {
 
 fn default_run_now_min_interval() -> Duration {
     Duration::from_secs(10 * 60)
-}
-
-/// A local time of day, `HH:MM`, parsed once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct LocalTime(pub chrono::NaiveTime);
-
-impl<'de> Deserialize<'de> for LocalTime {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        chrono::NaiveTime::parse_from_str(&s, "%H:%M")
-            .map(Self)
-            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a time of day HH:MM")))
-    }
-}
-
-/// An IANA time zone, parsed once (default America/Sao_Paulo).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimeZone(pub chrono_tz::Tz);
-
-impl Default for TimeZone {
-    fn default() -> Self {
-        Self(chrono_tz::America::Sao_Paulo)
-    }
-}
-
-impl<'de> Deserialize<'de> for TimeZone {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse::<chrono_tz::Tz>()
-            .map(Self)
-            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not an IANA time zone")))
-    }
 }
 
 /// `[metrics]`: `listen = "127.0.0.1:9464"` serves `/metrics` (Prometheus

@@ -125,7 +125,7 @@ pub async fn publish(
                 .execute(&mut *tx)
                 .await?;
             let newest: Option<i64> =
-                sqlx::query_scalar("SELECT max(version) FROM transmissor.plans")
+                sqlx::query_scalar(include_str!("queries/plans_newest_version.sql"))
                     .fetch_one(&mut *tx)
                     .await?;
             let newest = newest.unwrap_or(0);
